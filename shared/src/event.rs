@@ -1,0 +1,402 @@
+//! The connection event: one record per open, state change or close of a connection, in the
+//! spirit of Zeek's conn.log but emitted at each step rather than only at the end.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+
+/// What happened to the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// The connection appeared. Written as an `O` line.
+    Open,
+    /// Its state changed (TCP state, UDP replied). Written as an `S` line.
+    Update,
+    /// It ended (or the tracker gave up on it). Written as a `C` line.
+    Close,
+}
+
+impl EventKind {
+    /// The log's line letter.
+    pub fn letter(self) -> char {
+        match self {
+            EventKind::Open => 'O',
+            EventKind::Update => 'S',
+            EventKind::Close => 'C',
+        }
+    }
+}
+
+/// Who saw the connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// Netfilter connection tracking (ctnetlink events or a table dump).
+    Conntrack,
+    /// Packets, from a capture file or a live interface.
+    Pcap,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Conntrack => "conntrack",
+            Source::Pcap => "pcap",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        match s {
+            "conntrack" => Some(Source::Conntrack),
+            "pcap" => Some(Source::Pcap),
+            _ => None,
+        }
+    }
+}
+
+/// One direction of a connection: addresses and, for protocols that have them, ports. For ICMP
+/// the ports are `None` (the id/type/code, where a source knows them, go into `icmp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct FlowTuple {
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub sport: Option<u16>,
+    pub dport: Option<u16>,
+}
+
+impl FlowTuple {
+    pub fn new(src: IpAddr, dst: IpAddr, sport: Option<u16>, dport: Option<u16>) -> Self {
+        FlowTuple {
+            src,
+            dst,
+            sport,
+            dport,
+        }
+    }
+
+    /// The same flow seen from the other end.
+    pub fn reversed(&self) -> FlowTuple {
+        FlowTuple {
+            src: self.dst,
+            dst: self.src,
+            sport: self.dport,
+            dport: self.sport,
+        }
+    }
+}
+
+/// Where the connection runs relative to this host, as far as the source can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Direction {
+    /// From elsewhere to an address of this host.
+    Incoming,
+    /// From an address of this host to elsewhere.
+    Outgoing,
+    /// Through this host (routed, possibly NATed).
+    Forwarded,
+    /// Between two addresses of this host.
+    Local,
+    /// A packet capture cannot tell.
+    #[default]
+    Unknown,
+}
+
+impl Direction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Incoming => "in",
+            Direction::Outgoing => "out",
+            Direction::Forwarded => "fwd",
+            Direction::Local => "local",
+            Direction::Unknown => "-",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Direction> {
+        Some(match s {
+            "in" => Direction::Incoming,
+            "out" => Direction::Outgoing,
+            "fwd" => Direction::Forwarded,
+            "local" => Direction::Local,
+            "-" => Direction::Unknown,
+            _ => return None,
+        })
+    }
+}
+
+/// TCP states as conntrack names them (`nf_conntrack_tcp.h`); the packet tracker maps its own
+/// view onto the same set so both sources log the same letters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TcpState {
+    None,
+    SynSent,
+    SynRecv,
+    Established,
+    FinWait,
+    CloseWait,
+    LastAck,
+    TimeWait,
+    Close,
+    Listen,
+    SynSent2,
+}
+
+impl TcpState {
+    /// From conntrack's numeric TCP state (`CTA_PROTOINFO_TCP_STATE`).
+    pub fn from_conntrack(n: u8) -> TcpState {
+        match n {
+            1 => TcpState::SynSent,
+            2 => TcpState::SynRecv,
+            3 => TcpState::Established,
+            4 => TcpState::FinWait,
+            5 => TcpState::CloseWait,
+            6 => TcpState::LastAck,
+            7 => TcpState::TimeWait,
+            8 => TcpState::Close,
+            9 => TcpState::Listen,
+            10 => TcpState::SynSent2,
+            _ => TcpState::None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcpState::None => "NONE",
+            TcpState::SynSent => "SYN_SENT",
+            TcpState::SynRecv => "SYN_RECV",
+            TcpState::Established => "ESTABLISHED",
+            TcpState::FinWait => "FIN_WAIT",
+            TcpState::CloseWait => "CLOSE_WAIT",
+            TcpState::LastAck => "LAST_ACK",
+            TcpState::TimeWait => "TIME_WAIT",
+            TcpState::Close => "CLOSE",
+            TcpState::Listen => "LISTEN",
+            TcpState::SynSent2 => "SYN_SENT2",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TcpState> {
+        Some(match s {
+            "NONE" => TcpState::None,
+            "SYN_SENT" => TcpState::SynSent,
+            "SYN_RECV" => TcpState::SynRecv,
+            "ESTABLISHED" => TcpState::Established,
+            "FIN_WAIT" => TcpState::FinWait,
+            "CLOSE_WAIT" => TcpState::CloseWait,
+            "LAST_ACK" => TcpState::LastAck,
+            "TIME_WAIT" => TcpState::TimeWait,
+            "CLOSE" => TcpState::Close,
+            "LISTEN" => TcpState::Listen,
+            "SYN_SENT2" => TcpState::SynSent2,
+            _ => return None,
+        })
+    }
+}
+
+/// The connection's state as the log's `fl` column shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConnState {
+    Tcp(TcpState),
+    /// UDP (or another connectionless protocol) that has seen no reply yet.
+    Unreplied,
+    /// UDP (or another connectionless protocol) that has seen traffic both ways.
+    Replied,
+    /// A protocol without states we track.
+    Other,
+}
+
+impl ConnState {
+    /// The seed's one-letter flag: `e` established, `t` TIME_WAIT, `c` CLOSE, `w` the other wait
+    /// states (FIN_WAIT, CLOSE_WAIT, LAST_ACK), `s` handshake in progress (SYN_SENT, SYN_RECV,
+    /// SYN_SENT2, LISTEN), `U` unreplied, `-` replied or stateless.
+    pub fn flag(self) -> char {
+        match self {
+            ConnState::Tcp(t) => match t {
+                TcpState::Established => 'e',
+                TcpState::TimeWait => 't',
+                TcpState::Close => 'c',
+                TcpState::FinWait | TcpState::CloseWait | TcpState::LastAck => 'w',
+                TcpState::SynSent | TcpState::SynRecv | TcpState::SynSent2 | TcpState::Listen => {
+                    's'
+                }
+                TcpState::None => '-',
+            },
+            ConnState::Unreplied => 'U',
+            ConnState::Replied | ConnState::Other => '-',
+        }
+    }
+}
+
+/// Packet and byte counts, one set per direction. `*_ip_bytes` count whole IP packets (what
+/// conntrack's accounting counts); `*_bytes` count transport payload (only packet captures
+/// know it). Field names are Zeek's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Counters {
+    pub orig_pkts: u64,
+    pub orig_ip_bytes: u64,
+    pub resp_pkts: u64,
+    pub resp_ip_bytes: u64,
+    pub orig_bytes: Option<u64>,
+    pub resp_bytes: Option<u64>,
+}
+
+/// Problems a packet view reveals (miruo's lookups), each a count for the connection so far.
+/// All zero means nothing was noticed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Anomalies {
+    /// Data segments retransmitted later than the `--retransmit` threshold.
+    pub retransmits: u32,
+    /// SYN or SYN-ACK retransmissions.
+    pub syn_retransmits: u32,
+    /// RST segments counted under the `--rst` mode.
+    pub resets: u32,
+    /// Segments that arrived later than the `--long-delay` threshold after the previous one.
+    pub long_delays: u32,
+    /// IP fragments that carried this connection's packets.
+    pub fragments: u32,
+    /// The connection lasted longer than the `--long-connect` threshold.
+    pub long_connect: bool,
+}
+
+impl Anomalies {
+    pub fn is_empty(&self) -> bool {
+        *self == Anomalies::default()
+    }
+
+    /// The anomaly names and values, in the order the log writes them. Names are the log's
+    /// `key=value` keys and the SQLite/JSON field names.
+    pub fn entries(&self) -> [(&'static str, u32); 6] {
+        [
+            ("retrans", self.retransmits),
+            ("syn_retrans", self.syn_retransmits),
+            ("rst", self.resets),
+            ("long_delay", self.long_delays),
+            ("frag", self.fragments),
+            ("long_conn", self.long_connect as u32),
+        ]
+    }
+
+    /// Sets one anomaly from its log key; false when the key is not an anomaly key.
+    pub fn set(&mut self, key: &str, value: u32) -> bool {
+        match key {
+            "retrans" => self.retransmits = value,
+            "syn_retrans" => self.syn_retransmits = value,
+            "rst" => self.resets = value,
+            "long_delay" => self.long_delays = value,
+            "frag" => self.fragments = value,
+            "long_conn" => self.long_connect = value != 0,
+            _ => return false,
+        }
+        true
+    }
+}
+
+/// One thing that happened to one connection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnEvent {
+    pub kind: EventKind,
+    /// When it happened: the kernel's or the clock's time for conntrack, the packet's time for
+    /// captures.
+    pub ts: DateTime<Utc>,
+    pub source: Source,
+    /// Identifies the connection among those open at the same time: conntrack's id, or the
+    /// packet tracker's flow number. Sinks key on (source, conn_id, proto, orig).
+    pub conn_id: u64,
+    /// IP protocol number.
+    pub proto: u8,
+    /// The connection as its first packet travelled (originator → responder).
+    pub orig: FlowTuple,
+    /// The connection as replies travel, when the source knows it (conntrack). Differs from
+    /// `orig.reversed()` exactly when NAT rewrote something.
+    pub reply: Option<FlowTuple>,
+    /// The interface whose address is the originator, when the originator is this host.
+    pub src_iface: Option<String>,
+    /// The interface whose address is the responder, when the responder is this host.
+    pub dst_iface: Option<String>,
+    pub direction: Direction,
+    pub state: ConnState,
+    /// Seconds since the connection opened: so far for `Update`, total for `Close`.
+    pub duration: Option<f64>,
+    /// The connection was already open when the logger started (found by the start-up dump or a
+    /// resync), so its open time is not known.
+    pub found_at_start: bool,
+    pub counters: Option<Counters>,
+    pub anomalies: Anomalies,
+    /// Zeek's conn_state (S0, SF, REJ, ...), from the packet tracker.
+    pub zeek_state: Option<&'static str>,
+    /// Zeek's history letters, from the packet tracker.
+    pub history: Option<String>,
+    /// Zeek-style unique id of the connection (packet tracker).
+    pub uid: Option<String>,
+    /// Conntrack mark and zone, when non-zero.
+    pub mark: Option<u32>,
+    pub zone: Option<u16>,
+    /// Kernel start and stop time of the conntrack entry (`nf_conntrack_timestamp`).
+    pub kernel_start: Option<DateTime<Utc>>,
+    pub kernel_stop: Option<DateTime<Utc>>,
+}
+
+impl ConnEvent {
+    /// An event with only the identifying fields set; sources fill in the rest.
+    pub fn new(
+        kind: EventKind,
+        ts: DateTime<Utc>,
+        source: Source,
+        conn_id: u64,
+        proto: u8,
+        orig: FlowTuple,
+    ) -> ConnEvent {
+        ConnEvent {
+            kind,
+            ts,
+            source,
+            conn_id,
+            proto,
+            orig,
+            reply: None,
+            src_iface: None,
+            dst_iface: None,
+            direction: Direction::Unknown,
+            state: ConnState::Other,
+            duration: None,
+            found_at_start: false,
+            counters: None,
+            anomalies: Anomalies::default(),
+            zeek_state: None,
+            history: None,
+            uid: None,
+            mark: None,
+            zone: None,
+            kernel_start: None,
+            kernel_stop: None,
+        }
+    }
+
+    /// The address the log shows as source: the original sender (before any SNAT).
+    pub fn shown_src(&self) -> IpAddr {
+        self.orig.src
+    }
+
+    /// The address the log shows as destination: the final one, after any DNAT (the reply
+    /// comes from it).
+    pub fn shown_dst(&self) -> IpAddr {
+        self.reply.map(|r| r.src).unwrap_or(self.orig.dst)
+    }
+
+    /// The responder port after any DNAT.
+    pub fn shown_dport(&self) -> Option<u16> {
+        self.reply.map(|r| r.sport).unwrap_or(self.orig.dport)
+    }
+
+    /// The source as translated by SNAT/masquerading, if it was (shown with `-N`).
+    pub fn nat_src(&self) -> Option<(IpAddr, Option<u16>)> {
+        let r = self.reply?;
+        (r.dst != self.orig.src || r.dport != self.orig.sport).then_some((r.dst, r.dport))
+    }
+
+    /// The destination the originator asked for, if DNAT changed it (shown with `-N`).
+    pub fn nat_orig_dst(&self) -> Option<(IpAddr, Option<u16>)> {
+        let r = self.reply?;
+        (r.src != self.orig.dst || r.sport != self.orig.dport)
+            .then_some((self.orig.dst, self.orig.dport))
+    }
+}
