@@ -1,2 +1,7 @@
-//! Helpers for the end-to-end tests: locating the built binaries, and network namespaces that
-//! are removed even when a test fails.
+//! Helpers for the end-to-end tests, which run the real `ipclog` and `constat` binaries as a
+//! user would: locating the built binaries, scratch directories, network namespaces that are
+//! removed even when a test fails, and a small pcap writer for generated captures.
+
+pub mod bins;
+pub mod netns;
+pub mod pcapgen;

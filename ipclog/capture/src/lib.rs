@@ -32,13 +32,14 @@ impl std::fmt::Display for CaptureError {
 }
 
 /// Reads the capture `args` names (file or interface) to its end (or until `stop` is set),
-/// sending every event to `sink`.
+/// sending every event to `sink`; with `stats_every`, prints statistics to stderr that often.
 pub fn run(
     args: &CaptureArgs,
     sink: &mut dyn EventSink,
     stop: &std::sync::atomic::AtomicBool,
+    stats_every: Option<std::time::Duration>,
 ) -> Result<CaptureSummary, CaptureError> {
-    let _ = (args, sink, stop);
+    let _ = (args, sink, stop, stats_every);
     Err(CaptureError {
         message: "packet capture is not built yet".into(),
         exit_code: 1,

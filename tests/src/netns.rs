@@ -1,0 +1,1 @@
+//! Network namespaces for kernel tests: created per test with unique names, removed on drop.

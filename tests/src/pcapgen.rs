@@ -1,0 +1,1 @@
+//! A small pcap writer for generated test captures.
