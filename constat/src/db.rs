@@ -1,0 +1,141 @@
+//! The same counting from ipclog's SQLite history: one `connections` row is one connection,
+//! already paired, so each row adds to its report row directly.
+
+use std::path::Path;
+
+use chrono::NaiveDate;
+use rusqlite::types::ValueRef as Value;
+
+use crate::scan::{Scan, ANOMALY_KEYS};
+
+/// The first 16 bytes of every SQLite 3 database file.
+pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
+
+const COLUMNS: &str = "id, src, proto, dport, dst, close_ts IS NOT NULL, duration,
+    retrans, syn_retrans, rst, long_delay, frag, long_conn,
+    coalesce(orig_ip_bytes, 0) + coalesce(resp_ip_bytes, 0)";
+
+/// Scans the history at `path` into `scan`; `verbose` prints undecodable rows to stderr.
+/// Returns a one-line error when the file is not a readable ipclog history.
+pub fn scan_db(
+    path: &Path,
+    day: Option<NaiveDate>,
+    scan: &mut Scan,
+    verbose: bool,
+) -> Result<(), String> {
+    let conn = shared::store::open_read_only(path).map_err(|e| e.to_string())?;
+    let shown = path.display();
+    let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
+    let sql = match day_str {
+        Some(_) => format!("SELECT {COLUMNS} FROM connections WHERE day = ?1"),
+        None => format!("SELECT {COLUMNS} FROM connections"),
+    };
+    let mut stmt = conn
+        .prepare(&sql)
+        .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
+    let mut rows = match &day_str {
+        Some(d) => stmt.query([d]),
+        None => stmt.query([]),
+    }
+    .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => return Err(format!("{shown}: reading connections: {e}")),
+        };
+        let id: i64 = row.get(0).unwrap_or(-1);
+        match decode(row) {
+            Ok(d) => {
+                let key = (
+                    scan.interner.host(&d.src),
+                    d.proto,
+                    d.dport,
+                    scan.interner.host(&d.dst),
+                );
+                let r = scan.row_mut(key);
+                r.n += 1;
+                if d.closed {
+                    r.close(d.duration, d.anomalies, d.bytes);
+                } else {
+                    r.add_anomalies(d.anomalies);
+                }
+            }
+            Err(reason) => {
+                scan.errors += 1;
+                if verbose {
+                    eprintln!("{shown}: connections row {id}: {reason}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+struct Decoded {
+    src: String,
+    proto: u8,
+    dport: Option<u16>,
+    dst: String,
+    closed: bool,
+    duration: Option<u64>,
+    anomalies: u8,
+    bytes: u64,
+}
+
+fn int(row: &rusqlite::Row<'_>, i: usize, field: &str) -> Result<Option<i64>, String> {
+    match row.get_ref(i) {
+        Ok(Value::Null) => Ok(None),
+        Ok(Value::Integer(n)) => Ok(Some(n)),
+        Ok(Value::Real(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
+        Ok(v) => Err(format!("{field}: not an integer: {v:?}")),
+        Err(e) => Err(format!("{field}: {e}")),
+    }
+}
+
+fn text(row: &rusqlite::Row<'_>, i: usize, field: &str) -> Result<String, String> {
+    row.get::<_, String>(i)
+        .map_err(|e| format!("{field}: {e}"))
+        .and_then(|s| {
+            if s.is_empty() || s.contains(char::is_whitespace) {
+                Err(format!("{field}: not a host or interface: {s:?}"))
+            } else {
+                Ok(s)
+            }
+        })
+}
+
+fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
+    let proto = int(row, 2, "proto")?
+        .and_then(|p| u8::try_from(p).ok())
+        .ok_or("proto: not a protocol number")?;
+    let dport = match int(row, 3, "dport")? {
+        None => None,
+        Some(p) => Some(u16::try_from(p).map_err(|_| format!("dport: not a port: {p}"))?),
+    };
+    let closed = int(row, 5, "close_ts")?.unwrap_or(0) != 0;
+    let duration = match row.get_ref(6) {
+        Ok(Value::Null) => None,
+        Ok(Value::Real(f)) if f >= 0.0 && f.is_finite() => Some(f.round() as u64),
+        Ok(Value::Integer(n)) if n >= 0 => Some(n as u64),
+        Ok(v) => return Err(format!("duration: not seconds: {v:?}")),
+        Err(e) => return Err(format!("duration: {e}")),
+    };
+    let mut anomalies = 0u8;
+    for (i, key) in ANOMALY_KEYS.iter().enumerate() {
+        if int(row, 7 + i, key)?.unwrap_or(0) != 0 {
+            anomalies |= 1 << i;
+        }
+    }
+    let bytes = int(row, 13, "bytes")?.unwrap_or(0).max(0) as u64;
+    Ok(Decoded {
+        src: text(row, 1, "src")?,
+        proto,
+        dport,
+        dst: text(row, 4, "dst")?,
+        closed,
+        duration,
+        anomalies,
+        bytes,
+    })
+}

@@ -1,0 +1,465 @@
+//! The counting: from O/S/C lines (or SQLite rows) to one aggregate per (src, prot, dport, dst)
+//! as the log shows them, before any names are applied. Only connections still open and the
+//! aggregates are kept, so memory follows the number of concurrent connections and distinct
+//! rows, never the length of the log.
+
+use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use chrono::NaiveDate;
+use shared::logfmt::ConnLine;
+use shared::EventKind;
+
+/// A small, fast, non-cryptographic hasher (FxHash): the keys are our own parsed values, not
+/// attacker-chosen strings worth SipHash's cost on every line.
+#[derive(Default, Clone, Copy)]
+pub struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().unwrap()));
+        }
+        for &b in chunks.remainder() {
+            self.add(b as u64);
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64)
+    }
+    fn write_u16(&mut self, i: u16) {
+        self.add(i as u64)
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64)
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i)
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64)
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl Fx {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+
+/// What the log shows as a source or destination: an address, or a local interface name
+/// (interned, so keys stay `Copy` and reading allocates nothing per line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Host {
+    Ip(IpAddr),
+    Name(u32),
+}
+
+/// Interface (or other non-address) names seen in the log.
+#[derive(Debug, Default)]
+pub struct Interner {
+    ids: HashMap<Box<str>, u32>,
+    names: Vec<Box<str>>,
+}
+
+impl Interner {
+    pub fn host(&mut self, s: &str) -> Host {
+        // Addresses start with a digit (IPv4, most IPv6) or contain ':' (IPv6); interface names
+        // may start with a hex letter, so only a failed parse sends a string to the interner.
+        let b = s.as_bytes();
+        if !b.is_empty() && (b[0].is_ascii_digit() || s.contains(':')) {
+            if let Ok(a) = s.parse::<IpAddr>() {
+                return Host::Ip(a);
+            }
+        }
+        if let Some(&id) = self.ids.get(s) {
+            return Host::Name(id);
+        }
+        let id = self.names.len() as u32;
+        self.names.push(s.into());
+        self.ids.insert(s.into(), id);
+        Host::Name(id)
+    }
+
+    pub fn name(&self, id: u32) -> &str {
+        &self.names[id as usize]
+    }
+}
+
+/// The anomaly keys constat counts, in report order (shared::Anomalies::entries' names).
+pub const ANOMALY_KEYS: [&str; 6] = [
+    "retrans",
+    "syn_retrans",
+    "rst",
+    "long_delay",
+    "frag",
+    "long_conn",
+];
+
+fn anomaly_bit(key: &str) -> Option<u8> {
+    ANOMALY_KEYS
+        .iter()
+        .position(|k| *k == key)
+        .map(|i| 1u8 << i)
+}
+
+/// What one report row adds up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Row {
+    /// Connections opened.
+    pub n: u64,
+    /// Of those, closed (the rest count as `nopn`).
+    pub closed: u64,
+    /// Closed ones whose C line had a time.
+    pub timed: u64,
+    pub sum_time: u64,
+    pub max_time: Option<u64>,
+    /// Connections with each anomaly (index as in [`ANOMALY_KEYS`]).
+    pub anomalies: [u64; 6],
+    /// IP bytes both ways, from the counters of C lines (when the logger had them).
+    pub bytes: u64,
+}
+
+impl Row {
+    pub fn nopn(&self) -> u64 {
+        self.n - self.closed
+    }
+
+    pub fn merge(&mut self, o: &Row) {
+        self.n += o.n;
+        self.closed += o.closed;
+        self.timed += o.timed;
+        self.sum_time += o.sum_time;
+        self.max_time = self.max_time.max(o.max_time);
+        for (a, b) in self.anomalies.iter_mut().zip(o.anomalies) {
+            *a += b;
+        }
+        self.bytes += o.bytes;
+    }
+
+    /// Records a closed connection with its time (if known), anomaly bits and bytes.
+    pub fn close(&mut self, time: Option<u64>, anomalies: u8, bytes: u64) {
+        self.closed += 1;
+        if let Some(t) = time {
+            self.timed += 1;
+            self.sum_time += t;
+            self.max_time = self.max_time.max(Some(t));
+        }
+        self.add_anomalies(anomalies);
+        self.bytes += bytes;
+    }
+
+    pub fn add_anomalies(&mut self, bits: u8) {
+        for (i, a) in self.anomalies.iter_mut().enumerate() {
+            if bits & (1 << i) != 0 {
+                *a += 1;
+            }
+        }
+    }
+}
+
+/// A report row's key as the log shows it: (src, proto, dport, dst).
+pub type RowKey = (Host, u8, Option<u16>, Host);
+
+/// Identifies a connection in the log: protocol, both ends, both ports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Tuple {
+    proto: u8,
+    src: Host,
+    dst: Host,
+    sport: Option<u16>,
+    dport: Option<u16>,
+}
+
+/// An open connection: the row it counts toward (None when it opened outside the scanned
+/// day) and the anomalies its S lines reported so far.
+#[derive(Debug, Clone, Copy)]
+struct Open {
+    row: Option<u32>,
+    anomalies: u8,
+}
+
+/// All open connections of one tuple, oldest first. Almost always exactly one, so the rest
+/// live in a `VecDeque` that stays unallocated.
+#[derive(Debug)]
+struct Slot {
+    first: Open,
+    more: VecDeque<Open>,
+}
+
+/// The scan's state and result.
+pub struct Scan {
+    day: Option<NaiveDate>,
+    pub interner: Interner,
+    open: FxMap<Tuple, Slot>,
+    index: FxMap<RowKey, u32>,
+    pub rows: Vec<(RowKey, Row)>,
+    /// Malformed lines (or undecodable database rows).
+    pub errors: u64,
+    /// C lines that matched no open O (the connection opened before the log started).
+    pub unmatched_closes: u64,
+}
+
+impl Scan {
+    /// Counts connections opened on `day`, or all of them for `None` (`-a`).
+    pub fn new(day: Option<NaiveDate>) -> Scan {
+        Scan {
+            day,
+            interner: Interner::default(),
+            open: FxMap::default(),
+            index: FxMap::default(),
+            rows: Vec::new(),
+            errors: 0,
+            unmatched_closes: 0,
+        }
+    }
+
+    fn row_id(&mut self, key: RowKey) -> u32 {
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.rows.len() as u32;
+        self.rows.push((key, Row::default()));
+        self.index.insert(key, i);
+        i
+    }
+
+    /// The row of `key`, created if new, for direct updates (the SQLite path).
+    pub fn row_mut(&mut self, key: RowKey) -> &mut Row {
+        let i = self.row_id(key);
+        &mut self.rows[i as usize].1
+    }
+
+    /// Feeds one O/S/C line.
+    pub fn line(&mut self, c: &ConnLine<'_>) {
+        let t = Tuple {
+            proto: c.proto,
+            src: self.interner.host(c.src),
+            dst: self.interner.host(c.dst),
+            sport: c.sport,
+            dport: c.dport,
+        };
+        match c.kind {
+            EventKind::Open => {
+                // The logger found this connection open at its start: if we already track it
+                // (the logger restarted while it was open), it is the same connection.
+                if !c.extras.is_empty()
+                    && c.extra("found") == Some("start")
+                    && self.open.contains_key(&t)
+                {
+                    return;
+                }
+                let row = match self.day {
+                    Some(d) if c.ts.date() != d => None,
+                    _ => {
+                        let id = self.row_id((t.src, t.proto, t.dport, t.dst));
+                        self.rows[id as usize].1.n += 1;
+                        Some(id)
+                    }
+                };
+                let o = Open { row, anomalies: 0 };
+                match self.open.get_mut(&t) {
+                    Some(slot) => slot.more.push_back(o),
+                    None => {
+                        self.open.insert(
+                            t,
+                            Slot {
+                                first: o,
+                                more: VecDeque::new(),
+                            },
+                        );
+                    }
+                }
+            }
+            EventKind::Update => {
+                if c.extras.is_empty() {
+                    return;
+                }
+                let bits = extras(c).0;
+                if bits != 0 {
+                    if let Some(slot) = self.open.get_mut(&t) {
+                        slot.first.anomalies |= bits;
+                    }
+                }
+            }
+            EventKind::Close => {
+                // Pair with the earliest still-open O of the tuple: the C line's timestamp is
+                // the last state change, not the close, so times cannot pair them.
+                let Some(slot) = self.open.get_mut(&t) else {
+                    self.unmatched_closes += 1;
+                    return;
+                };
+                let o = slot.first;
+                if let Some(next) = slot.more.pop_front() {
+                    slot.first = next;
+                } else {
+                    self.open.remove(&t);
+                }
+                if let Some(row) = o.row {
+                    let (bits, bytes) = if c.extras.is_empty() {
+                        (0, 0)
+                    } else {
+                        extras(c)
+                    };
+                    self.rows[row as usize]
+                        .1
+                        .close(c.time, o.anomalies | bits, bytes);
+                }
+            }
+        }
+    }
+
+    /// Ends the scan: anomalies seen on connections still open count too.
+    pub fn finish(&mut self) {
+        for slot in self.open.values() {
+            for o in std::iter::once(&slot.first).chain(slot.more.iter()) {
+                if let (Some(row), true) = (o.row, o.anomalies != 0) {
+                    self.rows[row as usize].1.add_anomalies(o.anomalies);
+                }
+            }
+        }
+    }
+
+    /// Connections still open at the end of the log (all days).
+    pub fn open_count(&self) -> usize {
+        self.open.values().map(|s| 1 + s.more.len()).sum()
+    }
+}
+
+/// The anomaly bits and the IP byte total of a line's `key=value` tokens.
+fn extras(c: &ConnLine<'_>) -> (u8, u64) {
+    let mut bits = 0u8;
+    let mut bytes = 0u64;
+    for (k, v) in c.extras() {
+        match k {
+            "orig_ip_bytes" | "resp_ip_bytes" => bytes += v.parse::<u64>().unwrap_or(0),
+            _ => {
+                if let Some(b) = anomaly_bit(k) {
+                    if v != "0" {
+                        bits |= b;
+                    }
+                }
+            }
+        }
+    }
+    (bits, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::logfmt::{parse_line, LogLine};
+
+    fn scan(day: Option<&str>, text: &str) -> Scan {
+        let mut s = Scan::new(day.map(|d| d.parse().unwrap()));
+        for l in text.lines() {
+            match parse_line(l) {
+                Ok(LogLine::Conn(c)) => s.line(&c),
+                Ok(_) => {}
+                Err(_) => s.errors += 1,
+            }
+        }
+        s.finish();
+        s
+    }
+
+    fn row<'a>(s: &'a Scan, src: &str, dport: u16) -> &'a Row {
+        s.rows
+            .iter()
+            .find(|((h, _, p, _), _)| {
+                *p == Some(dport)
+                    && match h {
+                        Host::Ip(a) => a.to_string() == src,
+                        Host::Name(i) => s.interner.name(*i) == src,
+                    }
+            })
+            .map(|(_, r)| r)
+            .unwrap_or_else(|| panic!("no row {src} {dport}"))
+    }
+
+    #[test]
+    fn close_pairs_with_earliest_open_and_day_filter() {
+        let s = scan(
+            Some("2004-08-05"),
+            "\
+O 2004-08-04-23:59:00 tcp 10.0.0.1 10.0.0.2 1000 22 e -
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1000 22 e -
+C 2004-08-05-10:00:05 tcp 10.0.0.1 10.0.0.2 1000 22 t 100
+C 2004-08-05-10:00:07 tcp 10.0.0.1 10.0.0.2 1000 22 t 7
+O 2004-08-05-11:00:00 udp eth0 10.0.0.9 53 53 U -
+O 2004-08-06-00:00:01 tcp 10.0.0.1 10.0.0.2 1001 22 e -
+",
+        );
+        // The first C closes the day-before connection (not counted), the second today's.
+        let r = row(&s, "10.0.0.1", 22);
+        assert_eq!((r.n, r.closed, r.sum_time, r.max_time), (1, 1, 7, Some(7)));
+        let r = row(&s, "eth0", 53);
+        assert_eq!((r.n, r.nopn()), (1, 1));
+        assert_eq!(s.rows.len(), 2, "the next day's open is not counted");
+        assert_eq!(s.open_count(), 2);
+    }
+
+    #[test]
+    fn found_at_start_is_not_counted_twice() {
+        let s = scan(
+            None,
+            "\
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1000 22 e -
+O 2004-08-05-10:05:00 tcp 10.0.0.1 10.0.0.2 1000 22 e - found=start
+O 2004-08-05-10:05:00 tcp 10.0.0.1 10.0.0.2 1001 22 e - found=start
+C 2004-08-05-10:06:00 tcp 10.0.0.1 10.0.0.2 1000 22 t 360
+C 2004-08-05-10:06:00 tcp 10.0.0.1 10.0.0.2 1000 22 t 360
+",
+        );
+        let r = row(&s, "10.0.0.1", 22);
+        assert_eq!((r.n, r.closed, r.timed), (2, 1, 1));
+        assert_eq!(s.unmatched_closes, 1);
+        assert_eq!(r.nopn(), 1);
+    }
+
+    #[test]
+    fn anomalies_and_bytes_are_counted_per_connection() {
+        let s = scan(
+            None,
+            "\
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1000 80 e -
+S 2004-08-05-10:00:01 tcp 10.0.0.1 10.0.0.2 1000 80 e 1 retrans=2
+C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1000 80 t 2 orig_ip_bytes=100 resp_ip_bytes=50 retrans=3 rst=1
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1001 80 e -
+S 2004-08-05-10:00:01 tcp 10.0.0.1 10.0.0.2 1001 80 e 1 syn_retrans=1
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1002 80 e -
+C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
+",
+        );
+        let r = row(&s, "10.0.0.1", 80);
+        assert_eq!(r.n, 3);
+        assert_eq!(r.anomalies, [1, 1, 1, 0, 0, 0]);
+        assert_eq!(r.bytes, 150);
+        assert_eq!(
+            (r.closed, r.timed),
+            (2, 1),
+            "a C without time is closed, untimed"
+        );
+    }
+
+    #[test]
+    fn interner_tells_addresses_from_names() {
+        let mut i = Interner::default();
+        assert!(matches!(i.host("192.168.0.1"), Host::Ip(_)));
+        assert!(matches!(i.host("fe80::1"), Host::Ip(_)));
+        let a = i.host("eth0");
+        let b = i.host("eth0");
+        assert_eq!(a, b);
+        assert!(matches!(i.host("1weird"), Host::Name(_)));
+        let Host::Name(id) = a else { panic!() };
+        assert_eq!(i.name(id), "eth0");
+    }
+}
