@@ -1,0 +1,268 @@
+//! constat on ipclog's SQLite history: the sample's connections written with the shared
+//! `Store` must give the same report as the sample log. Own test binary: it sets TZ=UTC for
+//! the whole process, because the store derives each row's `day` from local time.
+
+use std::net::IpAddr;
+use std::process::Command;
+
+use e2e::bins::{bin, repo_root, scratch};
+use shared::logfmt::parse_epoch;
+use shared::store::Store;
+use shared::{ConnEvent, ConnState, EventKind, FlowTuple, Source, TcpState};
+
+/// One connection of the seed's sample: (open "HH:MM:SS" on 2004-08-05 UTC, proto, src, src
+/// interface, dst, dst interface, sport, dport, final state, duration; None = still open).
+type Conn = (
+    &'static str,
+    u8,
+    &'static str,
+    Option<&'static str>,
+    &'static str,
+    Option<&'static str>,
+    u16,
+    u16,
+    ConnState,
+    Option<f64>,
+);
+
+const TW: ConnState = ConnState::Tcp(TcpState::TimeWait);
+const CL: ConnState = ConnState::Tcp(TcpState::Close);
+
+fn conns() -> Vec<Conn> {
+    let ppp0 = "217.235.218.69";
+    vec![
+        (
+            "16:41:37",
+            17,
+            ppp0,
+            Some("ppp0"),
+            "217.237.151.97",
+            None,
+            32799,
+            53,
+            ConnState::Replied,
+            Some(0.0),
+        ),
+        (
+            "16:41:37",
+            6,
+            ppp0,
+            Some("ppp0"),
+            "212.227.15.145",
+            None,
+            32786,
+            25,
+            TW,
+            Some(0.0),
+        ),
+        (
+            "16:42:22",
+            6,
+            "192.168.0.2",
+            None,
+            "212.227.15.149",
+            None,
+            1601,
+            110,
+            TW,
+            Some(0.0),
+        ),
+        (
+            "16:43:22",
+            6,
+            "192.168.0.3",
+            None,
+            "192.168.0.1",
+            Some("eth0"),
+            1602,
+            22,
+            TW,
+            Some(25.0),
+        ),
+        (
+            "16:45:27",
+            17,
+            ppp0,
+            Some("ppp0"),
+            "217.237.151.97",
+            None,
+            32799,
+            53,
+            ConnState::Replied,
+            Some(20.0),
+        ),
+        (
+            "16:45:32",
+            6,
+            ppp0,
+            Some("ppp0"),
+            "212.227.119.68",
+            None,
+            32788,
+            80,
+            TW,
+            Some(10.0),
+        ),
+        (
+            "16:45:47",
+            6,
+            ppp0,
+            Some("ppp0"),
+            "212.227.119.68",
+            None,
+            32789,
+            80,
+            CL,
+            Some(0.0),
+        ),
+        (
+            "16:45:47",
+            6,
+            ppp0,
+            Some("ppp0"),
+            "212.227.119.68",
+            None,
+            32790,
+            80,
+            TW,
+            Some(10.4),
+        ),
+        // Opened the next day and still open: must not show in the 2004-08-05 report.
+        (
+            "16:00:00",
+            6,
+            ppp0,
+            Some("ppp0"),
+            "212.227.15.145",
+            None,
+            40000,
+            25,
+            TW,
+            None,
+        ),
+    ]
+}
+
+fn epoch(hms: &str, next_day: bool) -> i64 {
+    let f: Vec<i64> = hms.split(':').map(|x| x.parse().unwrap()).collect();
+    // 2004-08-05 00:00:00 UTC
+    1_091_664_000 + if next_day { 86_400 } else { 0 } + f[0] * 3600 + f[1] * 60 + f[2]
+}
+
+#[test]
+fn sqlite_history_gives_the_same_report_as_the_log() {
+    std::env::set_var("TZ", "UTC");
+    let dir = scratch("constat-sqlite");
+    let db = dir.join("history.db");
+    {
+        let mut store = Store::open(&db).expect("open store");
+        store
+            .start_run(parse_epoch("1091716882").unwrap(), "conntrack", "test")
+            .unwrap();
+        let mut events = Vec::new();
+        for (i, c) in conns().into_iter().enumerate() {
+            let (hms, proto, src, src_if, dst, dst_if, sport, dport, state, dur) = c;
+            let next_day = dur.is_none();
+            let t0 = epoch(hms, next_day);
+            let tuple = FlowTuple::new(
+                src.parse::<IpAddr>().unwrap(),
+                dst.parse::<IpAddr>().unwrap(),
+                Some(sport),
+                Some(dport),
+            );
+            let mut open = ConnEvent::new(
+                EventKind::Open,
+                parse_epoch(&t0.to_string()).unwrap(),
+                Source::Conntrack,
+                i as u64 + 1,
+                proto,
+                tuple,
+            );
+            open.src_iface = src_if.map(str::to_string);
+            open.dst_iface = dst_if.map(str::to_string);
+            open.state = if proto == 17 {
+                ConnState::Unreplied
+            } else {
+                ConnState::Tcp(TcpState::Established)
+            };
+            events.push(open.clone());
+            if let Some(d) = dur {
+                let mut close = open;
+                close.kind = EventKind::Close;
+                close.ts = parse_epoch(&(t0 + d as i64 + 30).to_string()).unwrap();
+                close.state = state;
+                close.duration = Some(d);
+                events.push(close);
+            }
+        }
+        store.write_batch(&events).expect("write batch");
+    }
+    let lookup = dir.join("constat.lookup");
+    std::fs::write(
+        &lookup,
+        "192.168.0.2 nat-pc\n212.227.15.149 my-pop-server\n212.227.15.145 my-smtp-server\n\
+         217.237.151.97 my-nameserver\n",
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let o = Command::new(bin("constat"))
+            .args(args)
+            .arg("--lookup")
+            .arg(&lookup)
+            .arg("--cache")
+            .arg(dir.join("no-cache"))
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        assert!(
+            o.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let got = run(&["-f", db.to_str().unwrap(), "-d", "2004-08-05"]);
+    let expected =
+        std::fs::read_to_string(repo_root().join("tests/data/constat/sample-2004-08-05.txt"))
+            .unwrap();
+    assert_eq!(got, expected);
+
+    // The whole history: the next day's open connection shows as nopn.
+    let all = run(&["-f", db.to_str().unwrap(), "-a"]);
+    let smtp: Vec<&str> = all
+        .lines()
+        .filter(|l| l.contains("my-smtp-server"))
+        .collect();
+    assert_eq!(
+        smtp.iter()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect::<Vec<_>>(),
+        ["ppp0 tcp smtp my-smtp-server 2 1 0.0 0"],
+        "{all}"
+    );
+}
+
+#[test]
+fn a_database_that_is_not_ipclogs_is_refused() {
+    let dir = scratch("constat-sqlite-foreign");
+    let db = dir.join("other.db");
+    let ok = Command::new("sqlite3")
+        .arg(&db)
+        .arg("CREATE TABLE t(x); INSERT INTO t VALUES (1);")
+        .status();
+    match ok {
+        Ok(s) if s.success() => {}
+        _ => {
+            println!("SKIP: sqlite3 command not available to make a foreign database");
+            return;
+        }
+    }
+    let o = Command::new(bin("constat"))
+        .args(["-a", "-nc", "-f", db.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("not an ipclog database"), "{stderr}");
+}
