@@ -1,7 +1,8 @@
 use clap::Args;
 
 /// Options of the packet sources (`-r FILE`, `-i IFACE`); ipclog flattens these into its own.
-#[derive(Debug, Clone, Args, Default)]
+/// Anomaly options keep miruo's names and meanings (times in milliseconds, 0 = off).
+#[derive(Debug, Clone, Args)]
 pub struct CaptureArgs {
     /// Read packets from a pcap or pcapng capture file (`-` for standard input) instead of
     /// conntrack.
@@ -23,14 +24,118 @@ pub struct CaptureArgs {
     )]
     pub interface: Option<String>,
 
+    /// TCP connections idle this long (seconds of packet time) are closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 300,
+        help_heading = "Packet capture"
+    )]
+    pub tcp_timeout: u64,
+
+    /// UDP and other flows idle this long (seconds of packet time) are closed.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 60,
+        help_heading = "Packet capture"
+    )]
+    pub udp_timeout: u64,
+
+    /// Count data retransmissions that came at least MS after the original (0 = off).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 1000,
+        help_heading = "Packet capture"
+    )]
+    pub retransmit: u64,
+
+    /// Count SYN and SYN-ACK retransmissions (1) or not (0).
+    #[arg(long, value_name = "0|1", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=1), help_heading = "Packet capture")]
+    pub syn: u8,
+
+    /// Count RSTs: 0 = no, 1 = yes except after a FIN, 2 = all.
+    #[arg(long, value_name = "0|1|2", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=2), help_heading = "Packet capture")]
+    pub rst: u8,
+
+    /// Flag connections lasting at least MS (0 = off).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        help_heading = "Packet capture"
+    )]
+    pub long_connect: u64,
+
+    /// Count TCP segments arriving at least MS after the previous one of their connection
+    /// (0 = off).
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 0,
+        help_heading = "Packet capture"
+    )]
+    pub long_delay: u64,
+
+    /// Count IP fragments per connection (1) or not (0). Fragments are reassembled either way.
+    #[arg(long, value_name = "0|1", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(0..=1), help_heading = "Packet capture")]
+    pub fragment: u8,
+
+    /// Most connections tracked at once; packets of further new ones are dropped and counted.
+    #[arg(long, value_name = "N", default_value_t = 65536,
+          value_parser = clap::value_parser!(u64).range(1..), help_heading = "Packet capture")]
+    pub session_limit: u64,
+
+    /// Most data segments remembered for retransmission timing; beyond it segments are not
+    /// remembered (counted).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 65536,
+        help_heading = "Packet capture"
+    )]
+    pub segment_limit: u64,
+
     /// BPF filter expression (tcpdump syntax), e.g. `host 10.0.0.1 and port 80`.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     pub filter: Vec<String>,
+}
+
+impl Default for CaptureArgs {
+    fn default() -> Self {
+        CaptureArgs {
+            read_file: None,
+            interface: None,
+            tcp_timeout: 300,
+            udp_timeout: 60,
+            retransmit: 1000,
+            syn: 1,
+            rst: 1,
+            long_connect: 0,
+            long_delay: 0,
+            fragment: 1,
+            session_limit: 65536,
+            segment_limit: 65536,
+            filter: Vec::new(),
+        }
+    }
 }
 
 impl CaptureArgs {
     /// Whether packets, not conntrack, are the source.
     pub fn is_capture(&self) -> bool {
         self.read_file.is_some() || self.interface.is_some()
+    }
+
+    /// Options for a file read, with defaults for everything else (for tests and tools).
+    pub fn file(path: impl Into<String>) -> CaptureArgs {
+        CaptureArgs {
+            read_file: Some(path.into()),
+            ..CaptureArgs::default()
+        }
     }
 }

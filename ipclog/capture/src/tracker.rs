@@ -1,0 +1,1010 @@
+//! The flow table: one entry per connection, keyed by the 5-tuple in a canonical order so both
+//! directions find the same entry. TCP is followed with Zeek's per-endpoint state machine
+//! (INACTIVE, SYN_SENT, SYN_ACK_SENT, PARTIAL, ESTABLISHED, CLOSED, RESET, as in Zeek's
+//! TCPSessionAdapter) so that conn_state and history mean exactly what Zeek's conn.log says;
+//! sizes (orig_bytes/resp_bytes) are, as in Zeek, the sequence space each side used (highest
+//! sequence or acknowledgement seen minus the initial sequence, less SYN and FIN). UDP and other
+//! protocols are flows that end after an inactivity timeout. All times are packet times.
+
+use std::collections::VecDeque;
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use shared::event::{
+    Anomalies, ConnEvent, ConnState, Counters, EventKind, FlowTuple, Source, TcpState,
+};
+use shared::sink::EventSink;
+
+use crate::hash::FxHashMap;
+use crate::parse::{Drop, ACK, DROP_REASONS, FIN, L4, RST, SYN};
+
+/// Tracker settings (from the command line). Times in microseconds; 0 = off.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub tcp_timeout_us: i64,
+    pub udp_timeout_us: i64,
+    pub retransmit_us: i64,
+    pub syn: bool,
+    pub rst: u8,
+    pub long_connect_us: i64,
+    pub long_delay_us: i64,
+    pub fragment: bool,
+    pub session_limit: usize,
+    pub segment_limit: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            tcp_timeout_us: 300_000_000,
+            udp_timeout_us: 60_000_000,
+            retransmit_us: 1_000_000,
+            syn: true,
+            rst: 1,
+            long_connect_us: 0,
+            long_delay_us: 0,
+            fragment: true,
+            session_limit: 65536,
+            segment_limit: 65536,
+        }
+    }
+}
+
+/// How long a finished TCP connection (both FINs, or a RST) stays in the table for late
+/// packets (final ACKs, retransmitted FINs) before it is reported closed. Zeek's
+/// tcp_close_delay and tcp_reset_delay are 5 s too.
+const LINGER_US: i64 = 5_000_000;
+/// Sequence jumps larger than this on SYN/RST are not trusted (Zeek's TOO_LARGE_SEQ_DELTA).
+const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
+/// Offset added to the first sequence number so the 64-bit sequence space never goes below 0.
+const SEQ_BASE: i64 = 1 << 32;
+
+/// One packet as the tracker sees it (after link/IP/transport parsing or fragment reassembly).
+#[derive(Debug, Clone, Copy)]
+pub struct Seen {
+    pub ts_us: i64,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+    pub ip_len: u32,
+    pub l4: L4,
+    pub csum_bad: bool,
+    /// Number of IP fragments this packet was reassembled from (0 = not fragmented).
+    pub fragments: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    a: IpAddr,
+    b: IpAddr,
+    pa: u16,
+    pb: u16,
+    proto: u8,
+}
+
+impl Key {
+    #[inline]
+    fn new(s: &Seen) -> Key {
+        let sp = s.l4.sport.unwrap_or(0);
+        let dp = s.l4.dport.unwrap_or(0);
+        if (s.src, sp) <= (s.dst, dp) {
+            Key {
+                a: s.src,
+                b: s.dst,
+                pa: sp,
+                pb: dp,
+                proto: s.proto,
+            }
+        } else {
+            Key {
+                a: s.dst,
+                b: s.src,
+                pa: dp,
+                pb: sp,
+                proto: s.proto,
+            }
+        }
+    }
+}
+
+/// Zeek's TCP endpoint states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ep {
+    Inactive,
+    SynSent,
+    SynAckSent,
+    Partial,
+    Established,
+    Closed,
+    Reset,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    seq: u32,
+    end: u32,
+    ts_us: i64,
+}
+
+#[derive(Debug)]
+struct Endpoint {
+    state: Ep,
+    prev: Ep,
+    pkts: u64,
+    ip_bytes: u64,
+    payload: u64,
+    start: i64,
+    last: i64,
+    ack: i64,
+    fin_cnt: u32,
+    hist_seen: u16,
+    last_syn: i64,
+    last_fin: i64,
+    last_rst: i64,
+    rxmit: (u32, u32),
+    zero_win: (u32, u32),
+    bad_csum: (u32, u32),
+    syn_seq: Option<u32>,
+    synack_seq: Option<u32>,
+    segs: VecDeque<Seg>,
+}
+
+impl Endpoint {
+    fn new() -> Endpoint {
+        Endpoint {
+            state: Ep::Inactive,
+            prev: Ep::Inactive,
+            pkts: 0,
+            ip_bytes: 0,
+            payload: 0,
+            start: 0,
+            last: 0,
+            ack: 0,
+            fin_cnt: 0,
+            hist_seen: 0,
+            last_syn: 0,
+            last_fin: 0,
+            last_rst: 0,
+            rxmit: (0, 1),
+            zero_win: (0, 1),
+            bad_csum: (0, 1),
+            syn_seq: None,
+            synack_seq: None,
+            segs: VecDeque::new(),
+        }
+    }
+
+    fn set(&mut self, s: Ep) {
+        self.prev = self.state;
+        self.state = s;
+    }
+
+    /// Maps a 32-bit sequence number into the 64-bit space near `reference`.
+    #[inline]
+    fn full(reference: i64, seq: u32) -> i64 {
+        reference + (seq.wrapping_sub(reference as u32) as i32) as i64
+    }
+
+    fn init_seq(&mut self, start: i64, last: i64) {
+        self.start = start;
+        self.ack = start;
+        self.last = last;
+    }
+
+    /// Zeek's TCP_Endpoint::Size(): sequence space used, without SYN and FIN.
+    fn size(&self, peer: &Endpoint) -> u64 {
+        if self.prev == Ep::SynSent
+            && self.state == Ep::Reset
+            && peer.state == Ep::Inactive
+            && !(self.ack == self.start || self.ack == self.start + 1)
+        {
+            return 0;
+        }
+        let mut size = self.last.max(self.ack) - self.start;
+        if size > 0 {
+            size -= 1;
+        }
+        if self.fin_cnt > 0 && size > 0 {
+            size -= 1;
+        }
+        size.max(0) as u64
+    }
+}
+
+/// History letters, at most 64 (Zeek's rules keep real histories far shorter).
+#[derive(Debug, Clone)]
+struct History {
+    buf: [u8; 64],
+    len: u8,
+}
+
+impl History {
+    fn new() -> History {
+        History {
+            buf: [0; 64],
+            len: 0,
+        }
+    }
+    fn push(&mut self, c: u8) {
+        if (self.len as usize) < self.buf.len() {
+            self.buf[self.len as usize] = c;
+            self.len += 1;
+        }
+    }
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len as usize]).unwrap_or("")
+    }
+}
+
+const HIST_SYN: u16 = 1;
+const HIST_FIN: u16 = 2;
+const HIST_RST: u16 = 4;
+const HIST_FIN_RST: u16 = 8;
+const HIST_MULTI: u16 = 16;
+const HIST_DATA: u16 = 32;
+const HIST_ACK: u16 = 64;
+
+struct Flow {
+    id: u64,
+    key: Key,
+    orig: FlowTuple,
+    proto: u8,
+    first_us: i64,
+    last_us: i64,
+    ep: [Endpoint; 2],
+    hist: History,
+    reported: ConnState,
+    anom: Anomalies,
+    fin_seen: bool,
+}
+
+impl Flow {
+    /// Letter for endpoint `d` (0 orig = upper case, 1 resp = lower case).
+    #[inline]
+    fn letter(d: usize, c: u8) -> u8 {
+        if d == 0 {
+            c
+        } else {
+            c.to_ascii_lowercase()
+        }
+    }
+
+    /// Zeek's CheckHistory: true when already recorded for this endpoint, else records it.
+    fn check_history(&mut self, d: usize, mask: u16, c: u8) -> bool {
+        if self.ep[d].hist_seen & mask != 0 {
+            return true;
+        }
+        self.ep[d].hist_seen |= mask;
+        self.hist.push(Self::letter(d, c));
+        false
+    }
+
+    /// Zeek's ScaledHistoryEntry: the letter again at 1, 10, 100, ... occurrences.
+    fn scaled(&mut self, d: usize, which: u8, c: u8) {
+        let e = &mut self.ep[d];
+        let slot = match which {
+            0 => &mut e.rxmit,
+            1 => &mut e.zero_win,
+            _ => &mut e.bad_csum,
+        };
+        slot.0 = slot.0.saturating_add(1);
+        if slot.0 == slot.1 {
+            slot.1 = slot.1.saturating_mul(10);
+            self.hist.push(Self::letter(d, c));
+        }
+    }
+
+    fn is_tcp(&self) -> bool {
+        self.proto == 6
+    }
+
+    /// Both sides closed, or someone reset: the connection is over.
+    fn finished(&self) -> bool {
+        self.is_tcp()
+            && (self.ep[0].state == Ep::Reset
+                || self.ep[1].state == Ep::Reset
+                || (self.ep[0].state == Ep::Closed && self.ep[1].state == Ep::Closed))
+    }
+
+    /// The TCP state in conntrack's terms, for the log's flag letter.
+    fn conn_state(&self) -> ConnState {
+        if !self.is_tcp() {
+            return if self.ep[1].pkts > 0 {
+                ConnState::Replied
+            } else {
+                ConnState::Unreplied
+            };
+        }
+        let (o, r) = (self.ep[0].state, self.ep[1].state);
+        let t = if o == Ep::Reset || r == Ep::Reset {
+            TcpState::Close
+        } else if o == Ep::Closed && r == Ep::Closed {
+            TcpState::TimeWait
+        } else if o == Ep::Closed {
+            TcpState::FinWait
+        } else if r == Ep::Closed {
+            TcpState::CloseWait
+        } else if matches!(o, Ep::SynSent | Ep::SynAckSent) && r == Ep::Inactive {
+            TcpState::SynSent
+        } else if r == Ep::SynAckSent || (o == Ep::SynSent && r == Ep::Established) {
+            TcpState::SynRecv
+        } else if o == Ep::Inactive && r == Ep::Inactive {
+            TcpState::None
+        } else {
+            TcpState::Established
+        };
+        ConnState::Tcp(t)
+    }
+
+    /// Zeek's conn_state (base/protocols/conn/main.zeek), from the endpoint states.
+    fn zeek_state(&self) -> &'static str {
+        let (o, r) = (&self.ep[0], &self.ep[1]);
+        match self.proto {
+            6 => {
+                let (os, rs) = (o.state, r.state);
+                let o_inactive = matches!(os, Ep::Inactive | Ep::Partial);
+                let r_inactive = matches!(rs, Ep::Inactive | Ep::Partial);
+                if rs == Ep::Reset {
+                    if matches!(os, Ep::SynSent | Ep::SynAckSent)
+                        || (os == Ep::Reset && o.size(r) == 0 && r.size(o) == 0)
+                    {
+                        "REJ"
+                    } else if o_inactive {
+                        "RSTRH"
+                    } else {
+                        "RSTR"
+                    }
+                } else if os == Ep::Reset {
+                    if r_inactive {
+                        if rstos0_history(self.hist.as_str()) {
+                            "RSTOS0"
+                        } else {
+                            "OTH"
+                        }
+                    } else {
+                        "RSTO"
+                    }
+                } else if rs == Ep::Closed && os == Ep::Closed {
+                    "SF"
+                } else if os == Ep::Closed {
+                    if r_inactive {
+                        "SH"
+                    } else {
+                        "S2"
+                    }
+                } else if rs == Ep::Closed {
+                    if o_inactive {
+                        "SHR"
+                    } else {
+                        "S3"
+                    }
+                } else if os == Ep::SynSent && rs == Ep::Inactive {
+                    "S0"
+                } else if os == Ep::Established && rs == Ep::Established {
+                    "S1"
+                } else {
+                    "OTH"
+                }
+            }
+            17 => match (o.pkts > 0, r.pkts > 0) {
+                (true, true) => "SF",
+                (true, false) => "S0",
+                (false, true) => "SHR",
+                (false, false) => "OTH",
+            },
+            _ => "OTH",
+        }
+    }
+
+    fn counters(&self) -> Counters {
+        let (o, r) = (&self.ep[0], &self.ep[1]);
+        let (ob, rb) = if self.is_tcp() {
+            (o.size(r), r.size(o))
+        } else {
+            (o.payload, r.payload)
+        };
+        Counters {
+            orig_pkts: o.pkts,
+            orig_ip_bytes: o.ip_bytes,
+            resp_pkts: r.pkts,
+            resp_ip_bytes: r.ip_bytes,
+            orig_bytes: Some(ob),
+            resp_bytes: Some(rb),
+        }
+    }
+}
+
+/// `/^\^?S[^HAFGIQ]*R.*/`: an originator SYN followed by its RST with nothing from it between.
+fn rstos0_history(h: &str) -> bool {
+    let h = h.strip_prefix('^').unwrap_or(h);
+    let Some(rest) = h.strip_prefix('S') else {
+        return false;
+    };
+    for c in rest.chars() {
+        if c == 'R' {
+            return true;
+        }
+        if "HAFGIQ".contains(c) {
+            return false;
+        }
+    }
+    false
+}
+
+/// Counters the run reports.
+#[derive(Debug, Default, Clone)]
+pub struct Stats {
+    pub drops: [u64; DROP_REASONS],
+    /// Packets (datagrams) counted into flows.
+    pub in_flows: u64,
+    /// Fragments merged into a datagram beyond the first (each datagram counts once).
+    pub frags_merged: u64,
+    pub bad_checksum: u64,
+    pub segments_dropped: u64,
+    pub flows_total: u64,
+    pub flows_open_max: u64,
+    pub segments_max: u64,
+}
+
+pub struct Tracker {
+    opts: Options,
+    table: FxHashMap<Key, u32>,
+    slab: Vec<Option<Flow>>,
+    free: Vec<u32>,
+    next_id: u64,
+    segments: u64,
+    pub stats: Stats,
+    now_us: i64,
+    next_sweep_us: i64,
+    expired: Vec<(u64, u32)>,
+    /// Packets counted in flows still open.
+    open_pkts: u64,
+}
+
+fn to_time(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+/// A Zeek-like uid: "C" and 17 base62 digits of a hash of the flow's number, start and tuple.
+fn make_uid(id: u64, first_us: i64, key: &Key) -> String {
+    use std::hash::BuildHasher;
+    let b = crate::hash::FxBuild::default();
+    let mut v = b.hash_one((id, first_us, key)) as u128;
+    v = (v << 64) | b.hash_one((key, first_us ^ 0x5bd1e995, id.rotate_left(17))) as u128;
+    const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut s = String::with_capacity(18);
+    s.push('C');
+    for _ in 0..17 {
+        s.push(DIGITS[(v % 62) as usize] as char);
+        v /= 62;
+    }
+    s
+}
+
+impl Tracker {
+    pub fn new(opts: Options) -> Tracker {
+        Tracker {
+            opts,
+            table: FxHashMap::default(),
+            slab: Vec::new(),
+            free: Vec::new(),
+            next_id: 1,
+            segments: 0,
+            stats: Stats::default(),
+            now_us: i64::MIN,
+            next_sweep_us: i64::MIN,
+            expired: Vec::new(),
+            open_pkts: 0,
+        }
+    }
+
+    pub fn open_flows(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn segments(&self) -> u64 {
+        self.segments
+    }
+
+    pub fn now_us(&self) -> i64 {
+        self.now_us
+    }
+
+    pub fn drop(&mut self, why: Drop, n: u64) {
+        self.stats.drops[why as usize] += n;
+    }
+
+    /// Advances packet time; returns true when a sweep for timeouts is due (once a second).
+    #[inline]
+    pub fn advance(&mut self, ts_us: i64) -> bool {
+        if ts_us > self.now_us {
+            self.now_us = ts_us;
+        }
+        if self.now_us >= self.next_sweep_us {
+            self.next_sweep_us = self.now_us + 1_000_000;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Accounts one packet to its flow, creating, updating or replacing the flow.
+    pub fn packet(&mut self, s: &Seen, sink: &mut dyn EventSink) {
+        let key = Key::new(s);
+        let mut idx = self.table.get(&key).copied();
+        if let Some(i) = idx {
+            // A new SYN on a connection that is over: port reuse, a new connection.
+            let f = self.slab[i as usize].as_ref().expect("live flow");
+            if f.is_tcp() && s.l4.flags & (SYN | ACK | RST | FIN) == SYN {
+                let over =
+                    f.ep.iter()
+                        .any(|e| matches!(e.state, Ep::Reset | Ep::Closed));
+                if over {
+                    self.close(i, sink);
+                    idx = None;
+                }
+            }
+        }
+        let i = match idx {
+            Some(i) => i,
+            None => {
+                if self.table.len() >= self.opts.session_limit {
+                    self.drop(Drop::SessionLimit, 1);
+                    return;
+                }
+                self.create(key, s)
+            }
+        };
+        let f = self.slab[i as usize].as_mut().expect("live flow");
+        let d = if s.src == f.orig.src && s.l4.sport == f.orig.sport && s.dst == f.orig.dst {
+            0
+        } else {
+            1
+        };
+        let is_new = f.ep[0].pkts + f.ep[1].pkts == 0;
+        let gap = s.ts_us - f.last_us;
+        if s.ts_us > f.last_us {
+            f.last_us = s.ts_us;
+        }
+        {
+            let e = &mut f.ep[d];
+            e.pkts += 1;
+            e.ip_bytes += s.ip_len as u64;
+            e.payload += s.l4.payload as u64;
+        }
+        if s.fragments > 0 && self.opts.fragment {
+            f.anom.fragments = f.anom.fragments.saturating_add(s.fragments);
+        }
+        if s.csum_bad {
+            self.stats.bad_checksum += 1;
+            f.scaled(d, 2, b'C');
+        }
+        self.stats.in_flows += 1;
+        self.open_pkts += 1;
+        if f.is_tcp() {
+            if !is_new && self.opts.long_delay_us > 0 && gap >= self.opts.long_delay_us {
+                f.anom.long_delays += 1;
+            }
+            let (segs, drops) =
+                tcp_packet(f, d, s, &self.opts, self.segments, self.opts.segment_limit);
+            self.segments = segs;
+            self.stats.segments_dropped += drops;
+            self.stats.segments_max = self.stats.segments_max.max(segs);
+        } else if f.proto == 17 {
+            let mask = HIST_DATA;
+            f.check_history(d, mask, b'D');
+        }
+        let state = f.conn_state();
+        if is_new {
+            f.reported = state;
+            let ev = self.event(i, EventKind::Open);
+            sink.event(&ev);
+        } else if state != f.reported {
+            f.reported = state;
+            let ev = self.event(i, EventKind::Update);
+            sink.event(&ev);
+        }
+    }
+
+    fn create(&mut self, key: Key, s: &Seen) -> u32 {
+        let id = self.next_id;
+        self.next_id += 1;
+        // The originator sent the first packet, except that a SYN-ACK seen first was sent by
+        // the responder (the SYN was missed): then the roles flip, marked `^` as Zeek does.
+        let flip = s.proto == 6 && s.l4.flags & (SYN | ACK) == SYN | ACK;
+        let orig = if flip {
+            FlowTuple::new(s.dst, s.src, s.l4.dport, s.l4.sport)
+        } else {
+            FlowTuple::new(s.src, s.dst, s.l4.sport, s.l4.dport)
+        };
+        let mut hist = History::new();
+        if flip {
+            hist.push(b'^');
+        }
+        let f = Flow {
+            id,
+            key,
+            orig,
+            proto: s.proto,
+            first_us: s.ts_us,
+            last_us: s.ts_us,
+            ep: [Endpoint::new(), Endpoint::new()],
+            hist,
+            reported: ConnState::Other,
+            anom: Anomalies::default(),
+            fin_seen: false,
+        };
+        let i = match self.free.pop() {
+            Some(i) => {
+                self.slab[i as usize] = Some(f);
+                i
+            }
+            None => {
+                self.slab.push(Some(f));
+                (self.slab.len() - 1) as u32
+            }
+        };
+        self.table.insert(key, i);
+        self.stats.flows_total += 1;
+        self.stats.flows_open_max = self.stats.flows_open_max.max(self.table.len() as u64);
+        i
+    }
+
+    fn event(&mut self, i: u32, kind: EventKind) -> ConnEvent {
+        let f = self.slab[i as usize].as_mut().expect("live flow");
+        let dur_us = f.last_us - f.first_us;
+        if self.opts.long_connect_us > 0 && dur_us >= self.opts.long_connect_us {
+            f.anom.long_connect = true;
+        }
+        let ts = match kind {
+            EventKind::Open => f.first_us,
+            _ => f.last_us,
+        };
+        let mut ev = ConnEvent::new(kind, to_time(ts), Source::Pcap, f.id, f.proto, f.orig);
+        ev.state = f.reported;
+        ev.duration = Some(dur_us as f64 / 1e6);
+        ev.counters = Some(f.counters());
+        ev.anomalies = f.anom;
+        ev.zeek_state = Some(f.zeek_state());
+        let h = f.hist.as_str();
+        ev.history = (!h.is_empty() || f.proto == 6 || f.proto == 17).then(|| h.to_string());
+        ev.uid = Some(make_uid(f.id, f.first_us, &f.key));
+        ev
+    }
+
+    /// Reports flow `i` closed and removes it.
+    fn close(&mut self, i: u32, sink: &mut dyn EventSink) {
+        {
+            let f = self.slab[i as usize].as_mut().expect("live flow");
+            f.reported = f.conn_state();
+        }
+        let ev = self.event(i, EventKind::Close);
+        sink.event(&ev);
+        let f = self.slab[i as usize].take().expect("live flow");
+        self.segments -= (f.ep[0].segs.len() + f.ep[1].segs.len()) as u64;
+        self.open_pkts -= f.ep[0].pkts + f.ep[1].pkts;
+        self.table.remove(&f.key);
+        self.free.push(i);
+    }
+
+    /// Closes flows whose time is up (inactivity timeouts, linger after close).
+    pub fn sweep(&mut self, sink: &mut dyn EventSink) {
+        let now = self.now_us;
+        let mut exp = std::mem::take(&mut self.expired);
+        exp.clear();
+        for (i, f) in self.slab.iter().enumerate() {
+            let Some(f) = f else { continue };
+            let idle = now - f.last_us;
+            let limit = if f.finished() {
+                LINGER_US
+            } else if f.is_tcp() {
+                self.opts.tcp_timeout_us
+            } else {
+                self.opts.udp_timeout_us
+            };
+            if idle > limit {
+                exp.push((f.id, i as u32));
+            }
+        }
+        exp.sort_unstable();
+        for &(_, i) in &exp {
+            self.close(i, sink);
+        }
+        self.expired = exp;
+    }
+
+    /// Closes every open flow (end of capture or stop), in the order they started.
+    pub fn finish(&mut self, sink: &mut dyn EventSink) {
+        let mut all: Vec<(u64, u32)> = self
+            .slab
+            .iter()
+            .enumerate()
+            .filter_map(|(i, f)| f.as_ref().map(|f| (f.id, i as u32)))
+            .collect();
+        all.sort_unstable();
+        for (_, i) in all {
+            self.close(i, sink);
+        }
+    }
+}
+
+/// Follows one TCP segment (Zeek's TCPSessionAdapter::Process, without reassembly). Returns the
+/// new number of remembered segments and how many could not be remembered.
+fn tcp_packet(
+    f: &mut Flow,
+    d: usize,
+    s: &Seen,
+    opts: &Options,
+    mut segments: u64,
+    seg_limit: usize,
+) -> (u64, u64) {
+    let fl = s.l4.flags;
+    let (syn, fin, rst, ack) = (fl & SYN != 0, fl & FIN != 0, fl & RST != 0, fl & ACK != 0);
+    let len = s.l4.payload as i64;
+    let base = s.l4.seq;
+    let mut seg_len = len + syn as i64 + fin as i64;
+    if rst {
+        seg_len -= len;
+    }
+    let mut seg_drops = 0;
+
+    // init_endpoint
+    {
+        let e = &mut f.ep[d];
+        match e.state {
+            Ep::Inactive => {
+                if syn {
+                    let st = base as i64 + SEQ_BASE;
+                    e.init_seq(st, st + seg_len);
+                } else {
+                    let st = base as i64 + SEQ_BASE - 1;
+                    e.init_seq(st, st + 1);
+                }
+            }
+            Ep::SynSent | Ep::SynAckSent => {
+                if syn && base != e.start as u32 {
+                    let st = Endpoint::full(e.last, base);
+                    e.init_seq(st, st + seg_len);
+                }
+            }
+            Ep::Established | Ep::Partial => {
+                if syn {
+                    let st = Endpoint::full(e.last, base);
+                    e.init_seq(st, st + seg_len);
+                }
+            }
+            Ep::Reset => {
+                if syn && e.prev == Ep::Inactive {
+                    let st = Endpoint::full(e.last, base);
+                    e.init_seq(st, st + seg_len);
+                }
+            }
+            Ep::Closed => {}
+        }
+    }
+    let rel_seq = Endpoint::full(f.ep[d].last, base) - f.ep[d].start;
+
+    // update_history
+    let bits = syn as u8 + fin as u8 + rst as u8;
+    if bits > 1 {
+        if fin && rst {
+            f.check_history(d, HIST_FIN_RST, b'I');
+        } else {
+            f.check_history(d, HIST_MULTI, b'Q');
+        }
+    } else if bits == 1 {
+        if syn {
+            let code = if ack { b'H' } else { b'S' };
+            if f.check_history(d, HIST_SYN, code) && rel_seq != f.ep[d].last_syn {
+                f.hist.push(Flow::letter(d, code));
+            }
+            f.ep[d].last_syn = rel_seq;
+        }
+        if fin {
+            if f.check_history(d, HIST_FIN, b'F') && rel_seq + len != f.ep[d].last_fin {
+                f.hist.push(Flow::letter(d, b'F'));
+            }
+            f.ep[d].last_fin = rel_seq + len;
+        }
+        if rst {
+            if f.check_history(d, HIST_RST, b'R') && rel_seq != f.ep[d].last_rst {
+                f.hist.push(Flow::letter(d, b'R'));
+            }
+            f.ep[d].last_rst = rel_seq;
+        }
+    } else if len > 0 {
+        f.check_history(d, HIST_DATA, b'D');
+    } else if ack {
+        f.check_history(d, HIST_ACK, b'A');
+    }
+
+    // update_window: zero windows, unless they come with/after a RST or after the peer's FIN.
+    if s.l4.win == 0 && !rst && f.ep[1 - d].state != Ep::Closed && f.ep[d].state != Ep::Reset {
+        f.scaled(d, 1, b'W');
+    }
+
+    // Anomalies: SYN / SYN-ACK retransmissions (same sequence number again), RSTs.
+    if syn && !rst && !fin {
+        let e = &mut f.ep[d];
+        let slot = if ack {
+            &mut e.synack_seq
+        } else {
+            &mut e.syn_seq
+        };
+        if *slot == Some(base) && opts.syn {
+            f.anom.syn_retransmits += 1;
+        }
+        *slot = Some(base);
+    }
+    if rst && (opts.rst == 2 || (opts.rst == 1 && !f.fin_seen)) {
+        f.anom.resets += 1;
+    }
+    if fin {
+        f.ep[d].fin_cnt += 1;
+        f.fin_seen = true;
+    }
+
+    // Acknowledgements: start the peer's numbering from its first ACK seen, else advance it;
+    // segments the peer acknowledged no longer need remembering.
+    if ack {
+        let (e, p) = split(&mut f.ep, d);
+        let _ = e;
+        if p.state == Ep::Inactive {
+            let st = s.l4.ack as i64 + SEQ_BASE - 1;
+            p.init_seq(st, st);
+        } else if !rst {
+            let delta = s.l4.ack.wrapping_sub(p.ack as u32) as i32;
+            if !(s.l4.ack == 0 && delta > TOO_LARGE_SEQ_DELTA) && delta > 0 {
+                p.ack += delta as i64;
+            }
+        }
+        while let Some(front) = p.segs.front() {
+            if (s.l4.ack.wrapping_sub(front.end) as i32) >= 0 {
+                p.segs.pop_front();
+                segments -= 1;
+            } else {
+                break;
+            }
+        }
+    }
+
+    // update_last_seq, with retransmission detection.
+    let past = base.wrapping_add(seg_len as u32);
+    let e = &mut f.ep[d];
+    let delta_last = past.wrapping_sub(e.last as u32) as i32;
+    let mut rxmit = false;
+    if (syn || rst) && !(-TOO_LARGE_SEQ_DELTA..=TOO_LARGE_SEQ_DELTA).contains(&delta_last) {
+    } else if fin && e.last == e.start + 1 {
+        e.last += delta_last as i64;
+    } else if e.state == Ep::Reset {
+    } else if delta_last > 0 {
+        e.last += delta_last as i64;
+        if len > 0 && opts.retransmit_us > 0 {
+            if (segments as usize) < seg_limit {
+                e.segs.push_back(Seg {
+                    seq: base,
+                    end: base.wrapping_add(len as u32),
+                    ts_us: s.ts_us,
+                });
+                segments += 1;
+            } else {
+                seg_drops += 1;
+            }
+        }
+    } else if len > 0 {
+        rxmit = true;
+        if opts.retransmit_us > 0 {
+            if let Some(orig) = e.segs.iter().find(|g| g.seq == base) {
+                if s.ts_us - orig.ts_us >= opts.retransmit_us {
+                    f.anom.retransmits += 1;
+                }
+            }
+        }
+    }
+    if rxmit {
+        f.scaled(d, 0, b'T');
+    }
+
+    update_state(f, d, fl, len);
+    (segments, seg_drops)
+}
+
+fn split(ep: &mut [Endpoint; 2], d: usize) -> (&mut Endpoint, &mut Endpoint) {
+    let (a, b) = ep.split_at_mut(1);
+    if d == 0 {
+        (&mut a[0], &mut b[0])
+    } else {
+        (&mut b[0], &mut a[0])
+    }
+}
+
+/// Zeek's UpdateStateMachine for endpoint `d`.
+fn update_state(f: &mut Flow, d: usize, fl: u8, len: i64) {
+    let (syn, fin, rst, ack) = (fl & SYN != 0, fl & FIN != 0, fl & RST != 0, fl & ACK != 0);
+    let is_orig = d == 0;
+    let orig_state = f.ep[0].state;
+    let (e, p) = split(&mut f.ep, d);
+    match e.state {
+        Ep::Inactive => {
+            if syn {
+                if is_orig {
+                    e.set(if ack { Ep::SynAckSent } else { Ep::SynSent });
+                } else {
+                    if !ack && p.state == Ep::SynAckSent {
+                        // SYN/SYN-ACK reversal: Zeek flips roles; we keep the roles and
+                        // treat the connection as established.
+                        p.set(Ep::Established);
+                    }
+                    if p.state == Ep::SynSent {
+                        p.set(Ep::Established);
+                    }
+                    e.set(Ep::Established);
+                }
+            }
+            if fin {
+                e.set(Ep::Closed);
+            }
+            if rst {
+                e.set(Ep::Reset);
+            }
+            if e.state == Ep::Inactive {
+                if !is_orig && len == 0 && orig_state == Ep::SynSent {
+                    // An ACK of the SYN before the SYN-ACK: not a partial connection.
+                } else if ack && p.state == Ep::Established {
+                    e.set(Ep::Established);
+                } else {
+                    e.set(Ep::Partial);
+                }
+            }
+        }
+        Ep::SynSent | Ep::SynAckSent => {
+            if fin {
+                e.set(Ep::Closed);
+            }
+            if rst {
+                e.set(Ep::Reset);
+            }
+        }
+        Ep::Established | Ep::Partial => {
+            if syn && e.state == Ep::Partial && p.state == Ep::Inactive && !ack {
+                e.set(Ep::SynSent);
+            }
+            if fin && !rst {
+                e.set(Ep::Closed);
+                if p.state == Ep::Reset && p.prev == Ep::Closed {
+                    // FIN then RST from the peer was a normal termination.
+                    p.set(Ep::Closed);
+                }
+            }
+            if rst {
+                e.set(Ep::Reset);
+            }
+        }
+        Ep::Closed => {
+            if rst && p.state != Ep::Closed {
+                e.set(Ep::Reset);
+            }
+        }
+        Ep::Reset => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rstos0_pattern() {
+        assert!(rstos0_history("SR"));
+        assert!(rstos0_history("^SsR"));
+        assert!(!rstos0_history("SAR"));
+        assert!(!rstos0_history("hR"));
+    }
+
+    #[test]
+    fn sequence_space_wraps() {
+        let r = SEQ_BASE + u32::MAX as i64 - 10;
+        assert_eq!(Endpoint::full(r, 5), r + 16);
+        assert_eq!(Endpoint::full(r, u32::MAX - 20), r - 10);
+    }
+}
