@@ -1,1 +1,243 @@
-fn main() {}
+//! ipclog: logs every network connection — opened, state changed, closed — from Netfilter's
+//! connection tracking (default) or from packets (`-r FILE`, `-i IFACE`, via ipclog-capture),
+//! to the constat line log, SQLite, JSON lines and syslog. Invoked as `ipc` (or with `-1`) it
+//! prints the connections open right now and exits.
+
+mod cli;
+mod conntrack;
+mod ctattr;
+mod ctsock;
+mod daemon;
+mod ifaddr;
+mod sinks;
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Parser;
+
+use shared::logfmt::WriteOptions;
+use shared::sink::EventSink;
+use shared::store::Store;
+
+use cli::Cli;
+use sinks::{FanOut, Filter, Filtered, JsonSink, LineLog, SyslogSink, TextOut};
+
+fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
+    eprintln!("{msg}");
+    ExitCode::from(code)
+}
+
+/// Says once what the kernel is not providing and how to turn it on; logging goes on without.
+fn check_kernel_settings() {
+    let read = |name: &str| {
+        std::fs::read_to_string(format!("/proc/sys/net/netfilter/{name}"))
+            .ok()
+            .map(|s| s.trim().to_string())
+    };
+    match read("nf_conntrack_acct") {
+        None => eprintln!(
+            "ipclog: connection tracking is not loaded (no /proc/sys/net/netfilter/\
+             nf_conntrack_*): load it with `modprobe nf_conntrack`; connections are logged once \
+             it is"
+        ),
+        Some(v) => {
+            if v == "0" {
+                eprintln!(
+                    "ipclog: byte counters are off; turn them on with `sysctl -w \
+                     net.netfilter.nf_conntrack_acct=1`"
+                );
+            }
+            if read("nf_conntrack_timestamp").as_deref() == Some("0") {
+                eprintln!(
+                    "ipclog: kernel timestamps are off (times come from ipclog's clock); turn \
+                     them on with `sysctl -w net.netfilter.nf_conntrack_timestamp=1`"
+                );
+            }
+            if read("nf_conntrack_events").as_deref() == Some("0") {
+                eprintln!(
+                    "ipclog: conntrack events are off, nothing will be logged; turn them on \
+                     with `sysctl -w net.netfilter.nf_conntrack_events=1`"
+                );
+            }
+        }
+    }
+}
+
+fn invoked_as_ipc() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|f| f.to_string_lossy().into_owned())
+        })
+        .is_some_and(|n| n == "ipc")
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let filter = match Filter::new(&cli.proto, &cli.port, &cli.host, &cli.iface) {
+        Ok(f) => f,
+        Err(e) => return fail(2, format!("ipclog: {e}")),
+    };
+    let opts = WriteOptions { show_nat: cli.nat };
+    if cli.once || invoked_as_ipc() {
+        if cli.capture.is_capture() {
+            return fail(2, "ipclog: -1/ipc shows conntrack's open connections; it cannot be combined with -r/-i");
+        }
+        return match conntrack::snapshot(&filter, opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) if e.contains("CAP_NET_ADMIN") => fail(2, e),
+            Err(e) => fail(1, format!("ipc: {e}")),
+        };
+    }
+    let no_output = cli.log.is_none() && cli.db.is_none() && cli.json.is_none() && !cli.syslog;
+    if cli.daemon && (no_output || cli.json.as_deref() == Some("-")) {
+        return fail(
+            2,
+            "ipclog: --daemon has no terminal: give -f FILE, --db FILE, --json FILE or --syslog",
+        );
+    }
+
+    // Everything that can fail at start is opened now: files, database, socket.
+    let mut fan = FanOut::default();
+    if cli.log.is_some() || no_output {
+        match TextOut::open(cli.log.as_deref(), "log") {
+            Ok(out) => fan.line_log = Some(LineLog::new(out, opts)),
+            Err(e) => {
+                let p = cli.log.as_deref().unwrap_or(Path::new("-"));
+                return fail(2, format!("ipclog: {}: cannot open log: {e}", p.display()));
+            }
+        }
+    }
+    if let Some(j) = &cli.json {
+        let path = (j != "-").then(|| Path::new(j));
+        match TextOut::open(path, "json") {
+            Ok(out) => fan.others.push(Box::new(JsonSink::new(
+                out,
+                cli.capture.is_capture(),
+                cli.nat,
+            ))),
+            Err(e) => return fail(2, format!("ipclog: {j}: cannot open JSON output: {e}")),
+        }
+    }
+    if cli.syslog {
+        fan.others.push(Box::new(SyslogSink::open(opts)));
+    }
+    let mut store = None;
+    if let Some(db) = &cli.db {
+        let mut s = match Store::open(db) {
+            Ok(s) => s,
+            Err(e) => return fail(2, format!("ipclog: {e}")),
+        };
+        let command: Vec<String> = std::env::args().collect();
+        let source = if cli.capture.is_capture() {
+            "pcap"
+        } else {
+            "conntrack"
+        };
+        if let Err(e) = s.start_run(Utc::now(), source, &command.join(" ")) {
+            return fail(2, format!("ipclog: {}: cannot write: {e}", db.display()));
+        }
+        store = Some(s);
+    }
+    let mut pidfile = match &cli.pidfile {
+        Some(p) => match daemon::PidFile::create(p) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                return fail(
+                    2,
+                    format!("ipclog: {}: cannot write pidfile: {e}", p.display()),
+                )
+            }
+        },
+        None => None,
+    };
+    let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
+
+    let sock = if cli.capture.is_capture() {
+        None
+    } else {
+        check_kernel_settings();
+        match ctsock::EventSocket::open(cli.rcvbuf, Duration::from_millis(100)) {
+            Ok(s) => Some(s),
+            Err(e) => return fail(2, e.message),
+        }
+    };
+
+    if cli.daemon {
+        if let Err(e) = daemon::daemonize() {
+            return fail(2, format!("ipclog: cannot detach: {e}"));
+        }
+    }
+    if let Some(p) = &mut pidfile {
+        if let Err(e) = p.write_pid() {
+            return fail(2, format!("ipclog: cannot write pidfile: {e}"));
+        }
+    }
+    daemon::install_signal_handlers();
+    // Threads start only now (after a possible fork).
+    if let Some(s) = store {
+        fan.db = Some(sinks::DbSink::start(s, 1 << 16));
+    }
+    let mut sinks = Filtered { filter, inner: fan };
+
+    let code = match sock {
+        Some(sock) => {
+            let cfg = conntrack::Config {
+                queue: cli.queue,
+                evict_every: (cli.evict_every > 0).then(|| Duration::from_secs(cli.evict_every)),
+                stats_every,
+            };
+            conntrack::run(cfg, sock, sinks)
+        }
+        None => run_capture(&cli, &mut sinks, stats_every),
+    };
+    drop(pidfile);
+    ExitCode::from(code as u8)
+}
+
+/// Packets as the source: the capture crate drives the same sinks.
+fn run_capture(cli: &Cli, sinks: &mut Filtered<FanOut>, stats_every: Option<Duration>) -> i32 {
+    let now = Utc::now();
+    sinks.program(now, "ipclog started");
+    sinks.inner.raw_line(&shared::logfmt::header_line(now));
+    let result = ipclog_capture::run(&cli.capture, sinks, &daemon::STOP, stats_every);
+    let (code, dropped) = match &result {
+        Ok(summary) => {
+            let d: u64 = summary.dropped.iter().map(|(_, n)| n).sum();
+            if !summary.dropped.is_empty() {
+                let parts: Vec<String> = summary
+                    .dropped
+                    .iter()
+                    .map(|(why, n)| format!("{n} {why}"))
+                    .collect();
+                sinks.program(Utc::now(), &format!("dropped: {}", parts.join(", ")));
+            }
+            (0, d)
+        }
+        Err(e) => {
+            eprintln!("ipclog: {e}");
+            sinks.program(Utc::now(), &format!("error: {e}"));
+            (e.exit_code, 0)
+        }
+    };
+    let errors = sinks.errors();
+    let now = Utc::now();
+    sinks.program(now, &format!("ipclog stopped, {errors} errors"));
+    sinks.flush();
+    if let Some(db) = &mut sinks.inner.db {
+        db.finish(now, errors, 0, dropped);
+    }
+    code
+}

@@ -1,0 +1,141 @@
+//! ipclog's command line.
+
+use std::path::PathBuf;
+
+use clap::Parser;
+
+use ipclog_capture::CaptureArgs;
+
+/// Log every network connection: one O line when it opens, S lines when its state changes, a
+/// C line with its duration (and byte counts) when it ends. The source is Netfilter's
+/// connection tracking (default) or packets (`-r FILE`, `-i IFACE`).
+///
+/// Invoked as `ipc` (a symlink), or with `-1`: print the open connections and exit.
+#[derive(Debug, Parser)]
+#[command(
+    name = "ipclog",
+    version,
+    after_help = "\
+Line log (default on standard output when no -f/--db/--json/--syslog is given):
+  P <time> message              logger started/stopped, lost events
+  H <time> prot src dst sport dport fl time
+  I <time> UP <ifname> <addr>   local addresses (at start and when they change)
+  O/S/C <time> prot src dst sport dport fl time [key=value ...]
+  src/dst print a local address as its interface name. fl: e established, s handshake
+  (SYN_SENT/SYN_RECV), w FIN_WAIT/CLOSE_WAIT/LAST_ACK, t TIME_WAIT, c CLOSE, U unreplied
+  (UDP and other protocols), - replied. time: seconds since the connection opened.
+
+Exit status: 0 ok, 1 failure while running, 2 bad usage, missing permission (CAP_NET_ADMIN)
+or a file/database that cannot be used at start."
+)]
+pub struct Cli {
+    /// Write the line log to FILE (appending; SIGHUP reopens it, for logrotate).
+    #[arg(short = 'f', long = "log", value_name = "FILE")]
+    pub log: Option<PathBuf>,
+
+    /// Keep every connection as one SQLite row (created if missing, schema checked at start).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+
+    /// Write one JSON object per event (Zeek conn.log field names) to FILE, `-` for standard
+    /// output. With -r/-i: one object per closed connection.
+    #[arg(long, value_name = "FILE|-")]
+    pub json: Option<String>,
+
+    /// Send log lines to syslog (facility daemon, ident ipclog).
+    #[arg(long)]
+    pub syslog: bool,
+
+    /// Also show the NAT-translated source of outgoing and the original destination of
+    /// incoming connections (`nat_src=` / `orig_dst=` tokens).
+    #[arg(short = 'N', long = "nat")]
+    pub nat: bool,
+
+    /// Print the H line and one O line per open connection (time = seconds open so far), then
+    /// exit. Same as invoking ipclog as `ipc`.
+    #[arg(short = '1', long = "once")]
+    pub once: bool,
+
+    /// Print statistics to standard error every SECS seconds (events/s, open connections,
+    /// queue depth, lost events, errors).
+    #[arg(short = 's', long = "stats", value_name = "SECS")]
+    pub stats: Option<u64>,
+
+    /// Detach from the terminal and run in the background (default: foreground, for systemd).
+    #[arg(long, requires = "pidfile")]
+    pub daemon: bool,
+
+    /// Write the process id to FILE (removed at exit).
+    #[arg(long, value_name = "FILE")]
+    pub pidfile: Option<PathBuf>,
+
+    /// Only log these protocols (names or numbers, comma separated or repeated).
+    #[arg(
+        long = "proto",
+        value_name = "PROTO",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub proto: Vec<String>,
+
+    /// Only log connections with this source or destination port (repeatable).
+    #[arg(
+        long = "port",
+        value_name = "PORT",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub port: Vec<u16>,
+
+    /// Only log connections with an address (either side, before or after NAT) in this
+    /// address or CIDR network (repeatable).
+    #[arg(
+        long = "host",
+        value_name = "ADDR[/LEN]",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub host: Vec<String>,
+
+    /// Only log connections from or to a local address of this interface (repeatable).
+    #[arg(
+        long = "iface",
+        value_name = "IFNAME",
+        value_delimiter = ',',
+        help_heading = "Filters"
+    )]
+    pub iface: Vec<String>,
+
+    /// Dump the conntrack table every SECS seconds so that expired connections are closed in
+    /// time (the kernel otherwise reports them up to a minute late). 0 = never.
+    #[arg(
+        long = "evict-every",
+        value_name = "SECS",
+        default_value_t = 10,
+        help_heading = "Conntrack"
+    )]
+    pub evict_every: u64,
+
+    /// Receive buffer of the event socket in bytes (set with SO_RCVBUFFORCE; ~1.3 KB per
+    /// queued event).
+    #[arg(
+        long = "rcvbuf",
+        value_name = "BYTES",
+        default_value_t = 128 << 20,
+        help_heading = "Conntrack"
+    )]
+    pub rcvbuf: usize,
+
+    /// Capacity of the queue between the event reader and the writers (events); what does
+    /// not fit is dropped, counted and followed by a resync.
+    #[arg(
+        long = "queue",
+        value_name = "EVENTS",
+        default_value_t = 262_144,
+        help_heading = "Conntrack"
+    )]
+    pub queue: usize,
+
+    #[command(flatten)]
+    pub capture: CaptureArgs,
+}

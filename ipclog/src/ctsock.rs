@@ -1,0 +1,255 @@
+//! ctnetlink sockets: the event socket (NEW/UPDATE/DESTROY multicast groups, big receive
+//! buffer, exact drop count) and table dumps on a socket of their own.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use crate::ctattr::{self, CtMsg, Item};
+
+/// Multicast groups `NFNLGRP_CONNTRACK_NEW`, `_UPDATE`, `_DESTROY`.
+const GROUPS: [u32; 3] = [1, 2, 3];
+
+/// How the receive buffer was set.
+#[derive(Debug, Clone)]
+pub struct RcvBuf {
+    pub requested: usize,
+    /// What the kernel reports (it doubles the value for bookkeeping).
+    pub actual: usize,
+    /// `SO_RCVBUFFORCE` (past net.core.rmem_max) or `SO_RCVBUF` (capped by it).
+    pub forced: bool,
+}
+
+/// A start-up failure with what the user should do about it.
+#[derive(Debug)]
+pub struct OpenError {
+    pub message: String,
+}
+
+fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    // SAFETY: a plain int option on a socket we own.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &val as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as u32,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as u32;
+    // SAFETY: reading an int option into a local.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            &mut val as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(val as usize)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_usec: d.subsec_micros() as libc::suseconds_t,
+    };
+    // SAFETY: a timeval option on a socket we own.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            &tv as *const _ as *const libc::c_void,
+            std::mem::size_of::<libc::timeval>() as u32,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn socket_inode(fd: i32) -> u64 {
+    // SAFETY: fstat into a zeroed struct.
+    unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(fd, &mut st) == 0 {
+            st.st_ino
+        } else {
+            0
+        }
+    }
+}
+
+fn permission_error(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
+}
+
+const NEED_CAP: &str = "ipclog: reading conntrack needs CAP_NET_ADMIN (run as root or \
+                        grant the capability, e.g. systemd AmbientCapabilities=CAP_NET_ADMIN)";
+
+/// The subscribed event socket.
+pub struct EventSocket {
+    sock: Socket,
+    pub inode: u64,
+    pub rcvbuf: RcvBuf,
+}
+
+impl EventSocket {
+    /// Subscribes to conntrack events with a receive buffer of `rcvbuf` bytes and a receive
+    /// timeout of `tick` (so the reader notices signals).
+    pub fn open(rcvbuf: usize, tick: Duration) -> Result<EventSocket, OpenError> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| OpenError {
+            message: format!("ipclog: cannot open a netfilter netlink socket: {e}"),
+        })?;
+        sock.bind_auto().map_err(|e| OpenError {
+            message: format!("ipclog: cannot bind the netlink socket: {e}"),
+        })?;
+        for g in GROUPS {
+            if let Err(e) = sock.add_membership(g) {
+                let message = if permission_error(&e) {
+                    format!("{NEED_CAP}: {e}")
+                } else {
+                    format!(
+                        "ipclog: cannot subscribe to conntrack events (group {g}): {e}; is \
+                         nf_conntrack_netlink available (modprobe nf_conntrack_netlink)?"
+                    )
+                };
+                return Err(OpenError { message });
+            }
+        }
+        let fd = sock.as_raw_fd();
+        let req = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+        let forced = match setsockopt_int(fd, libc::SO_RCVBUFFORCE, req) {
+            Ok(()) => true,
+            Err(_) => {
+                let _ = setsockopt_int(fd, libc::SO_RCVBUF, req);
+                false
+            }
+        };
+        let actual = getsockopt_int(fd, libc::SO_RCVBUF).unwrap_or(0);
+        set_rcvtimeo(fd, tick).map_err(|e| OpenError {
+            message: format!("ipclog: cannot set a receive timeout: {e}"),
+        })?;
+        let inode = socket_inode(fd);
+        Ok(EventSocket {
+            sock,
+            inode,
+            rcvbuf: RcvBuf {
+                requested: rcvbuf,
+                actual,
+                forced,
+            },
+        })
+    }
+
+    /// One datagram (one or more netlink messages). `Ok(0)` on the receive timeout.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut b = &mut buf[..];
+        match self.sock.recv(&mut b, 0) {
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Messages the kernel dropped on this socket so far (the `Drops` column of
+    /// /proc/self/net/netlink for our inode).
+    pub fn drops(&self) -> Option<u64> {
+        netlink_drops(self.inode)
+    }
+}
+
+/// The `Drops` column of /proc/self/net/netlink for the socket with this inode.
+pub fn netlink_drops(inode: u64) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/net/netlink").ok()?;
+    for line in text.lines().skip(1) {
+        let f: Vec<&str> = line.split_ascii_whitespace().collect();
+        if f.len() >= 10 && f[9].parse::<u64>().ok() == Some(inode) {
+            return f[8].parse().ok();
+        }
+    }
+    None
+}
+
+/// Dumps the whole conntrack table (IPv4 and IPv6), calling `each` for every entry. Also
+/// makes the kernel evict expired entries, which sends their DESTROY events at once.
+pub fn dump(mut each: impl FnMut(CtMsg)) -> Result<u64, String> {
+    let mut sock =
+        Socket::new(NETLINK_NETFILTER).map_err(|e| format!("conntrack dump: socket: {e}"))?;
+    sock.bind_auto()
+        .map_err(|e| format!("conntrack dump: bind: {e}"))?;
+    let _ = setsockopt_int(sock.as_raw_fd(), libc::SO_RCVBUF, 4 << 20);
+    set_rcvtimeo(sock.as_raw_fd(), Duration::from_secs(10))
+        .map_err(|e| format!("conntrack dump: {e}"))?;
+    let req = ctattr::dump_request(0, 1);
+    sock.send_to(&req, &SocketAddr::new(0, 0), 0).map_err(|e| {
+        if permission_error(&e) {
+            format!("{NEED_CAP}: {e}")
+        } else {
+            format!("conntrack dump: send: {e}")
+        }
+    })?;
+    let mut buf = vec![0u8; 1 << 17];
+    let mut n_entries = 0u64;
+    loop {
+        let mut b = &mut buf[..];
+        let n = sock.recv(&mut b, 0).map_err(|e| {
+            if permission_error(&e) {
+                format!("{NEED_CAP}: {e}")
+            } else {
+                format!("conntrack dump: receive: {e}")
+            }
+        })?;
+        if n == 0 {
+            return Err("conntrack dump: socket closed".into());
+        }
+        for item in ctattr::Messages::new(&buf[..n]) {
+            match item {
+                Ok(Item::Conntrack(m)) => {
+                    n_entries += 1;
+                    each(m);
+                }
+                Ok(Item::Done) => return Ok(n_entries),
+                Ok(Item::Ack) | Ok(Item::Other(_)) => {}
+                Err(ctattr::DecodeError::Netlink(errno)) => {
+                    let e = io::Error::from_raw_os_error(-errno);
+                    return Err(if permission_error(&e) {
+                        format!("{NEED_CAP}: {e}")
+                    } else {
+                        format!("conntrack dump: {e}")
+                    });
+                }
+                Err(e) => return Err(format!("conntrack dump: {e}")),
+            }
+        }
+    }
+}

@@ -1,0 +1,895 @@
+//! The sinks ipclog writes to, whatever the source: the line log (file or stdout), JSON lines,
+//! syslog and the SQLite history (on its own thread), plus a fan-out and a filter in front of
+//! them. Sinks count write errors instead of failing, so a full disk never stops the logger,
+//! and writing resumes as soon as the destination accepts data again.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::{self, Write};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use shared::logfmt::{self, WriteOptions};
+use shared::proto::{proto_from_name, proto_name};
+use shared::sink::EventSink;
+use shared::store::Store;
+use shared::{ConnEvent, ConnState, EventKind};
+
+use crate::daemon::HUP;
+
+/// Opens `path` for appending, creating it with mode 0640.
+pub fn open_append(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o640)
+        .open(path)
+}
+
+/// A text destination: standard output or a file that SIGHUP reopens (logrotate moves the
+/// old one away; the next write creates the new one).
+pub struct TextOut {
+    path: Option<PathBuf>,
+    out: Box<dyn Write + Send>,
+    buf: Vec<u8>,
+    hup_seen: u64,
+    errors: u64,
+    /// Lines discarded because their write failed.
+    pub lines_lost: u64,
+    lines_in_buf: u64,
+    what: &'static str,
+}
+
+impl TextOut {
+    /// Standard output, or `path` opened now (an unwritable path is a start-up error).
+    pub fn open(path: Option<&Path>, what: &'static str) -> io::Result<TextOut> {
+        let (path, out): (Option<PathBuf>, Box<dyn Write + Send>) = match path {
+            None => (None, Box::new(io::stdout())),
+            Some(p) => {
+                let f = open_append(p)?;
+                // Absolute, so a reopen after the daemon's chdir("/") finds the same file.
+                let abs = if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    std::env::current_dir()?.join(p)
+                };
+                (Some(abs), Box::new(f))
+            }
+        };
+        Ok(TextOut {
+            path,
+            out,
+            buf: Vec::with_capacity(1 << 16),
+            hup_seen: HUP.load(Ordering::Relaxed),
+            errors: 0,
+            lines_lost: 0,
+            lines_in_buf: 0,
+            what,
+        })
+    }
+
+    /// For tests: any writer.
+    #[cfg(test)]
+    pub fn from_writer(w: Box<dyn Write + Send>) -> TextOut {
+        TextOut {
+            path: None,
+            out: w,
+            buf: Vec::new(),
+            hup_seen: 0,
+            errors: 0,
+            lines_lost: 0,
+            lines_in_buf: 0,
+            what: "test",
+        }
+    }
+
+    pub fn line(&mut self, line: &str) {
+        self.buf.extend_from_slice(line.as_bytes());
+        self.buf.push(b'\n');
+        self.lines_in_buf += 1;
+        if self.buf.len() >= 1 << 16 {
+            self.flush();
+        }
+    }
+
+    /// Writes what is buffered; on SIGHUP, first to the old file, then reopens.
+    pub fn flush(&mut self) {
+        if !self.buf.is_empty() {
+            let r = self.out.write_all(&self.buf).and_then(|_| self.out.flush());
+            if let Err(e) = r {
+                self.errors += 1;
+                self.lines_lost += self.lines_in_buf;
+                // Said once per failure streak would be nicer; once per failed flush is
+                // bounded by the flush rate and tells the operator what is wrong.
+                eprintln!(
+                    "ipclog: {} write failed ({} lines lost): {e}",
+                    self.shown(),
+                    self.lines_in_buf
+                );
+            }
+            // Lines whose write failed are dropped (and counted) rather than kept: memory
+            // must not grow while a disk is full.
+            self.buf.clear();
+            self.lines_in_buf = 0;
+        }
+        let hup = HUP.load(Ordering::Relaxed);
+        if hup != self.hup_seen {
+            self.hup_seen = hup;
+            if let Some(p) = &self.path {
+                match open_append(p) {
+                    Ok(f) => self.out = Box::new(f),
+                    Err(e) => {
+                        self.errors += 1;
+                        eprintln!("ipclog: cannot reopen {}: {e}", p.display());
+                    }
+                }
+            }
+        }
+    }
+
+    fn shown(&self) -> String {
+        match &self.path {
+            Some(p) => format!("{} {}", self.what, p.display()),
+            None => format!("{} on standard output", self.what),
+        }
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors
+    }
+}
+
+/// The line log (P/H/I/O/S/C lines, see `shared::logfmt`).
+pub struct LineLog {
+    out: TextOut,
+    opts: WriteOptions,
+    line: String,
+}
+
+impl LineLog {
+    pub fn new(out: TextOut, opts: WriteOptions) -> Self {
+        LineLog {
+            out,
+            opts,
+            line: String::with_capacity(256),
+        }
+    }
+}
+
+impl EventSink for LineLog {
+    fn event(&mut self, ev: &ConnEvent) {
+        self.line.clear();
+        logfmt::write_event(ev, self.opts, &mut self.line);
+        self.out.line(&self.line);
+    }
+
+    fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+        self.out.line(&logfmt::program_line(ts, message));
+    }
+
+    fn flush(&mut self) {
+        self.out.flush();
+    }
+
+    fn errors(&self) -> u64 {
+        self.out.errors()
+    }
+}
+
+/// Writes raw lines (H and I lines) to sinks that show text. Implemented by the line log only;
+/// other sinks ignore them.
+pub trait RawLines {
+    fn raw_line(&mut self, line: &str);
+}
+
+impl RawLines for LineLog {
+    fn raw_line(&mut self, line: &str) {
+        self.out.line(line);
+    }
+}
+
+fn epoch(t: DateTime<Utc>) -> f64 {
+    t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9
+}
+
+fn state_name(s: ConnState) -> &'static str {
+    match s {
+        ConnState::Tcp(t) => t.as_str(),
+        ConnState::Unreplied => "UNREPLIED",
+        ConnState::Replied => "REPLIED",
+        ConnState::Other => "OTHER",
+    }
+}
+
+/// One JSON object per event with Zeek conn.log field names. `ts` is the connection's start
+/// (Zeek's meaning): the event time minus the duration so far; `event_ts` is when the event
+/// happened.
+pub fn event_json(ev: &ConnEvent, show_nat: bool) -> Value {
+    let mut m = Map::new();
+    let start = match ev.duration {
+        Some(d) if ev.kind != EventKind::Open => epoch(ev.ts) - d,
+        _ => epoch(ev.ts),
+    };
+    m.insert("ts".into(), json!(start));
+    m.insert("event_ts".into(), json!(epoch(ev.ts)));
+    m.insert(
+        "event".into(),
+        json!(match ev.kind {
+            EventKind::Open => "open",
+            EventKind::Update => "update",
+            EventKind::Close => "close",
+        }),
+    );
+    m.insert("source".into(), json!(ev.source.as_str()));
+    let uid = ev
+        .uid
+        .clone()
+        .unwrap_or_else(|| format!("CT{:08x}", ev.conn_id));
+    m.insert("uid".into(), json!(uid));
+    m.insert(
+        "proto".into(),
+        match proto_name(ev.proto) {
+            Some(n) => json!(n),
+            None => json!(ev.proto),
+        },
+    );
+    m.insert("proto_num".into(), json!(ev.proto));
+    m.insert("id.orig_h".into(), json!(ev.orig.src.to_string()));
+    m.insert("id.orig_p".into(), json!(ev.orig.sport));
+    m.insert("id.resp_h".into(), json!(ev.shown_dst().to_string()));
+    m.insert("id.resp_p".into(), json!(ev.shown_dport()));
+    m.insert("duration".into(), json!(ev.duration));
+    if let Some(c) = ev.counters {
+        m.insert("orig_pkts".into(), json!(c.orig_pkts));
+        m.insert("resp_pkts".into(), json!(c.resp_pkts));
+        m.insert("orig_ip_bytes".into(), json!(c.orig_ip_bytes));
+        m.insert("resp_ip_bytes".into(), json!(c.resp_ip_bytes));
+        m.insert("orig_bytes".into(), json!(c.orig_bytes));
+        m.insert("resp_bytes".into(), json!(c.resp_bytes));
+    }
+    if let Some(s) = ev.zeek_state {
+        m.insert("conn_state".into(), json!(s));
+    }
+    if let Some(h) = &ev.history {
+        m.insert("history".into(), json!(h));
+    }
+    m.insert("state".into(), json!(state_name(ev.state)));
+    m.insert("flag".into(), json!(ev.state.flag().to_string()));
+    for (k, v) in ev.anomalies.entries() {
+        if v != 0 {
+            m.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(i) = &ev.src_iface {
+        m.insert("src_iface".into(), json!(i));
+    }
+    if let Some(i) = &ev.dst_iface {
+        m.insert("dst_iface".into(), json!(i));
+    }
+    m.insert("direction".into(), json!(ev.direction.as_str()));
+    if ev.found_at_start {
+        m.insert("found_at_start".into(), json!(true));
+    }
+    if show_nat || ev.reply.is_some() {
+        if let Some((a, p)) = ev.nat_src() {
+            m.insert("nat_src_h".into(), json!(a.to_string()));
+            m.insert("nat_src_p".into(), json!(p));
+        }
+        if let Some((a, p)) = ev.nat_orig_dst() {
+            m.insert("orig_dst_h".into(), json!(a.to_string()));
+            m.insert("orig_dst_p".into(), json!(p));
+        }
+    }
+    if let Some(x) = ev.mark {
+        m.insert("mark".into(), json!(x));
+    }
+    if let Some(x) = ev.zone {
+        m.insert("zone".into(), json!(x));
+    }
+    if let Some(t) = ev.kernel_start {
+        m.insert("kstart".into(), json!(epoch(t)));
+    }
+    if let Some(t) = ev.kernel_stop {
+        m.insert("kstop".into(), json!(epoch(t)));
+    }
+    Value::Object(m)
+}
+
+/// JSON lines. With `closes_only` (packet sources, like Zeek's conn.log) only closes are
+/// written.
+pub struct JsonSink {
+    out: TextOut,
+    closes_only: bool,
+    show_nat: bool,
+}
+
+impl JsonSink {
+    pub fn new(out: TextOut, closes_only: bool, show_nat: bool) -> Self {
+        JsonSink {
+            out,
+            closes_only,
+            show_nat,
+        }
+    }
+}
+
+impl EventSink for JsonSink {
+    fn event(&mut self, ev: &ConnEvent) {
+        if self.closes_only && ev.kind != EventKind::Close {
+            return;
+        }
+        let v = event_json(ev, self.show_nat);
+        self.out.line(&v.to_string());
+    }
+
+    fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+        let v = json!({"ts": epoch(ts), "event": "program", "message": message});
+        self.out.line(&v.to_string());
+    }
+
+    fn flush(&mut self) {
+        self.out.flush();
+    }
+
+    fn errors(&self) -> u64 {
+        self.out.errors()
+    }
+}
+
+/// syslog(3), facility daemon: the line log's lines without their timestamp (syslog adds its
+/// own), at priority info (P lines: notice).
+pub struct SyslogSink {
+    opts: WriteOptions,
+    line: String,
+}
+
+impl SyslogSink {
+    pub fn open(opts: WriteOptions) -> SyslogSink {
+        // SAFETY: the ident is a static C string, as openlog requires (it keeps the pointer).
+        unsafe {
+            libc::openlog(
+                c"ipclog".as_ptr(),
+                libc::LOG_PID | libc::LOG_NDELAY,
+                libc::LOG_DAEMON,
+            );
+        }
+        SyslogSink {
+            opts,
+            line: String::new(),
+        }
+    }
+
+    fn send(prio: libc::c_int, text: &str) {
+        let Ok(c) = std::ffi::CString::new(text.replace('\0', " ")) else {
+            return;
+        };
+        // SAFETY: "%s" with one valid C string argument.
+        unsafe { libc::syslog(prio, c"%s".as_ptr(), c.as_ptr()) };
+    }
+}
+
+/// A line without its second field (the timestamp): `O 2004-...-16:41:37 udp ...` ->
+/// `O udp ...`.
+fn without_ts(line: &str) -> String {
+    let mut it = line.splitn(3, ' ');
+    let letter = it.next().unwrap_or("");
+    let _ts = it.next();
+    format!("{letter} {}", it.next().unwrap_or("").trim_start())
+}
+
+impl EventSink for SyslogSink {
+    fn event(&mut self, ev: &ConnEvent) {
+        self.line.clear();
+        logfmt::write_event(ev, self.opts, &mut self.line);
+        Self::send(libc::LOG_INFO, &without_ts(&self.line));
+    }
+
+    fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+        Self::send(
+            libc::LOG_NOTICE,
+            &without_ts(&logfmt::program_line(ts, message)),
+        );
+    }
+
+    fn flush(&mut self) {}
+}
+
+enum DbMsg {
+    Event(Box<ConnEvent>),
+    Finish {
+        stopped: DateTime<Utc>,
+        errors: u64,
+        lost: u64,
+        dropped: u64,
+    },
+}
+
+/// Counters shared between the SQLite sink and its thread.
+#[derive(Default)]
+pub struct DbCounters {
+    /// Events that did not fit in the queue to the database thread.
+    pub dropped: AtomicU64,
+    /// Failed batch writes.
+    pub errors: AtomicU64,
+    /// Events written.
+    pub written: AtomicU64,
+    /// Lost conntrack events so far (kept in the runs table while running).
+    pub lost: AtomicU64,
+}
+
+/// The SQLite history, written in batches by its own thread so a slow disk never stalls the
+/// event reader. Events that do not fit in the bounded queue are dropped and counted.
+pub struct DbSink {
+    tx: Option<SyncSender<DbMsg>>,
+    thread: Option<JoinHandle<()>>,
+    pub counters: Arc<DbCounters>,
+}
+
+impl DbSink {
+    /// Starts the writer thread on an already opened store (opened at start so errors are
+    /// start-up errors).
+    pub fn start(store: Store, capacity: usize) -> DbSink {
+        let (tx, rx) = mpsc::sync_channel(capacity);
+        let counters = Arc::new(DbCounters::default());
+        let c = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("ipclog-db".into())
+            .spawn(move || db_thread(store, rx, c))
+            .expect("spawn database thread");
+        DbSink {
+            tx: Some(tx),
+            thread: Some(thread),
+            counters,
+        }
+    }
+
+    /// Queue depth is not observable on std channels; the written/dropped counts are.
+    pub fn finish(&mut self, stopped: DateTime<Utc>, errors: u64, lost: u64, dropped: u64) {
+        if let Some(tx) = self.tx.take() {
+            let _ = tx.send(DbMsg::Finish {
+                stopped,
+                errors,
+                lost,
+                dropped,
+            });
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for DbSink {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl EventSink for DbSink {
+    fn event(&mut self, ev: &ConnEvent) {
+        if let Some(tx) = &self.tx {
+            match tx.try_send(DbMsg::Event(Box::new(ev.clone()))) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
+    fn program(&mut self, _ts: DateTime<Utc>, _message: &str) {}
+
+    fn flush(&mut self) {}
+
+    fn errors(&self) -> u64 {
+        self.counters.errors.load(Ordering::Relaxed)
+    }
+}
+
+fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
+    const BATCH: usize = 8192;
+    let mut batch: Vec<ConnEvent> = Vec::with_capacity(BATCH);
+    let mut finish = None;
+    let mut last_run_update = std::time::Instant::now();
+    loop {
+        // Wait for the first event, then take whatever else is queued, up to a batch.
+        let first = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        let mut next = first;
+        while let Some(m) = next {
+            match m {
+                DbMsg::Event(e) => batch.push(*e),
+                DbMsg::Finish {
+                    stopped,
+                    errors,
+                    lost,
+                    dropped,
+                } => finish = Some((stopped, errors, lost, dropped)),
+            }
+            if batch.len() >= BATCH || finish.is_some() {
+                break;
+            }
+            next = rx.try_recv().ok();
+        }
+        if !batch.is_empty() {
+            write_with_retry(&mut store, &mut batch, &c);
+        }
+        if last_run_update.elapsed() >= Duration::from_secs(1) {
+            last_run_update = std::time::Instant::now();
+            let _ = store.update_run(
+                c.errors.load(Ordering::Relaxed),
+                c.lost.load(Ordering::Relaxed),
+                c.dropped.load(Ordering::Relaxed),
+            );
+        }
+        if finish.is_some() {
+            break;
+        }
+    }
+    // Drain what is left after a Finish (nothing should be) or a disconnect.
+    while let Ok(DbMsg::Event(e)) = rx.try_recv() {
+        batch.push(*e);
+    }
+    if !batch.is_empty() {
+        write_with_retry(&mut store, &mut batch, &c);
+    }
+    if let Some((stopped, errors, lost, dropped)) = finish {
+        let db_errors = c.errors.load(Ordering::Relaxed);
+        let dropped = dropped + c.dropped.load(Ordering::Relaxed);
+        if let Err(e) = store.finish_run(stopped, errors.max(db_errors), lost, dropped) {
+            eprintln!("ipclog: database: cannot record the end of the run: {e}");
+        }
+    }
+}
+
+/// Writes a batch; a failed batch (disk full, locked by a reader for too long) is retried a
+/// few times, then dropped and counted, so the thread never stops.
+fn write_with_retry(store: &mut Store, batch: &mut Vec<ConnEvent>, c: &DbCounters) {
+    for attempt in 0..3 {
+        match store.write_batch(batch) {
+            Ok(()) => {
+                c.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                batch.clear();
+                return;
+            }
+            Err(e) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "ipclog: database write failed (attempt {}): {e}",
+                    attempt + 1
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    c.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    batch.clear();
+}
+
+/// Several sinks at once.
+#[derive(Default)]
+pub struct FanOut {
+    pub line_log: Option<LineLog>,
+    pub others: Vec<Box<dyn EventSink + Send>>,
+    pub db: Option<DbSink>,
+}
+
+impl FanOut {
+    /// H and I lines go to the line log only (they describe its columns and interfaces).
+    pub fn raw_line(&mut self, line: &str) {
+        if let Some(l) = &mut self.line_log {
+            l.raw_line(line);
+        }
+    }
+}
+
+impl EventSink for FanOut {
+    fn event(&mut self, ev: &ConnEvent) {
+        if let Some(l) = &mut self.line_log {
+            l.event(ev);
+        }
+        for s in &mut self.others {
+            s.event(ev);
+        }
+        if let Some(d) = &mut self.db {
+            d.event(ev);
+        }
+    }
+
+    fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+        if let Some(l) = &mut self.line_log {
+            l.program(ts, message);
+        }
+        for s in &mut self.others {
+            s.program(ts, message);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(l) = &mut self.line_log {
+            l.flush();
+        }
+        for s in &mut self.others {
+            s.flush();
+        }
+    }
+
+    fn errors(&self) -> u64 {
+        self.line_log.as_ref().map_or(0, |l| l.errors())
+            + self.others.iter().map(|s| s.errors()).sum::<u64>()
+            + self.db.as_ref().map_or(0, |d| d.errors())
+    }
+}
+
+/// An address or network for `--host`.
+#[derive(Debug, Clone, Copy)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, l) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a
+            .parse()
+            .map_err(|_| format!("--host {s}: not an IP address"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = if l.is_empty() {
+            max
+        } else {
+            l.parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("--host {s}: prefix length must be 0..={max}"))?
+        };
+        Ok(Cidr { addr, len })
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - self.len)
+                };
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = if self.len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - self.len)
+                };
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The protocol / port / address / interface filters; an empty list lets everything through.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub protos: HashSet<u8>,
+    pub ports: HashSet<u16>,
+    pub hosts: Vec<Cidr>,
+    pub ifaces: HashSet<String>,
+}
+
+impl Filter {
+    pub fn new(
+        protos: &[String],
+        ports: &[u16],
+        hosts: &[String],
+        ifaces: &[String],
+    ) -> Result<Filter, String> {
+        let protos = protos
+            .iter()
+            .map(|p| proto_from_name(p).ok_or_else(|| format!("--proto {p}: unknown protocol")))
+            .collect::<Result<_, _>>()?;
+        let hosts = hosts
+            .iter()
+            .map(|h| Cidr::parse(h))
+            .collect::<Result<_, _>>()?;
+        Ok(Filter {
+            protos,
+            ports: ports.iter().copied().collect(),
+            hosts,
+            ifaces: ifaces.iter().cloned().collect(),
+        })
+    }
+
+    pub fn matches(&self, ev: &ConnEvent) -> bool {
+        if !self.protos.is_empty() && !self.protos.contains(&ev.proto) {
+            return false;
+        }
+        let mut ports = [ev.orig.sport, ev.orig.dport, None, None];
+        let mut addrs = [ev.orig.src, ev.orig.dst, ev.orig.src, ev.orig.dst];
+        if let Some(r) = ev.reply {
+            ports[2] = r.sport;
+            ports[3] = r.dport;
+            addrs[2] = r.src;
+            addrs[3] = r.dst;
+        }
+        if !self.ports.is_empty() && !ports.iter().flatten().any(|p| self.ports.contains(p)) {
+            return false;
+        }
+        if !self.hosts.is_empty()
+            && !addrs
+                .iter()
+                .any(|a| self.hosts.iter().any(|c| c.contains(*a)))
+        {
+            return false;
+        }
+        if !self.ifaces.is_empty() {
+            let hit = [&ev.src_iface, &ev.dst_iface]
+                .into_iter()
+                .flatten()
+                .any(|i| self.ifaces.contains(i));
+            if !hit {
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// Passes matching events on; program messages always pass.
+pub struct Filtered<S> {
+    pub filter: Filter,
+    pub inner: S,
+}
+
+impl<S: EventSink> EventSink for Filtered<S> {
+    fn event(&mut self, ev: &ConnEvent) {
+        if self.filter.matches(ev) {
+            self.inner.event(ev);
+        }
+    }
+
+    fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+        self.inner.program(ts, message);
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
+
+    fn errors(&self) -> u64 {
+        self.inner.errors()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{FlowTuple, Source};
+    use std::sync::Mutex;
+
+    /// A writer that fails while `fail` is set, like a full disk.
+    struct Flaky {
+        fail: Arc<Mutex<bool>>,
+        data: Arc<Mutex<Vec<u8>>>,
+    }
+
+    impl Write for Flaky {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            if *self.fail.lock().unwrap() {
+                return Err(io::Error::from_raw_os_error(libc::ENOSPC));
+            }
+            self.data.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn write_errors_are_counted_and_writing_resumes() {
+        let fail = Arc::new(Mutex::new(false));
+        let data = Arc::new(Mutex::new(Vec::new()));
+        let mut out = TextOut::from_writer(Box::new(Flaky {
+            fail: fail.clone(),
+            data: data.clone(),
+        }));
+        out.line("one");
+        out.flush();
+        *fail.lock().unwrap() = true;
+        out.line("two");
+        out.line("three");
+        out.flush();
+        assert_eq!((out.errors(), out.lines_lost), (1, 2));
+        *fail.lock().unwrap() = false;
+        out.line("four");
+        out.flush();
+        assert_eq!(
+            String::from_utf8(data.lock().unwrap().clone()).unwrap(),
+            "one\nfour\n"
+        );
+        assert_eq!(out.errors(), 1);
+    }
+
+    fn ev() -> ConnEvent {
+        let mut e = ConnEvent::new(
+            EventKind::Close,
+            Utc::now(),
+            Source::Conntrack,
+            1,
+            6,
+            FlowTuple::new(
+                "10.0.0.1".parse().unwrap(),
+                "10.0.1.1".parse().unwrap(),
+                Some(40000),
+                Some(80),
+            ),
+        );
+        e.reply = Some(FlowTuple::new(
+            "10.0.1.1".parse().unwrap(),
+            "192.168.0.1".parse().unwrap(),
+            Some(80),
+            Some(40000),
+        ));
+        e.src_iface = Some("eth0".into());
+        e.duration = Some(2.0);
+        e
+    }
+
+    #[test]
+    fn filters() {
+        let f = |p: &[&str], ports: &[u16], h: &[&str], i: &[&str]| {
+            let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+            Filter::new(&s(p), ports, &s(h), &s(i)).unwrap()
+        };
+        let e = ev();
+        assert!(f(&[], &[], &[], &[]).matches(&e));
+        assert!(f(&["tcp"], &[], &[], &[]).matches(&e));
+        assert!(!f(&["udp", "1"], &[], &[], &[]).matches(&e));
+        assert!(f(&[], &[80], &[], &[]).matches(&e));
+        assert!(!f(&[], &[81], &[], &[]).matches(&e));
+        assert!(f(&[], &[], &["192.168.0.0/16"], &[]).matches(&e));
+        assert!(!f(&[], &[], &["172.16.0.0/12", "::1"], &[]).matches(&e));
+        assert!(f(&[], &[], &[], &["eth0"]).matches(&e));
+        assert!(!f(&[], &[], &[], &["eth1"]).matches(&e));
+        assert!(Filter::new(&["bogus".into()], &[], &[], &[]).is_err());
+        assert!(Filter::new(&[], &[], &["10.0.0.0/33".into()], &[]).is_err());
+    }
+
+    #[test]
+    fn json_has_zeek_names_and_start_ts() {
+        let e = ev();
+        let v = event_json(&e, true);
+        assert_eq!(v["id.orig_h"], "10.0.0.1");
+        assert_eq!(v["id.resp_p"], 80);
+        assert_eq!(v["proto"], "tcp");
+        assert_eq!(v["event"], "close");
+        assert_eq!(v["nat_src_h"], "192.168.0.1");
+        let ts = v["ts"].as_f64().unwrap();
+        assert!((v["event_ts"].as_f64().unwrap() - ts - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn syslog_lines_drop_the_timestamp() {
+        assert_eq!(
+            without_ts("O 2004-08-05-16:41:37 udp  ppp0 x"),
+            "O udp  ppp0 x"
+        );
+    }
+}
