@@ -30,8 +30,9 @@ struct Pending {
     /// End of the datagram, known once the last fragment (MF=0) arrived.
     total: Option<u32>,
     head: [u8; HEAD],
-    head_len: u8,
-    have_head: bool,
+    /// Which head bytes have been captured (bit i = byte i).
+    head_mask: u64,
+    have_first: bool,
     hdr_len: u32,
     count: u32,
 }
@@ -107,8 +108,8 @@ impl Defrag {
             ranges: Vec::new(),
             total: None,
             head: [0; HEAD],
-            head_len: 0,
-            have_head: false,
+            head_mask: 0,
+            have_first: false,
             hdr_len: ip.hdr_len,
             count: 0,
         });
@@ -123,11 +124,18 @@ impl Defrag {
                 return Outcome::Malformed;
             }
         }
-        if f.offset == 0 && !p.have_head {
-            let n = ip.l4.len().min(HEAD);
-            p.head[..n].copy_from_slice(&ip.l4[..n]);
-            p.head_len = n as u8;
-            p.have_head = true;
+        // The transport header may itself be split over several tiny fragments (an evasion
+        // trick): collect the first HEAD bytes from whichever fragments carry them.
+        if (f.offset as usize) < HEAD {
+            let at = f.offset as usize;
+            let n = ip.l4.len().min(HEAD - at);
+            p.head[at..at + n].copy_from_slice(&ip.l4[..n]);
+            if n > 0 {
+                p.head_mask |= (u64::MAX >> (64 - n)) << at;
+            }
+        }
+        if f.offset == 0 && !p.have_first {
+            p.have_first = true;
             p.hdr_len = ip.hdr_len;
         }
         if len > 0 && !insert_range(&mut p.ranges, f.offset, end) {
@@ -135,7 +143,7 @@ impl Defrag {
         }
         p.count += 1;
         self.held += 1;
-        let complete = p.have_head
+        let complete = p.have_first
             && match p.total {
                 Some(0) => true,
                 Some(t) => p.ranges.len() == 1 && p.ranges[0] == (0, t),
@@ -154,7 +162,7 @@ impl Defrag {
             ip_len: p.hdr_len + total,
             l4_len: total,
             head: p.head,
-            head_len: p.head_len as usize,
+            head_len: (p.head_mask.trailing_ones() as usize).min(total as usize),
             fragments: p.count,
         })
     }

@@ -894,7 +894,10 @@ fn tcp_packet(
     } else if len > 0 {
         rxmit = true;
         if opts.retransmit_us > 0 {
-            if let Some(orig) = e.segs.iter().find(|g| g.seq == base) {
+            // The sender may have re-segmented: the original is the remembered segment
+            // holding the first retransmitted byte.
+            let within = |g: &&Seg| base.wrapping_sub(g.seq) < g.end.wrapping_sub(g.seq);
+            if let Some(orig) = e.segs.iter().find(within) {
                 if s.ts_us - orig.ts_us >= opts.retransmit_us {
                     f.anom.retransmits += 1;
                 }
