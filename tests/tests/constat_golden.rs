@@ -145,3 +145,19 @@ fn bundled_lookup_gives_the_same_report() {
             .unwrap();
     assert_eq!(stdout(&out), expected);
 }
+
+#[test]
+fn readme_shows_the_report_its_first_command_prints() {
+    let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
+    let expected =
+        std::fs::read_to_string(repo_root().join("tests/data/constat/sample-2004-08-05.txt"))
+            .unwrap();
+    assert!(
+        readme.contains(&format!("```text\n{expected}```")),
+        "README.md's sample report differs from tests/data/constat/sample-2004-08-05.txt"
+    );
+    assert!(readme.contains(
+        "cargo run -q --release -p constat -- -f constat/sample/ipclog.log -d 2004-08-05 \
+         --lookup lookup/constat.lookup"
+    ));
+}
