@@ -1,1 +1,441 @@
-//! A small pcap writer for generated test captures.
+//! A small pcap/pcapng writer for generated test captures: IPv4/IPv6 packets with TCP or UDP
+//! (correct checksums), IPv4/IPv6 fragmentation, every link framing ipclog reads, and a TCP
+//! session helper that keeps sequence numbers so tests read like the exchange they describe.
+
+use std::net::{IpAddr, SocketAddr};
+
+/// Link-layer framings, with their libpcap link type numbers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Link {
+    /// Ethernet (1) with the given VLAN tags (outer first; 0x88a8 for the outer of two).
+    Ethernet(Vec<u16>),
+    /// Linux cooked v1 (113).
+    Sll,
+    /// Linux cooked v2 (276).
+    Sll2,
+    /// Raw IP (101); `Raw12` and `Raw14` are the old DLT_RAW numbers some systems write.
+    Raw,
+    Raw12,
+    Raw14,
+    /// LINKTYPE_IPV4 (228) / LINKTYPE_IPV6 (229).
+    RawV4,
+    RawV6,
+    /// BSD loopback (0): family in little-endian (as written on x86).
+    Null,
+    /// OpenBSD loopback (108): family in network byte order.
+    Loop,
+    /// Any other link type number, frames written as given (for "unknown link type" tests).
+    Other(u32),
+}
+
+impl Link {
+    pub fn linktype(&self) -> u32 {
+        match self {
+            Link::Ethernet(_) => 1,
+            Link::Sll => 113,
+            Link::Sll2 => 276,
+            Link::Raw => 101,
+            Link::Raw12 => 12,
+            Link::Raw14 => 14,
+            Link::RawV4 => 228,
+            Link::RawV6 => 229,
+            Link::Null => 0,
+            Link::Loop => 108,
+            Link::Other(n) => *n,
+        }
+    }
+
+    /// Wraps an IP packet in this link's header.
+    pub fn frame(&self, ip: &[u8]) -> Vec<u8> {
+        let v6 = ip.first().is_some_and(|b| b >> 4 == 6);
+        let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
+        let mut f = Vec::with_capacity(ip.len() + 32);
+        match self {
+            Link::Ethernet(tags) => {
+                f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1]);
+                for (i, t) in tags.iter().enumerate() {
+                    let tpid: u16 = if i == 0 && tags.len() > 1 {
+                        0x88a8
+                    } else {
+                        0x8100
+                    };
+                    f.extend_from_slice(&tpid.to_be_bytes());
+                    f.extend_from_slice(&t.to_be_bytes());
+                }
+                f.extend_from_slice(&ethertype.to_be_bytes());
+            }
+            Link::Sll => {
+                // packet type 0 (to us), ARPHRD_ETHER, address length 6, address, protocol.
+                f.extend_from_slice(&[0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
+                f.extend_from_slice(&ethertype.to_be_bytes());
+            }
+            Link::Sll2 => {
+                f.extend_from_slice(&ethertype.to_be_bytes());
+                f.extend_from_slice(&[0, 0]); // reserved
+                f.extend_from_slice(&2u32.to_be_bytes()); // interface index
+                f.extend_from_slice(&[0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
+            }
+            Link::Null => {
+                let fam: u32 = if v6 { 10 } else { 2 };
+                f.extend_from_slice(&fam.to_le_bytes());
+            }
+            Link::Loop => {
+                let fam: u32 = if v6 { 24 } else { 2 };
+                f.extend_from_slice(&fam.to_be_bytes());
+            }
+            Link::Raw | Link::Raw12 | Link::Raw14 | Link::RawV4 | Link::RawV6 | Link::Other(_) => {}
+        }
+        f.extend_from_slice(ip);
+        f
+    }
+}
+
+/// One record: time in microseconds since the epoch, captured bytes, length on the wire.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub ts_us: i64,
+    pub data: Vec<u8>,
+    pub wire_len: u32,
+}
+
+impl Record {
+    pub fn new(ts_us: i64, data: Vec<u8>) -> Record {
+        let wire_len = data.len() as u32;
+        Record {
+            ts_us,
+            data,
+            wire_len,
+        }
+    }
+}
+
+/// A classic pcap file (microsecond timestamps, little-endian) of `records`; each record's
+/// captured bytes are cut to `snaplen`.
+pub fn pcap_bytes(linktype: u32, snaplen: u32, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(24 + records.iter().map(|r| r.data.len() + 16).sum::<usize>());
+    out.extend_from_slice(&0xa1b2c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&snaplen.to_le_bytes());
+    out.extend_from_slice(&linktype.to_le_bytes());
+    for r in records {
+        push_pcap_record(&mut out, snaplen, r);
+    }
+    out
+}
+
+/// Appends one classic pcap record (for streaming writers).
+pub fn push_pcap_record(out: &mut Vec<u8>, snaplen: u32, r: &Record) {
+    let cap = (r.data.len() as u32).min(snaplen);
+    out.extend_from_slice(&((r.ts_us.div_euclid(1_000_000)) as u32).to_le_bytes());
+    out.extend_from_slice(&((r.ts_us.rem_euclid(1_000_000)) as u32).to_le_bytes());
+    out.extend_from_slice(&cap.to_le_bytes());
+    out.extend_from_slice(&r.wire_len.max(cap).to_le_bytes());
+    out.extend_from_slice(&r.data[..cap as usize]);
+}
+
+/// A pcapng file: section header, one interface of `linktype`, enhanced packet blocks.
+pub fn pcapng_bytes(linktype: u32, snaplen: u32, records: &[Record]) -> Vec<u8> {
+    let mut out = Vec::new();
+    // Section Header Block.
+    let mut shb = Vec::new();
+    shb.extend_from_slice(&0x1a2b3c4du32.to_le_bytes());
+    shb.extend_from_slice(&1u16.to_le_bytes());
+    shb.extend_from_slice(&0u16.to_le_bytes());
+    shb.extend_from_slice(&(-1i64).to_le_bytes());
+    block(&mut out, 0x0a0d0d0a, &shb);
+    // Interface Description Block (default resolution: microseconds).
+    let mut idb = Vec::new();
+    idb.extend_from_slice(&(linktype as u16).to_le_bytes());
+    idb.extend_from_slice(&0u16.to_le_bytes());
+    idb.extend_from_slice(&snaplen.to_le_bytes());
+    block(&mut out, 1, &idb);
+    for r in records {
+        let cap = (r.data.len() as u32).min(snaplen);
+        let ts = r.ts_us as u64;
+        let mut epb = Vec::new();
+        epb.extend_from_slice(&0u32.to_le_bytes());
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&cap.to_le_bytes());
+        epb.extend_from_slice(&r.wire_len.max(cap).to_le_bytes());
+        epb.extend_from_slice(&r.data[..cap as usize]);
+        while !epb.len().is_multiple_of(4) {
+            epb.push(0);
+        }
+        block(&mut out, 6, &epb);
+    }
+    out
+}
+
+fn block(out: &mut Vec<u8>, ty: u32, body: &[u8]) {
+    let len = 12 + body.len() as u32;
+    out.extend_from_slice(&ty.to_le_bytes());
+    out.extend_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(body);
+    out.extend_from_slice(&len.to_le_bytes());
+}
+
+/// Frames every IP packet for `link` and writes a pcap (or pcapng) file at `path`.
+pub fn write(
+    path: &std::path::Path,
+    link: &Link,
+    ng: bool,
+    packets: &[(i64, Vec<u8>)],
+) -> std::io::Result<()> {
+    let recs: Vec<Record> = packets
+        .iter()
+        .map(|(t, ip)| Record::new(*t, link.frame(ip)))
+        .collect();
+    let bytes = if ng {
+        pcapng_bytes(link.linktype(), 65535, &recs)
+    } else {
+        pcap_bytes(link.linktype(), 65535, &recs)
+    };
+    std::fs::write(path, bytes)
+}
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+fn sum16(data: &[u8], mut sum: u32) -> u32 {
+    let mut i = 0;
+    while i + 1 < data.len() {
+        sum += u16::from_be_bytes([data[i], data[i + 1]]) as u32;
+        i += 2;
+    }
+    if i < data.len() {
+        sum += (data[i] as u32) << 8;
+    }
+    sum
+}
+
+fn fold(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// An IP packet (v4 or v6 by the addresses) carrying `l4` of protocol `proto`; the transport
+/// checksum at `csum_at` (if any) is filled in.
+pub fn ip_packet(
+    src: IpAddr,
+    dst: IpAddr,
+    proto: u8,
+    mut l4: Vec<u8>,
+    csum_at: Option<usize>,
+) -> Vec<u8> {
+    if let Some(at) = csum_at {
+        let mut s = 0u32;
+        match (src, dst) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => {
+                s = sum16(&a.octets(), s);
+                s = sum16(&b.octets(), s);
+            }
+            (IpAddr::V6(a), IpAddr::V6(b)) => {
+                s = sum16(&a.octets(), s);
+                s = sum16(&b.octets(), s);
+            }
+            _ => panic!("mixed address families"),
+        }
+        s += proto as u32 + l4.len() as u32;
+        l4[at] = 0;
+        l4[at + 1] = 0;
+        let mut c = fold(sum16(&l4, s));
+        if proto == 17 && c == 0 {
+            c = 0xffff;
+        }
+        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    match (src, dst) {
+        (IpAddr::V4(a), IpAddr::V4(b)) => {
+            let total = 20 + l4.len();
+            let mut h = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
+            h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            h.extend_from_slice(&a.octets());
+            h.extend_from_slice(&b.octets());
+            let c = fold(sum16(&h, 0));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            h.extend_from_slice(&l4);
+            h
+        }
+        (IpAddr::V6(a), IpAddr::V6(b)) => {
+            let mut h = vec![0x60, 0, 0, 0];
+            h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
+            h.push(proto);
+            h.push(64);
+            h.extend_from_slice(&a.octets());
+            h.extend_from_slice(&b.octets());
+            h.extend_from_slice(&l4);
+            h
+        }
+        _ => panic!("mixed address families"),
+    }
+}
+
+/// A TCP segment in an IP packet.
+pub fn tcp(
+    src: SocketAddr,
+    dst: SocketAddr,
+    flags: u8,
+    seq: u32,
+    ack: u32,
+    win: u16,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut t = Vec::with_capacity(20 + payload.len());
+    t.extend_from_slice(&src.port().to_be_bytes());
+    t.extend_from_slice(&dst.port().to_be_bytes());
+    t.extend_from_slice(&seq.to_be_bytes());
+    t.extend_from_slice(&ack.to_be_bytes());
+    t.push(5 << 4);
+    t.push(flags);
+    t.extend_from_slice(&win.to_be_bytes());
+    t.extend_from_slice(&[0, 0, 0, 0]);
+    t.extend_from_slice(payload);
+    ip_packet(src.ip(), dst.ip(), 6, t, Some(16))
+}
+
+/// A UDP datagram in an IP packet.
+pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
+    let mut u = Vec::with_capacity(8 + payload.len());
+    u.extend_from_slice(&src.port().to_be_bytes());
+    u.extend_from_slice(&dst.port().to_be_bytes());
+    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    u.extend_from_slice(&[0, 0]);
+    u.extend_from_slice(payload);
+    ip_packet(src.ip(), dst.ip(), 17, u, Some(6))
+}
+
+/// Splits an unfragmented IP packet into fragments carrying at most `chunk` bytes of its
+/// payload each (`chunk` a multiple of 8). IPv6 gets a fragment header with id `id`.
+pub fn fragment(ip: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
+    assert!(chunk.is_multiple_of(8) && chunk > 0);
+    let v6 = ip[0] >> 4 == 6;
+    let hl = if v6 {
+        40
+    } else {
+        ((ip[0] & 0x0f) as usize) * 4
+    };
+    let payload = &ip[hl..];
+    let mut out = Vec::new();
+    let mut off = 0;
+    while off < payload.len() {
+        let end = (off + chunk).min(payload.len());
+        let more = end < payload.len();
+        let part = &payload[off..end];
+        if v6 {
+            let mut h = ip[..40].to_vec();
+            let next = h[6];
+            h[6] = 44;
+            h[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
+            h.push(next);
+            h.push(0);
+            let ff = ((off as u16 / 8) << 3) | more as u16;
+            h.extend_from_slice(&ff.to_be_bytes());
+            h.extend_from_slice(&id.to_be_bytes());
+            h.extend_from_slice(part);
+            out.push(h);
+        } else {
+            let mut h = ip[..hl].to_vec();
+            h[2..4].copy_from_slice(&((hl + part.len()) as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&(id as u16).to_be_bytes());
+            let ff = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
+            h[6..8].copy_from_slice(&ff.to_be_bytes());
+            h[10] = 0;
+            h[11] = 0;
+            let c = fold(sum16(&h, 0));
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            h.extend_from_slice(part);
+            out.push(h);
+        }
+        off = end;
+    }
+    out
+}
+
+/// A TCP connection between a client and a server that keeps both sides' sequence numbers.
+/// Methods append IP packets (with their time) to `packets`.
+pub struct Session {
+    pub client: SocketAddr,
+    pub server: SocketAddr,
+    pub cseq: u32,
+    pub sseq: u32,
+    pub packets: Vec<(i64, Vec<u8>)>,
+}
+
+impl Session {
+    pub fn new(client: &str, server: &str, cisn: u32, sisn: u32) -> Session {
+        Session {
+            client: client.parse().expect("client address"),
+            server: server.parse().expect("server address"),
+            cseq: cisn,
+            sseq: sisn,
+            packets: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, t: i64, from_client: bool, flags: u8, len: usize) -> &mut Self {
+        let payload = vec![b'x'; len];
+        let (src, dst, seq, ack) = if from_client {
+            (self.client, self.server, self.cseq, self.sseq)
+        } else {
+            (self.server, self.client, self.sseq, self.cseq)
+        };
+        let ack = if flags & ACK != 0 { ack } else { 0 };
+        self.packets
+            .push((t, tcp(src, dst, flags, seq, ack, 65535, &payload)));
+        let adv = len as u32 + (flags & SYN != 0) as u32 + (flags & FIN != 0) as u32;
+        if from_client {
+            self.cseq = self.cseq.wrapping_add(adv);
+        } else {
+            self.sseq = self.sseq.wrapping_add(adv);
+        }
+        self
+    }
+
+    /// Client SYN, server SYN-ACK, client ACK at t, t+1ms, t+2ms.
+    pub fn handshake(&mut self, t: i64) -> &mut Self {
+        self.syn(t).synack(t + 1000).ack(t + 2000, true)
+    }
+    pub fn syn(&mut self, t: i64) -> &mut Self {
+        self.push(t, true, SYN, 0)
+    }
+    pub fn synack(&mut self, t: i64) -> &mut Self {
+        self.push(t, false, SYN | ACK, 0)
+    }
+    pub fn ack(&mut self, t: i64, from_client: bool) -> &mut Self {
+        self.push(t, from_client, ACK, 0)
+    }
+    pub fn data(&mut self, t: i64, from_client: bool, len: usize) -> &mut Self {
+        self.push(t, from_client, ACK | PSH, len)
+    }
+    pub fn fin(&mut self, t: i64, from_client: bool) -> &mut Self {
+        self.push(t, from_client, FIN | ACK, 0)
+    }
+    pub fn rst(&mut self, t: i64, from_client: bool) -> &mut Self {
+        self.push(t, from_client, RST | ACK, 0)
+    }
+    /// Sends the segment of `len` bytes that started at sequence `seq` again (retransmission).
+    pub fn resend(&mut self, t: i64, from_client: bool, seq: u32, len: usize) -> &mut Self {
+        let payload = vec![b'x'; len];
+        let (src, dst, ack) = if from_client {
+            (self.client, self.server, self.sseq)
+        } else {
+            (self.server, self.client, self.cseq)
+        };
+        self.packets
+            .push((t, tcp(src, dst, ACK | PSH, seq, ack, 65535, &payload)));
+        self
+    }
+    /// Both FINs and the last ACK, starting at t.
+    pub fn close(&mut self, t: i64) -> &mut Self {
+        self.fin(t, true).fin(t + 1000, false).ack(t + 2000, true)
+    }
+}

@@ -110,7 +110,7 @@ impl Defrag {
             head: [0; HEAD],
             head_mask: 0,
             have_first: false,
-            hdr_len: ip.hdr_len,
+            hdr_len: 0,
             count: 0,
         });
         if !f.more {
@@ -136,7 +136,12 @@ impl Defrag {
         }
         if f.offset == 0 && !p.have_first {
             p.have_first = true;
-            p.hdr_len = ip.hdr_len;
+            // The reassembled IPv6 datagram has no fragment header.
+            p.hdr_len = if ip.src.is_ipv6() {
+                ip.hdr_len - 8
+            } else {
+                ip.hdr_len
+            };
         }
         if len > 0 && !insert_range(&mut p.ranges, f.offset, end) {
             return Outcome::Malformed;
