@@ -1,0 +1,855 @@
+//! The conntrack ipclog, end to end: a client, a NAT router and a server in their own network
+//! namespaces, real TCP/UDP/ICMP traffic between them, the real `ipclog` binary logging in the
+//! router (or server) namespace, and the exact lines, rows and objects it writes checked.
+//!
+//! Needs root (namespaces, nftables); prints SKIPPED otherwise. Build the binaries first:
+//! `cargo build --workspace --bins`.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Stdio};
+use std::time::Duration;
+
+use e2e::bins::{bin, scratch};
+use e2e::netns::{veth, wait_for, Netns};
+use e2e::require_netns;
+use shared::logfmt::{parse_line, ConnLine, LogLine};
+
+const CLIENT: &str = "10.1.0.2";
+const SERVER: &str = "10.2.0.2";
+const ROUTER_OUT: &str = "10.2.0.1";
+
+/// The server: TCP 8080 echoes, 8082 resets after the first read, 8083 echoes (long-lived);
+/// UDP 5353 answers, 5354 never does. Prints `ready` once listening.
+const SERVER_PY: &str = r#"
+import socket, threading, struct, sys
+def tcp(port, mode):
+    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", port)); s.listen(64)
+    while True:
+        c, _ = s.accept()
+        def h(c=c):
+            if mode == "reset":
+                c.recv(100)
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.close(); return
+            while True:
+                d = c.recv(65536)
+                if not d: break
+                c.sendall(d)
+            c.close()
+        threading.Thread(target=h, daemon=True).start()
+def udp(port, answer):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", port))
+    while True:
+        d, a = u.recvfrom(65536)
+        if answer: u.sendto(d, a)
+for p, m in ((8080, "echo"), (8082, "reset"), (8083, "echo")):
+    threading.Thread(target=tcp, args=(p, m), daemon=True).start()
+threading.Thread(target=udp, args=(5353, True), daemon=True).start()
+threading.Thread(target=udp, args=(5354, False), daemon=True).start()
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+
+/// The client: one action per run, prints the local port it used (and what happened).
+/// `long` waits for a line on stdin before closing.
+const CLIENT_PY: &str = r#"
+import socket, sys, os, struct, time
+act, host = sys.argv[1], sys.argv[2]
+port = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+n = int(sys.argv[4]) if len(sys.argv) > 4 else 100
+def tcp_sock():
+    s = socket.socket(); s.bind(("0.0.0.0", 0)); print(s.getsockname()[1], flush=True); return s
+if act == "tcp":
+    s = tcp_sock(); s.connect((host, port)); s.sendall(b"x" * n)
+    got = 0
+    while got < n:
+        d = s.recv(65536)
+        if not d: break
+        got += len(d)
+    s.close(); print("done", got, flush=True)
+elif act == "long":
+    s = tcp_sock(); s.connect((host, port)); s.sendall(b"x" * n); s.recv(65536)
+    print("open", flush=True); sys.stdin.readline(); s.close(); print("done", flush=True)
+elif act == "refused":
+    s = tcp_sock()
+    try: s.connect((host, port)); print("connected?!")
+    except ConnectionRefusedError: print("refused", flush=True)
+elif act == "reset":
+    s = tcp_sock(); s.connect((host, port)); s.sendall(b"x" * n)
+    try:
+        s.recv(100); s.recv(100); print("no reset")
+    except ConnectionResetError: print("reset", flush=True)
+elif act in ("udp", "udpsilent"):
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 0))
+    print(u.getsockname()[1], flush=True); u.sendto(b"q" * n, (host, port))
+    if act == "udp":
+        u.settimeout(5); d, _ = u.recvfrom(65536); print("answer", len(d), flush=True)
+elif act == "udpflows":
+    for i in range(n):
+        # Distinct source ports: a reused port would be the same conntrack entry.
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 20000 + i))
+        u.sendto(b"f", (host, port)); u.close()
+        time.sleep(0.01)
+    print("sent", n, flush=True)
+elif act == "ping":
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    ident = os.getpid() & 0xffff
+    def csum(b):
+        if len(b) % 2: b += b"\0"
+        t = sum(struct.unpack("!%dH" % (len(b) // 2), b)); t = (t >> 16) + (t & 0xffff); t += t >> 16
+        return ~t & 0xffff
+    body = struct.pack("!BBHHH", 8, 0, 0, ident, 1) + b"ping" * 8
+    pkt = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+    print(ident, flush=True); s.settimeout(5); s.sendto(pkt, (host, 0))
+    while True:
+        d, a = s.recvfrom(2000)
+        if d[20] == 0: print("pong", flush=True); break
+"#;
+
+/// client (10.1.0.2) -- eth0 router eth1 (masquerade) -- server (10.2.0.2).
+struct Lab {
+    client: Netns,
+    router: Netns,
+    server: Netns,
+    _server_proc: Child,
+    _server_stdin: ChildStdin,
+}
+
+impl Lab {
+    fn new() -> Lab {
+        let client = Netns::new("cli").unwrap();
+        let router = Netns::new("rtr").unwrap();
+        let server = Netns::new("srv").unwrap();
+        veth(
+            &client,
+            "eth0",
+            "10.1.0.2/24",
+            &router,
+            "eth0",
+            "10.1.0.1/24",
+        )
+        .unwrap();
+        veth(
+            &router,
+            "eth1",
+            "10.2.0.1/24",
+            &server,
+            "eth0",
+            "10.2.0.2/24",
+        )
+        .unwrap();
+        client.route("default", "10.1.0.1").unwrap();
+        server.route("10.1.0.0/24", "10.2.0.1").unwrap();
+        for ns in [&router, &server] {
+            ns.enable_conntrack().unwrap();
+            // Short timeouts, so closes come within a second or two (with --evict-every 1).
+            for (k, v) in [
+                ("tcp_timeout_time_wait", "1"),
+                ("tcp_timeout_close", "1"),
+                ("tcp_timeout_close_wait", "2"),
+                ("tcp_timeout_last_ack", "2"),
+                ("tcp_timeout_fin_wait", "2"),
+                ("udp_timeout", "2"),
+                ("udp_timeout_stream", "2"),
+                ("icmp_timeout", "1"),
+            ] {
+                ns.sysctl(&format!("net.netfilter.nf_conntrack_{k}"), v)
+                    .unwrap();
+            }
+        }
+        router.enable_masquerade("eth1").unwrap();
+        let mut p = server
+            .command("python3")
+            .args(["-c", SERVER_PY])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(p.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "ready");
+        let stdin = p.stdin.take().unwrap();
+        Lab {
+            client,
+            router,
+            server,
+            _server_proc: p,
+            _server_stdin: stdin,
+        }
+    }
+
+    /// Runs a client action to its end; returns its output lines (first = local port).
+    fn client(&self, args: &[&str]) -> Vec<String> {
+        let mut a = vec!["python3", "-c", CLIENT_PY];
+        a.extend_from_slice(args);
+        let out = self.client.run(&a).unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// A running ipclog writing its log to a file.
+struct Ipclog {
+    child: Child,
+    log: PathBuf,
+    stderr: PathBuf,
+}
+
+impl Ipclog {
+    fn start(ns: &Netns, dir: &Path, extra: &[&str]) -> Ipclog {
+        let log = dir.join("ipclog.log");
+        let stderr = dir.join("ipclog.stderr");
+        let mut c = ns.command(bin("ipclog"));
+        c.arg("-f")
+            .arg(&log)
+            .args(["--evict-every", "1"])
+            .args(extra)
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap());
+        let child = c.spawn().unwrap();
+        let me = Ipclog { child, log, stderr };
+        // Started once the I lines of its interfaces are written.
+        me.wait_line(|l| l.starts_with("I ") && l.contains(" UP eth0 "), "start");
+        me
+    }
+
+    fn text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn wait_line(&self, pred: impl Fn(&str) -> bool, what: &str) -> String {
+        wait_for(Duration::from_secs(15), || {
+            self.text().lines().find(|l| pred(l)).map(str::to_string)
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no {what} line within 15 s; log:\n{}\nstderr:\n{}",
+                self.text(),
+                fs::read_to_string(&self.stderr).unwrap_or_default()
+            )
+        })
+    }
+
+    /// SIGTERM; waits for the exit and checks it was clean.
+    fn stop(mut self) -> String {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let status = wait_for(Duration::from_secs(10), || self.child.try_wait().unwrap())
+            .expect("ipclog did not stop within 10 s of SIGTERM");
+        let text = self.text();
+        assert!(
+            status.success(),
+            "ipclog exited {status}; stderr:\n{}",
+            fs::read_to_string(&self.stderr).unwrap_or_default()
+        );
+        let last = text.lines().last().unwrap_or("");
+        assert!(
+            last.starts_with("P ") && last.ends_with(" ipclog stopped, 0 errors"),
+            "last line: {last:?}"
+        );
+        text
+    }
+}
+
+impl Drop for Ipclog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The O/S/C lines of one connection (matched on source port and destination port).
+fn conn_lines(text: &str, sport: Option<u16>, dport: Option<u16>, proto: u8) -> Vec<String> {
+    text.lines()
+        .filter(|l| match parse_line(l) {
+            Ok(LogLine::Conn(c)) => c.proto == proto && c.sport == sport && c.dport == dport,
+            _ => false,
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+fn conn(l: &str) -> ConnLine<'_> {
+    match parse_line(l) {
+        Ok(LogLine::Conn(c)) => c,
+        other => panic!("not a connection line: {l:?}: {other:?}"),
+    }
+}
+
+/// The line's columns after the timestamp, up to and including `time`, single-spaced:
+/// `tcp 10.1.0.2 10.2.0.2 41234 8080 e 0`.
+fn cols(l: &str) -> String {
+    let f: Vec<&str> = l.split_ascii_whitespace().collect();
+    format!("{} {}", f[0], f[2..9].join(" "))
+}
+
+fn num(c: &ConnLine, key: &str) -> u64 {
+    c.extra(key)
+        .unwrap_or_else(|| panic!("no {key}= in {:?}", c.extras))
+        .parse()
+        .unwrap()
+}
+
+/// Waits until the connection's C line is in the log, then returns all its lines.
+fn wait_closed(ipc: &Ipclog, sport: Option<u16>, dport: Option<u16>, proto: u8) -> Vec<String> {
+    wait_for(Duration::from_secs(20), || {
+        let lines = conn_lines(&ipc.text(), sport, dport, proto);
+        lines.iter().any(|l| l.starts_with("C ")).then_some(lines)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "no C line for {sport:?}->{dport:?} within 20 s; log:\n{}",
+            ipc.text()
+        )
+    })
+}
+
+#[test]
+fn router_logs_tcp_udp_icmp_with_nat() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-router");
+    let ipc = Ipclog::start(&lab.router, &dir, &["-N"]);
+
+    // Completed TCP: client closes first: handshake (s), established (e), closing (w),
+    // TIME_WAIT (t), closed after TIME_WAIT.
+    let out = lab.client(&["tcp", SERVER, "8080", "1000"]);
+    assert_eq!(out[1], "done 1000");
+    let p: u16 = out[0].parse().unwrap();
+    let lines = wait_closed(&ipc, Some(p), Some(8080), 6);
+    let want = |f: &str| format!("tcp {CLIENT} {SERVER} {p} 8080 {f}");
+    let got: Vec<String> = lines.iter().map(|l| cols(l)).collect();
+    assert_eq!(
+        got,
+        vec![
+            format!("O {} -", want("s")),
+            format!("S {} 0", want("e")),
+            format!("S {} 0", want("w")),
+            format!("S {} 0", want("t")),
+            format!("C {} 0", want("t")),
+        ],
+        "{lines:#?}"
+    );
+    // -N: the masqueraded source is shown; the O line already has it.
+    let o = conn(&lines[0]);
+    let nat = o.extra("nat_src").expect("nat_src= with -N");
+    assert!(nat.starts_with(&format!("{ROUTER_OUT}:")), "{nat}");
+    let c = conn(&lines[4]);
+    assert!(num(&c, "orig_ip_bytes") >= 1000 + 5 * 40, "{:?}", c.extras);
+    assert!(num(&c, "resp_ip_bytes") >= 1000 + 4 * 40, "{:?}", c.extras);
+    assert!(num(&c, "orig_pkts") >= 5 && num(&c, "resp_pkts") >= 4);
+    assert!(c.extra("kstart").is_some() && c.extra("kstop").is_some());
+
+    // Refused: SYN answered by RST.
+    let out = lab.client(&["refused", SERVER, "8081"]);
+    assert_eq!(out[1], "refused");
+    let p: u16 = out[0].parse().unwrap();
+    let lines = wait_closed(&ipc, Some(p), Some(8081), 6);
+    let first = cols(&lines[0]);
+    let last = cols(lines.last().unwrap());
+    assert_eq!(
+        first,
+        format!("O tcp {CLIENT} {SERVER} {p} 8081 s -"),
+        "{lines:#?}"
+    );
+    assert_eq!(
+        last,
+        format!("C tcp {CLIENT} {SERVER} {p} 8081 c 0"),
+        "{lines:#?}"
+    );
+
+    // Reset by the server after the handshake.
+    let out = lab.client(&["reset", SERVER, "8082", "10"]);
+    assert_eq!(out[1], "reset");
+    let p: u16 = out[0].parse().unwrap();
+    let lines = wait_closed(&ipc, Some(p), Some(8082), 6);
+    let flags: Vec<String> = lines.iter().map(|l| cols(l)).collect();
+    assert_eq!(flags[0], format!("O tcp {CLIENT} {SERVER} {p} 8082 s -"));
+    assert_eq!(flags[1], format!("S tcp {CLIENT} {SERVER} {p} 8082 e 0"));
+    assert_eq!(
+        flags.last().unwrap(),
+        &format!("C tcp {CLIENT} {SERVER} {p} 8082 c 0"),
+        "{lines:#?}"
+    );
+
+    // UDP answered: unreplied, then replied, then closed when it times out.
+    let out = lab.client(&["udp", SERVER, "5353", "50"]);
+    assert_eq!(out[1], "answer 50");
+    let p: u16 = out[0].parse().unwrap();
+    let lines = wait_closed(&ipc, Some(p), Some(5353), 17);
+    let got: Vec<String> = lines.iter().map(|l| cols(l)).collect();
+    let want = |f: &str| format!("udp {CLIENT} {SERVER} {p} 5353 {f}");
+    assert_eq!(
+        got,
+        vec![
+            format!("O {} -", want("U")),
+            format!("S {} 0", want("-")),
+            format!("C {} 0", want("-")),
+        ]
+    );
+    let c = conn(&lines[2]);
+    assert_eq!((num(&c, "orig_pkts"), num(&c, "resp_pkts")), (1, 1));
+    assert_eq!(
+        (num(&c, "orig_ip_bytes"), num(&c, "resp_ip_bytes")),
+        (78, 78)
+    );
+
+    // UDP never answered.
+    let out = lab.client(&["udpsilent", SERVER, "5354", "20"]);
+    let p: u16 = out[0].parse().unwrap();
+    let lines = wait_closed(&ipc, Some(p), Some(5354), 17);
+    let got: Vec<String> = lines.iter().map(|l| cols(l)).collect();
+    let want = |f: &str| format!("udp {CLIENT} {SERVER} {p} 5354 {f}");
+    assert_eq!(
+        got,
+        vec![format!("O {} -", want("U")), format!("C {} 0", want("U"))]
+    );
+    let c = conn(&lines[1]);
+    assert_eq!((num(&c, "orig_pkts"), num(&c, "resp_pkts")), (1, 0));
+
+    // Ping: ICMP has no ports.
+    let out = lab.client(&["ping", SERVER]);
+    assert_eq!(out[1], "pong");
+    let lines = wait_for(Duration::from_secs(20), || {
+        let l = conn_lines(&ipc.text(), None, None, 1);
+        l.iter().any(|l| l.starts_with("C ")).then_some(l)
+    })
+    .expect("ICMP C line");
+    let got: Vec<String> = lines.iter().map(|l| cols(l)).collect();
+    assert_eq!(
+        got,
+        vec![
+            format!("O icmp {CLIENT} {SERVER} - - U -"),
+            format!("S icmp {CLIENT} {SERVER} - - - 0"),
+            format!("C icmp {CLIENT} {SERVER} - - - 0"),
+        ]
+    );
+
+    let text = ipc.stop();
+    // The log starts as the seed's does.
+    let first: Vec<&str> = text.lines().take(2).collect();
+    assert!(first[0].starts_with("P ") && first[0].ends_with(" ipclog started"));
+    assert!(
+        first[1].starts_with("H ")
+            && first[1].ends_with("prot src             dst             sport dport fl  time")
+    );
+    assert!(text.contains(" UP eth0 10.1.0.1\n") && text.contains(" UP eth1 10.2.0.1\n"));
+    // Every line parses.
+    for l in text.lines() {
+        parse_line(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+    }
+}
+
+/// In the server namespace the destination is local: shown as its interface name, and the
+/// source is the router's masquerading address. Long-lived connection: `ipc` shows it with
+/// the seconds it has been open, and its C line has the right duration.
+#[test]
+fn server_names_local_interface_and_ipc_shows_open_connections() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-server");
+    let ipc = Ipclog::start(&lab.server, &dir, &[]);
+
+    let mut a = vec!["python3", "-c", CLIENT_PY];
+    a.extend_from_slice(&["long", SERVER, "8083", "10"]);
+    let mut long = lab
+        .client
+        .command(a[0])
+        .args(&a[1..])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(long.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let client_port: u16 = line.trim().parse().unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "open");
+    // The server sees the masqueraded source address (and maybe port).
+    let o = ipc.wait_line(
+        |l| l.starts_with("O ") && l.contains(" 8083 ") && l.contains(ROUTER_OUT),
+        "O for the long connection",
+    );
+    let oc = conn(&o);
+    assert_eq!(oc.src, ROUTER_OUT);
+    assert_eq!(oc.dst, "eth0");
+    let sport = oc.sport;
+    let _ = client_port;
+
+    // `ipc` (as a symlink) while it is open: H line, then an O line with its age.
+    let link = dir.join("ipc");
+    std::os::unix::fs::symlink(bin("ipclog"), &link).unwrap();
+    let snap_dir = scratch("ct-server-ipc");
+    let snapshot = |min_age: u64| -> Option<String> {
+        let out = lab
+            .server
+            .command(&link)
+            .current_dir(&snap_dir)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        let text = String::from_utf8(out.stdout).unwrap();
+        let row = text
+            .lines()
+            .find(|l| l.starts_with("O ") && l.contains(" 8083 "))?
+            .to_string();
+        (conn(&row).time? >= min_age).then_some(text)
+    };
+    let text = wait_for(Duration::from_secs(10), || snapshot(2))
+        .expect("ipc shows the connection 2 s old");
+    assert!(text.starts_with("H "), "{text}");
+    let row = text.lines().find(|l| l.contains(" 8083 ")).unwrap();
+    assert_eq!(
+        cols(row),
+        format!(
+            "O tcp {ROUTER_OUT} eth0 {} 8083 e {}",
+            sport.unwrap(),
+            conn(row).time.unwrap()
+        )
+    );
+    assert!((2..=3).contains(&conn(row).time.unwrap()), "{row}");
+    assert_eq!(
+        fs::read_dir(&snap_dir).unwrap().count(),
+        0,
+        "ipc wrote files"
+    );
+    // `-1` is the same.
+    let one = lab
+        .server
+        .command(bin("ipclog"))
+        .arg("-1")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&one.stdout).contains(" 8083 "));
+
+    // Close it after ~3 s: duration 3 (± 1).
+    wait_for(Duration::from_secs(10), || snapshot(3)).expect("3 s old");
+    long.stdin.take().unwrap().write_all(b"\n").unwrap();
+    line.clear();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "done");
+    let _ = long.wait();
+    let lines = wait_closed(&ipc, sport, Some(8083), 6);
+    let c = conn(lines.last().unwrap());
+    assert_eq!((c.kind, c.flag), (shared::EventKind::Close, 't'));
+    let d = c.time.unwrap();
+    assert!((3..=4).contains(&d), "duration {d}: {lines:#?}");
+    ipc.stop();
+}
+
+#[test]
+fn sqlite_and_json_hold_every_connection_with_counters() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-db");
+    let db = dir.join("h.db");
+    let json = dir.join("events.json");
+    let ipc = Ipclog::start(
+        &lab.router,
+        &dir,
+        &[
+            "--db",
+            db.to_str().unwrap(),
+            "--json",
+            json.to_str().unwrap(),
+        ],
+    );
+    let out = lab.client(&["tcp", SERVER, "8080", "5000"]);
+    let p: u16 = out[0].parse().unwrap();
+    let lines = wait_closed(&ipc, Some(p), Some(8080), 6);
+    let c = conn(lines.last().unwrap());
+    let out = lab.client(&["udp", SERVER, "5353", "10"]);
+    let up: u16 = out[0].parse().unwrap();
+    wait_closed(&ipc, Some(up), Some(5353), 17);
+    ipc.stop();
+
+    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let row = conn_db
+        .query_row(
+            "SELECT orig_h, resp_h, dport, last_state, flag, close_ts IS NOT NULL, duration,
+                    orig_ip_bytes, resp_ip_bytes, orig_pkts, resp_pkts, direction, reply_dst
+             FROM connections WHERE proto = 6 AND orig_p = ?1",
+            [p],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, bool>(5)?,
+                    r.get::<_, f64>(6)?,
+                    (r.get::<_, i64>(7)?, r.get::<_, i64>(8)?),
+                    (r.get::<_, i64>(9)?, r.get::<_, i64>(10)?),
+                    r.get::<_, String>(11)?,
+                    r.get::<_, String>(12)?,
+                ))
+            },
+        )
+        .unwrap();
+    assert_eq!(row.0, CLIENT);
+    assert_eq!(row.1, SERVER);
+    assert_eq!(row.2, 8080);
+    assert_eq!(
+        (row.3.as_str(), row.4.as_str(), row.5),
+        ("TIME_WAIT", "t", true)
+    );
+    assert!(row.6 < 1.0, "duration {}", row.6);
+    assert_eq!(
+        row.7,
+        (
+            num(&c, "orig_ip_bytes") as i64,
+            num(&c, "resp_ip_bytes") as i64
+        )
+    );
+    assert_eq!(
+        row.8,
+        (num(&c, "orig_pkts") as i64, num(&c, "resp_pkts") as i64)
+    );
+    assert!(row.7 .0 >= 5000 && row.7 .1 >= 5000);
+    assert_eq!(row.9, "fwd");
+    assert_eq!(row.10, ROUTER_OUT);
+    let n_udp: i64 = conn_db
+        .query_row(
+            "SELECT count(*) FROM connections WHERE proto = 17 AND orig_p = ?1
+               AND resp_ip_bytes = 38 AND close_ts IS NOT NULL",
+            [up],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(n_udp, 1);
+    let (stopped, errors, lost): (bool, i64, i64) = conn_db
+        .query_row(
+            "SELECT stopped IS NOT NULL, errors, lost_events FROM runs",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!((stopped, errors, lost), (true, 0, 0));
+
+    // JSON: one object per event, Zeek names; the close has counters and ts = start.
+    let text = fs::read_to_string(&json).unwrap();
+    let close = text
+        .lines()
+        .find(|l| l.contains("\"close\"") && l.contains(&format!("\"id.orig_p\":{p}")))
+        .unwrap_or_else(|| panic!("no close object for port {p}:\n{text}"));
+    for key in [
+        "\"ts\":",
+        "\"uid\":",
+        "\"proto\":\"tcp\"",
+        "\"id.orig_h\":\"10.1.0.2\"",
+        "\"id.resp_h\":\"10.2.0.2\"",
+        "\"id.resp_p\":8080",
+        "\"duration\":",
+        "\"orig_pkts\":",
+        "\"resp_ip_bytes\":",
+        "\"direction\":\"fwd\"",
+        "\"nat_src_h\":\"10.2.0.1\"",
+    ] {
+        assert!(close.contains(key), "{key} missing in {close}");
+    }
+    let opens = text
+        .lines()
+        .filter(|l| l.contains("\"event\":\"open\""))
+        .count();
+    assert!(opens >= 2, "{text}");
+}
+
+#[test]
+fn sighup_rotation_loses_no_line() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-hup");
+    let ipc = Ipclog::start(&lab.router, &dir, &[]);
+    // 200 UDP flows, the log rotated while they are being logged.
+    let mut flood = lab
+        .client
+        .command("python3")
+        .args(["-c", CLIENT_PY, "udpflows", SERVER, "5354", "200"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        (ipc.text().matches(" 5354 ").count() >= 5).then_some(())
+    })
+    .expect("flows being logged");
+    let rotated = dir.join("ipclog.log.1");
+    fs::rename(&ipc.log, &rotated).unwrap();
+    // SAFETY: signalling our own child.
+    unsafe { libc::kill(ipc.child.id() as i32, libc::SIGHUP) };
+    assert!(flood.wait().unwrap().success());
+    let count = |t: &str| {
+        t.lines()
+            .filter(|l| l.starts_with("O ") && l.contains(" 5354 "))
+            .count()
+    };
+    wait_for(Duration::from_secs(15), || {
+        let total = count(&fs::read_to_string(&rotated).unwrap()) + count(&ipc.text());
+        (total >= 200).then_some(())
+    })
+    .expect("all 200 O lines across the two files");
+    let new = ipc.stop();
+    let old = fs::read_to_string(&rotated).unwrap();
+    assert_eq!(count(&old) + count(&new), 200);
+    assert!(old.starts_with("P "), "{old}");
+    // The rotation happened mid-flood: both files hold some of the flows.
+    assert!(
+        count(&old) > 0 && count(&new) > 0,
+        "{} + {}",
+        count(&old),
+        count(&new)
+    );
+}
+
+#[test]
+fn hostile_environment_is_refused_at_start() {
+    require_netns!();
+    let ns = Netns::new("hostile").unwrap();
+    ns.enable_conntrack().unwrap();
+    let dir = scratch("ct-hostile");
+    let run = |args: &[&str], as_nobody: bool| {
+        let mut c = if as_nobody {
+            let mut c = ns.command("setpriv");
+            c.args([
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                "--inh-caps=-all",
+            ])
+            .arg(bin("ipclog"));
+            c
+        } else {
+            ns.command(bin("ipclog"))
+        };
+        let out = c.args(args).stdin(Stdio::null()).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // Not root: one line naming the capability, exit 2.
+    let (code, err) = run(&[], true);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let (code, err) = run(&["-1"], true);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("CAP_NET_ADMIN"), "{err}");
+    // Unwritable log.
+    let (code, err) = run(&["-f", "/proc/no/such/dir/log"], false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/proc/no/such/dir/log"), "{err}");
+    // A database of another schema, and a foreign one.
+    let other = dir.join("other.db");
+    {
+        let s = shared::store::Store::open(&other).unwrap();
+        s.connection()
+            .execute_batch("PRAGMA user_version = 99")
+            .unwrap();
+    }
+    let (code, err) = run(&["--db", other.to_str().unwrap()], false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("schema version 99"), "{err}");
+    // A locked database.
+    let locked = dir.join("locked.db");
+    let holder = shared::store::Store::open(&locked).unwrap();
+    holder
+        .connection()
+        .execute_batch("BEGIN EXCLUSIVE")
+        .unwrap();
+    let (code, err) = run(&["--db", locked.to_str().unwrap()], false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("locked"), "{err}");
+    drop(holder);
+    // Bad filter, bad option.
+    let (code, err) = run(&["--proto", "bogus"], false);
+    assert_eq!(code, Some(2), "{err}");
+    let (code, _) = run(&["--no-such-option"], false);
+    assert_eq!(code, Some(2));
+    // Counters off: said once, with the sysctl, and logging goes on.
+    ns.sysctl("net.netfilter.nf_conntrack_acct", "0").unwrap();
+    let mut child = ns
+        .command(bin("ipclog"))
+        .args(["-f", dir.join("x.log").to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(
+        line.contains("sysctl -w net.netfilter.nf_conntrack_acct=1"),
+        "{line}"
+    );
+    wait_for(Duration::from_secs(5), || {
+        fs::read_to_string(dir.join("x.log"))
+            .ok()
+            .filter(|t| t.contains("ipclog started"))
+    })
+    .expect("keeps logging");
+    // SAFETY: our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let st = wait_for(Duration::from_secs(10), || child.try_wait().unwrap()).unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn write_errors_are_counted_not_fatal() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-full");
+    let db = dir.join("h.db");
+    // /dev/full: every write fails with ENOSPC, like a full disk.
+    let mut child = lab
+        .router
+        .command(bin("ipclog"))
+        .args([
+            "-f",
+            "/dev/full",
+            "--db",
+            db.to_str().unwrap(),
+            "--evict-every",
+            "1",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = lab.client(&["udp", SERVER, "5353", "10"]);
+    let p: i64 = out[0].parse().unwrap();
+    let conn_db = shared::store::open_read_only(&db).unwrap();
+    wait_for(Duration::from_secs(15), || {
+        conn_db
+            .query_row(
+                "SELECT count(*) FROM connections WHERE orig_p = ?1 AND close_ts IS NOT NULL",
+                [p],
+                |r| r.get::<_, i64>(0),
+            )
+            .ok()
+            .filter(|&n| n == 1)
+    })
+    .expect("the database keeps being written while the log fails");
+    // SAFETY: our child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = wait_for(Duration::from_secs(10), || child.try_wait().unwrap()).unwrap();
+    assert!(st.success(), "{st}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(err.contains("/dev/full write failed"), "{err}");
+    let errors: i64 = conn_db
+        .query_row("SELECT errors FROM runs", [], |r| r.get(0))
+        .unwrap();
+    assert!(errors > 0, "{err}");
+}
