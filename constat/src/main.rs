@@ -207,9 +207,9 @@ fn run(args: &Args) -> Result<(), Failure> {
         },
         bytes: args.bytes,
     };
-    let text = render::report(&layout, &rows, scan.errors);
-    let mut out = io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+    let stdout = io::stdout().lock();
+    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
+    match render::report(&mut out, &layout, &rows, scan.errors).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err((1, String::new())),
         Err(e) => Err((1, format!("writing the report: {e}"))),

@@ -2,14 +2,15 @@
 //! servers fold into `any`, rows that now show the same strings merge, and the table is laid
 //! out in the original's columns.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::{self, Write};
 use std::net::IpAddr;
 
 use lookup::{Lookup, NameCache, Services};
 use shared::proto::proto_name;
 
-use crate::scan::{Host, Interner, Row, RowKey, ANOMALY_KEYS};
+use crate::scan::{FxMap, Host, Interner, Row, RowKey, ANOMALY_KEYS};
 
 /// How names are chosen.
 pub struct Namer<'a> {
@@ -50,14 +51,15 @@ impl Namer<'_> {
         a.to_string()
     }
 
-    fn dst(&self, key: &RowKey, interner: &Interner) -> String {
+    /// Whether the row's destination folds into `any`.
+    fn is_any(&self, key: &RowKey) -> bool {
         let (_, proto, dport, dst) = *key;
-        if let Host::Ip(a) = dst {
-            if !self.no_any && is_web(proto, dport) && self.lookup.host_name(a).is_none() {
-                return "any".to_string();
+        match dst {
+            Host::Ip(a) => {
+                !self.no_any && is_web(proto, dport) && self.lookup.host_name(a).is_none()
             }
+            Host::Name(_) => false,
         }
-        self.host(dst, interner)
     }
 
     fn port(&self, proto: u8, dport: Option<u16>) -> String {
@@ -73,30 +75,92 @@ impl Namer<'_> {
     }
 
     /// The displayed (src, prot, dport, dst) strings of every row, rows that show the same
-    /// strings merged, sorted as displayed.
-    pub fn named_rows(
-        &self,
-        rows: &[(RowKey, Row)],
-        interner: &Interner,
-    ) -> Vec<([String; 4], Row)> {
-        let mut out: BTreeMap<[String; 4], Row> = BTreeMap::new();
+    /// strings merged, sorted as displayed. Each distinct string is made once and rows refer
+    /// to it by index, so a report of many rows costs little more than the rows themselves.
+    pub fn named_rows(&self, rows: &[(RowKey, Row)], interner: &Interner) -> NamedRows {
+        let mut strings = Strings::default();
+        let mut hosts: FxMap<Host, u32> = FxMap::default();
+        let any = strings.id("any".to_string());
+        let mut ports: FxMap<(u8, Option<u16>), u32> = FxMap::default();
+        let mut protos: FxMap<u8, u32> = FxMap::default();
+        let mut merged: FxMap<[u32; 4], usize> = FxMap::default();
+        let mut out: Vec<([u32; 4], Row)> = Vec::new();
         for (key, row) in rows {
             if row.n == 0 {
                 continue;
             }
-            let (src, proto, dport, _) = *key;
-            let prot = proto_name(proto)
-                .map(str::to_string)
-                .unwrap_or_else(|| proto.to_string());
+            let (src, proto, dport, dst) = *key;
             let k = [
-                self.host(src, interner),
-                prot,
-                self.port(proto, dport),
-                self.dst(key, interner),
+                *hosts
+                    .entry(src)
+                    .or_insert_with(|| strings.id(self.host(src, interner))),
+                *protos.entry(proto).or_insert_with(|| {
+                    strings.id(proto_name(proto)
+                        .map(str::to_string)
+                        .unwrap_or_else(|| proto.to_string()))
+                }),
+                *ports
+                    .entry((proto, dport))
+                    .or_insert_with(|| strings.id(self.port(proto, dport))),
+                if self.is_any(key) {
+                    any
+                } else {
+                    *hosts
+                        .entry(dst)
+                        .or_insert_with(|| strings.id(self.host(dst, interner)))
+                },
             ];
-            out.entry(k).or_default().merge(row);
+            match merged.get(&k) {
+                Some(&i) => out[i].1.merge(row),
+                None => {
+                    merged.insert(k, out.len());
+                    out.push((k, *row));
+                }
+            }
         }
-        out.into_iter().collect()
+        let s = &strings.list;
+        out.sort_unstable_by(|(a, _), (b, _)| {
+            a.iter()
+                .map(|&i| s[i as usize].as_str())
+                .cmp(b.iter().map(|&i| s[i as usize].as_str()))
+        });
+        NamedRows {
+            strings: strings.list,
+            rows: out,
+        }
+    }
+}
+
+/// Distinct display strings; equal strings get the same id, so rows that read the same merge.
+#[derive(Default)]
+struct Strings {
+    ids: HashMap<String, u32>,
+    list: Vec<String>,
+}
+
+impl Strings {
+    fn id(&mut self, s: String) -> u32 {
+        if let Some(&i) = self.ids.get(&s) {
+            return i;
+        }
+        let i = self.list.len() as u32;
+        self.list.push(s.clone());
+        self.ids.insert(s, i);
+        i
+    }
+}
+
+/// The report's rows with their displayed strings, in display order.
+pub struct NamedRows {
+    strings: Vec<String>,
+    rows: Vec<([u32; 4], Row)>,
+}
+
+impl NamedRows {
+    pub fn iter(&self) -> impl Iterator<Item = ([&str; 4], &Row)> {
+        self.rows
+            .iter()
+            .map(|(k, r)| (k.map(|i| self.strings[i as usize].as_str()), r))
     }
 }
 
@@ -110,89 +174,93 @@ pub struct Layout {
 
 const DASHES: usize = 75;
 
-fn table_line(out: &mut String, c: [&str; 8], bytes: Option<&str>) {
-    let _ = write!(
+fn table_line(out: &mut impl Write, c: [&str; 8], bytes: Option<&str>) -> io::Result<()> {
+    write!(
         out,
         "{:<15} {:<4} {:<8} {:<15} {:>5} {:>5} {:>8} {:>8}",
         c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
-    );
+    )?;
     if let Some(b) = bytes {
-        let _ = write!(out, " {b:>14}");
+        write!(out, " {b:>14}")?;
     }
-    out.push('\n');
+    out.write_all(b"\n")
 }
 
-/// The report text.
-pub fn report(layout: &Layout, rows: &[([String; 4], Row)], errors: u64) -> String {
-    let mut out = String::new();
-    out.push_str(&layout.heading);
-    out.push('\n');
+/// Writes the report.
+pub fn report(
+    out: &mut impl Write,
+    layout: &Layout,
+    rows: &NamedRows,
+    errors: u64,
+) -> io::Result<()> {
+    writeln!(out, "{}", layout.heading)?;
     let bytes_title = layout.bytes.then_some("bytes");
     table_line(
-        &mut out,
+        out,
         ["src", "prot", "dport", "dst", "n", "nopn", "avgtm", "maxtm"],
         bytes_title,
-    );
-    out.push_str(&"-".repeat(DASHES + if layout.bytes { 15 } else { 0 }));
-    out.push('\n');
-    for (k, r) in rows {
-        let (avg, max) = match (r.timed, r.max_time) {
-            (0, _) | (_, None) => ("-".to_string(), "-".to_string()),
-            (t, Some(m)) => (
-                format!("{:.1}", r.sum_time as f64 / t as f64),
-                m.to_string(),
-            ),
-        };
+    )?;
+    writeln!(
+        out,
+        "{}",
+        "-".repeat(DASHES + if layout.bytes { 15 } else { 0 })
+    )?;
+    let mut num = [String::new(), String::new(), String::new(), String::new()];
+    for (k, r) in rows.iter() {
+        for s in num.iter_mut() {
+            s.clear();
+        }
+        let _ = write!(num[0], "{}", r.n);
+        let _ = write!(num[1], "{}", r.nopn());
+        match (r.timed, r.max_time) {
+            (0, _) | (_, None) => {
+                num[2].push('-');
+                num[3].push('-');
+            }
+            (t, Some(m)) => {
+                let _ = write!(num[2], "{:.1}", r.sum_time as f64 / t as f64);
+                let _ = write!(num[3], "{m}");
+            }
+        }
         let bytes = layout.bytes.then(|| r.bytes.to_string());
         table_line(
-            &mut out,
-            [
-                &k[0],
-                &k[1],
-                &k[2],
-                &k[3],
-                &r.n.to_string(),
-                &r.nopn().to_string(),
-                &avg,
-                &max,
-            ],
+            out,
+            [k[0], k[1], k[2], k[3], &num[0], &num[1], &num[2], &num[3]],
             bytes.as_deref(),
-        );
+        )?;
     }
-    anomalies(&mut out, rows);
-    let _ = writeln!(out, "{errors} ERRORS");
-    out
+    anomalies(out, rows)?;
+    writeln!(out, "{errors} ERRORS")
 }
 
 /// The anomaly section: only when some connection had one, so reports of logs without
 /// anomaly tokens look exactly like the original's.
-fn anomalies(out: &mut String, rows: &[([String; 4], Row)]) {
-    let with: Vec<_> = rows
+fn anomalies(out: &mut impl Write, rows: &NamedRows) -> io::Result<()> {
+    let mut with = rows
         .iter()
         .filter(|(_, r)| r.anomalies.iter().any(|&a| a > 0))
-        .collect();
-    if with.is_empty() {
-        return;
+        .peekable();
+    if with.peek().is_none() {
+        return Ok(());
     }
-    out.push('\n');
-    out.push_str("connections with anomalies\n");
-    let _ = write!(
+    writeln!(out, "\nconnections with anomalies")?;
+    write!(
         out,
         "{:<15} {:<4} {:<8} {:<15}",
         "src", "prot", "dport", "dst"
-    );
+    )?;
     for k in ANOMALY_KEYS {
-        let _ = write!(out, " {k:>w$}", w = k.len().max(5));
+        write!(out, " {k:>w$}", w = k.len().max(5))?;
     }
-    out.push('\n');
+    writeln!(out)?;
     for (k, r) in with {
-        let _ = write!(out, "{:<15} {:<4} {:<8} {:<15}", k[0], k[1], k[2], k[3]);
+        write!(out, "{:<15} {:<4} {:<8} {:<15}", k[0], k[1], k[2], k[3])?;
         for (i, key) in ANOMALY_KEYS.iter().enumerate() {
-            let _ = write!(out, " {:>w$}", r.anomalies[i], w = key.len().max(5));
+            write!(out, " {:>w$}", r.anomalies[i], w = key.len().max(5))?;
         }
-        out.push('\n');
+        writeln!(out)?;
     }
-    out.push('\n');
+    writeln!(out)
 }
 
 #[cfg(test)]
@@ -241,10 +309,13 @@ mod tests {
             ]
         );
         namer.no_any = true;
-        assert_eq!(namer.named_rows(&rows, &interner).len(), 3);
+        assert_eq!(namer.named_rows(&rows, &interner).iter().count(), 3);
         namer.numeric = true;
         let named = namer.named_rows(&rows, &interner);
-        assert_eq!(named[0].0.join(" "), "ppp0 tcp 443 1.1.1.1");
+        assert_eq!(
+            named.iter().next().unwrap().0.join(" "),
+            "ppp0 tcp 443 1.1.1.1"
+        );
     }
 
     #[test]
@@ -269,13 +340,17 @@ mod tests {
 
     #[test]
     fn layout_is_75_columns() {
+        let lookup = Lookup::new();
+        let services = Services::builtin();
+        let mut interner = Interner::default();
+        let key = (
+            interner.host("192.168.0.3"),
+            6,
+            Some(22),
+            interner.host("eth0"),
+        );
         let rows = vec![(
-            [
-                "192.168.0.3".to_string(),
-                "tcp".into(),
-                "ssh".into(),
-                "eth0".into(),
-            ],
+            key,
             Row {
                 n: 1,
                 closed: 1,
@@ -285,15 +360,30 @@ mod tests {
                 ..Default::default()
             },
         )];
+        let namer = Namer {
+            lookup: &lookup,
+            services: &services,
+            cache: None,
+            numeric: false,
+            no_any: false,
+        };
+        let named = namer.named_rows(&rows, &interner);
         let layout = Layout {
             heading: "scanning whole file".into(),
             bytes: false,
         };
-        let text = report(&layout, &rows, 0);
+        let mut out = Vec::new();
+        report(&mut out, &layout, &named, 0).unwrap();
+        let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[2].len(), 75);
         assert_eq!(lines[1].len(), 75);
         assert_eq!(lines[3].len(), 75);
+        assert!(
+            lines[3].starts_with("192.168.0.3     tcp  ssh      eth0  "),
+            "{}",
+            lines[3]
+        );
         assert!(lines[3].ends_with("    25.0       25"), "{}", lines[3]);
         assert_eq!(lines[4], "0 ERRORS");
     }
