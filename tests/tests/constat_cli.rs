@@ -490,3 +490,60 @@ fn missing_default_lookup_is_fine() {
     );
     drop(e);
 }
+
+#[test]
+fn resolve_fills_the_cache_from_the_system_resolver() {
+    // 127.0.0.1 is answered from /etc/hosts (nsswitch `files` comes before `dns`), so this needs
+    // no DNS server; skip where /etc/hosts does not name it.
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let named = hosts.lines().any(|l| {
+        let mut f = l.split('#').next().unwrap_or("").split_whitespace();
+        f.next() == Some("127.0.0.1") && f.next().is_some()
+    });
+    let files_first = std::fs::read_to_string("/etc/nsswitch.conf")
+        .map(|s| {
+            s.lines()
+                .find(|l| l.trim_start().starts_with("hosts:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|w| w == "files"))
+                .unwrap_or(false)
+        })
+        .unwrap_or(false);
+    if !named || !files_first {
+        println!("SKIP: /etc/hosts does not name 127.0.0.1 or nsswitch does not ask files first");
+        return;
+    }
+    let e = Env::new("resolve");
+    let log = e.write(
+        "lo.log",
+        "O 2004-08-05-10:00:00 tcp  127.0.0.1       127.0.0.1       40000 22    e      -\n",
+    );
+    let cache = e.path("cache/names");
+    let o = e.run(&[
+        "-f",
+        s(&log),
+        "-d",
+        "2004-08-05",
+        "--cache",
+        s(&cache),
+        "--resolve",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let r = rows(&out(&o));
+    assert_eq!(r.len(), 1);
+    let name = r[0].split(' ').next().unwrap();
+    assert!(name.ends_with('?') && name.len() > 1, "{r:?}");
+    let saved = std::fs::read_to_string(&cache).expect("cache written");
+    let line = saved
+        .lines()
+        .find(|l| l.starts_with("127.0.0.1 "))
+        .unwrap_or_else(|| panic!("{saved}"));
+    assert_eq!(format!("{}?", line.split(' ').nth(1).unwrap()), name);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&cache).unwrap().permissions().mode() & 0o777,
+        0o640
+    );
+    // The next run reads the name from the cache without asking anyone.
+    let o = e.run(&["-f", s(&log), "-d", "2004-08-05", "--cache", s(&cache)]);
+    assert_eq!(rows(&out(&o)), r);
+}
