@@ -547,3 +547,18 @@ fn resolve_fills_the_cache_from_the_system_resolver() {
     let o = e.run(&["-f", s(&log), "-d", "2004-08-05", "--cache", s(&cache)]);
     assert_eq!(rows(&out(&o)), r);
 }
+
+#[test]
+fn a_file_without_newlines_is_refused_not_swallowed() {
+    let e = Env::new("nonewline");
+    // 3 MiB of text without a newline: no NUL, so not caught as binary at the start.
+    let log = e.sample_plus("runaway.log", &"A".repeat(3 << 20));
+    let o = e.run(&["-f", s(&log), "-d", "2004-08-05"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let stderr = err(&o);
+    assert!(
+        stderr.contains(&format!("{}: read error after line 27", s(&log)))
+            && stderr.contains("longer than"),
+        "{stderr}"
+    );
+}
