@@ -38,6 +38,7 @@ pub fn scan_db(
         None => stmt.query([]),
     }
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
+    add_lost(&conn, day, scan).map_err(|e| format!("{shown}: reading runs: {e}"))?;
     loop {
         let row = match rows.next() {
             Ok(Some(r)) => r,
@@ -70,6 +71,45 @@ pub fn scan_db(
         }
     }
     Ok(())
+}
+
+/// Adds the events the logger runs lost that overlap the day (all runs for `-a`).
+fn add_lost(
+    conn: &rusqlite::Connection,
+    day: Option<NaiveDate>,
+    scan: &mut Scan,
+) -> rusqlite::Result<()> {
+    let lost: i64 = match day {
+        None => conn.query_row("SELECT coalesce(sum(lost_events), 0) FROM runs", [], |r| {
+            r.get(0)
+        })?,
+        Some(d) => {
+            let (start, end) = day_bounds(d);
+            conn.query_row(
+                "SELECT coalesce(sum(lost_events), 0) FROM runs
+                 WHERE started < ?2 AND (stopped IS NULL OR stopped >= ?1)",
+                rusqlite::params![start, end],
+                |r| r.get(0),
+            )?
+        }
+    };
+    scan.lost_events += lost.max(0) as u64;
+    Ok(())
+}
+
+/// The day's first and last instant, local time, as epoch seconds.
+fn day_bounds(d: NaiveDate) -> (f64, f64) {
+    use chrono::{Local, TimeZone};
+    let at = |nd: NaiveDate| {
+        let midnight = nd.and_hms_opt(0, 0, 0).unwrap_or_default();
+        Local
+            .from_local_datetime(&midnight)
+            .earliest()
+            .map(|t| t.timestamp() as f64)
+            // A day starting in a DST gap: its UTC midnight is close enough for run overlap.
+            .unwrap_or_else(|| midnight.and_utc().timestamp() as f64)
+    };
+    (at(d), at(d.succ_opt().unwrap_or(d)))
 }
 
 struct Decoded {

@@ -43,7 +43,8 @@ file), sorted by the names shown:
 Names ending in `?` come from the reverse-DNS name cache, not from the lookup file.
 Then `N ERRORS`: lines (database rows) that could not be read; -v shows each one as
 `file:line: field: reason` on stderr. When the log carries anomaly tokens (ipclog -r/-i), a
-section `connections with anomalies` precedes the ERRORS line.
+section `connections with anomalies` precedes the ERRORS line, and when the logger reported
+lost events on the day, a line `N EVENTS LOST by the logger`.
 
 Exit status: 0 report printed (unreadable lines are counted in ERRORS); 1 read error in the
 middle of the input (or a line longer than 1 MiB: not a log); 2 bad usage or bad input at start (bad option or date, missing or
@@ -209,7 +210,9 @@ fn run(args: &Args) -> Result<(), Failure> {
     };
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
-    match render::report(&mut out, &layout, &rows, scan.errors).and_then(|_| out.flush()) {
+    match render::report(&mut out, &layout, &rows, scan.lost_events, scan.errors)
+        .and_then(|_| out.flush())
+    {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err((1, String::new())),
         Err(e) => Err((1, format!("writing the report: {e}"))),
@@ -315,6 +318,7 @@ fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<()
         last = line_no;
         match parsed {
             Ok(LogLine::Conn(c)) => scan.line(&c),
+            Ok(LogLine::Program { ts, message }) => scan.program(ts.date(), message),
             Ok(_) => {}
             Err(e) => {
                 scan.errors += 1;

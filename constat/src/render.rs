@@ -191,6 +191,7 @@ pub fn report(
     out: &mut impl Write,
     layout: &Layout,
     rows: &NamedRows,
+    lost: u64,
     errors: u64,
 ) -> io::Result<()> {
     writeln!(out, "{}", layout.heading)?;
@@ -230,6 +231,13 @@ pub fn report(
         )?;
     }
     anomalies(out, rows)?;
+    // Only when the logger said so, so complete logs read exactly like the original's.
+    if lost > 0 {
+        writeln!(
+            out,
+            "{lost} EVENTS LOST by the logger: these counts may be incomplete"
+        )?;
+    }
     writeln!(out, "{errors} ERRORS")
 }
 
@@ -373,7 +381,7 @@ mod tests {
             bytes: false,
         };
         let mut out = Vec::new();
-        report(&mut out, &layout, &named, 0).unwrap();
+        report(&mut out, &layout, &named, 0, 0).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[2].len(), 75);

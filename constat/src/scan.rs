@@ -240,6 +240,8 @@ pub struct Scan {
     pub errors: u64,
     /// C lines that matched no open O (the connection opened before the log started).
     pub unmatched_closes: u64,
+    /// Events the logger said it lost (`P ... lost N events`) in the scanned range.
+    pub lost_events: u64,
 }
 
 impl Scan {
@@ -253,6 +255,7 @@ impl Scan {
             rows: Vec::new(),
             errors: 0,
             unmatched_closes: 0,
+            lost_events: 0,
         }
     }
 
@@ -270,6 +273,19 @@ impl Scan {
     pub fn row_mut(&mut self, key: RowKey) -> &mut Row {
         let i = self.row_id(key);
         &mut self.rows[i as usize].1
+    }
+
+    /// Feeds one P line: the logger's `lost N events [...]` messages on the scanned day count.
+    pub fn program(&mut self, date: NaiveDate, message: &str) {
+        if self.day.is_some_and(|d| d != date) {
+            return;
+        }
+        let mut w = message.split_ascii_whitespace();
+        if let (Some("lost"), Some(n), Some("events")) = (w.next(), w.next(), w.next()) {
+            if let Ok(n) = n.parse::<u64>() {
+                self.lost_events += n;
+            }
+        }
     }
 
     /// Feeds one O/S/C line.
@@ -508,6 +524,18 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
                 "{s:?}"
             );
         }
+    }
+
+    #[test]
+    fn lost_events_of_the_day_are_counted() {
+        let mut s = Scan::new(Some("2004-08-05".parse().unwrap()));
+        let d = |x: &str| x.parse::<NaiveDate>().unwrap();
+        s.program(d("2004-08-05"), "lost 12 events");
+        s.program(d("2004-08-05"), "lost 3 events (queue full)");
+        s.program(d("2004-08-06"), "lost 100 events");
+        s.program(d("2004-08-05"), "ipclog stopped, 0 errors");
+        s.program(d("2004-08-05"), "lost many events");
+        assert_eq!(s.lost_events, 15);
     }
 
     #[test]

@@ -95,7 +95,7 @@ fn rows(report: &str) -> Vec<String> {
         .lines()
         .skip_while(|l| !l.starts_with("-----"))
         .skip(1)
-        .take_while(|l| !l.ends_with(" ERRORS") && !l.is_empty())
+        .take_while(|l| !l.ends_with(" ERRORS") && !l.contains(" EVENTS LOST ") && !l.is_empty())
         .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
         .collect()
 }
@@ -560,5 +560,33 @@ fn a_file_without_newlines_is_refused_not_swallowed() {
         stderr.contains(&format!("{}: read error after line 27", s(&log)))
             && stderr.contains("longer than"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn events_the_logger_lost_are_reported() {
+    let e = Env::new("lost");
+    let log = e.sample_plus(
+        "lost.log",
+        "P 2004-08-05-16:50:00 lost 12 events\nP 2004-08-06-01:00:00 lost 5 events (queue full)\n",
+    );
+    let o = e.run(&["-f", s(&log), "-d", "2004-08-05"]);
+    assert!(o.status.success(), "{o:?}");
+    let text = out(&o);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines[lines.len() - 2..],
+        [
+            "12 EVENTS LOST by the logger: these counts may be incomplete",
+            "0 ERRORS"
+        ],
+        "{text}"
+    );
+    assert_eq!(rows(&text), SEED_ROWS);
+    let o = e.run(&["-f", s(&log), "-a"]);
+    assert!(
+        out(&o).contains("\n17 EVENTS LOST by the logger"),
+        "{}",
+        out(&o)
     );
 }

@@ -266,3 +266,35 @@ fn a_database_that_is_not_ipclogs_is_refused() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(stderr.contains("not an ipclog database"), "{stderr}");
 }
+
+#[test]
+fn lost_events_of_runs_on_the_day_are_reported() {
+    std::env::set_var("TZ", "UTC");
+    let dir = scratch("constat-sqlite-lost");
+    let db = dir.join("history.db");
+    {
+        let mut store = Store::open(&db).expect("open store");
+        // 2004-08-05 10:00 to 12:00 UTC, 7 events lost.
+        store
+            .start_run(parse_epoch("1091700000").unwrap(), "conntrack", "test")
+            .unwrap();
+        store
+            .finish_run(parse_epoch("1091707200").unwrap(), 0, 7, 0)
+            .unwrap();
+    }
+    let run = |day: &str| {
+        let o = Command::new(bin("constat"))
+            .args(["-nc", "-f", db.to_str().unwrap(), "-d", day])
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    assert!(
+        run("2004-08-05").contains("\n7 EVENTS LOST by the logger"),
+        "{}",
+        run("2004-08-05")
+    );
+    assert!(!run("2004-08-06").contains("LOST"));
+}
