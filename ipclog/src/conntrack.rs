@@ -117,6 +117,7 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
     let mut last_check = Instant::now();
     let mut pending_lost = 0u64;
     let mut pending_dropped = 0u64;
+    let mut last_lost_report = Instant::now() - Duration::from_secs(1);
     while !stopping() {
         let mut overflow = false;
         match sock.recv(&mut buf) {
@@ -159,9 +160,14 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
                 pending_lost = 1;
             }
         }
-        if pending_lost > 0 && queue(&tx, &sh, Msg::Lost(pending_lost)) {
+        // One P line per second of loss, not one per ENOBUFS; the resync follows it.
+        if pending_lost > 0
+            && last_lost_report.elapsed() >= Duration::from_secs(1)
+            && queue(&tx, &sh, Msg::Lost(pending_lost))
+        {
             sh.lost.fetch_add(pending_lost, Ordering::Relaxed);
             pending_lost = 0;
+            last_lost_report = Instant::now();
             sh.resync.store(true, Ordering::Relaxed);
         }
         if pending_dropped > 0 && queue(&tx, &sh, Msg::QueueDropped(pending_dropped)) {
@@ -171,7 +177,11 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
             sh.resync.store(true, Ordering::Relaxed);
         }
     }
-    // Whatever could not be queued is still counted.
+    // Whatever could not be reported yet is still counted (and written by the processor).
+    if pending_lost > 0 && queue_blocking(&tx, &sh, Msg::Lost(pending_lost)) {
+        sh.lost.fetch_add(pending_lost, Ordering::Relaxed);
+        pending_lost = 0;
+    }
     sh.lost.fetch_add(pending_lost, Ordering::Relaxed);
     sh.queue_dropped
         .fetch_add(pending_dropped, Ordering::Relaxed);
@@ -691,6 +701,7 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
     let mut last_stats = Instant::now();
     let mut stats_events = 0u64;
     let mut since_flush = 0usize;
+    let mut reported_db_dropped = 0u64;
     loop {
         match rx.recv_timeout(TICK) {
             Ok(msg) => {
@@ -718,6 +729,14 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
         if last_addr_poll.elapsed() >= Duration::from_secs(2) {
             last_addr_poll = Instant::now();
             p.poll_addrs();
+            let d = p.sinks.inner.db_dropped();
+            if d > reported_db_dropped {
+                p.program(&format!(
+                    "database: {} events not written (queue full)",
+                    d - reported_db_dropped
+                ));
+                reported_db_dropped = d;
+            }
         }
         if let Some(every) = cfg.stats_every {
             if last_stats.elapsed() >= every {
@@ -752,14 +771,7 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
     if decode_errors > 0 {
         p.program(&format!("{decode_errors} undecodable conntrack messages"));
     }
-    let errors = p.sinks.errors() + decode_errors;
-    let now = Utc::now();
-    p.sinks
-        .program(now, &format!("ipclog stopped, {errors} errors"));
-    p.sinks.flush();
-    if let Some(db) = &mut p.sinks.inner.db {
-        db.finish(now, errors, lost, qdropped);
-    }
+    p.sinks.inner.finish(decode_errors, lost, qdropped);
     p.exit_code
 }
 

@@ -188,7 +188,7 @@ fn main() -> ExitCode {
     daemon::install_signal_handlers();
     // Threads start only now (after a possible fork).
     if let Some(s) = store {
-        fan.db = Some(sinks::DbSink::start(s, 1 << 16));
+        fan.db = Some(sinks::DbSink::start(s, 1 << 18));
     }
     let mut sinks = Filtered { filter, inner: fan };
 
@@ -232,12 +232,6 @@ fn run_capture(cli: &Cli, sinks: &mut Filtered<FanOut>, stats_every: Option<Dura
             (e.exit_code, 0)
         }
     };
-    let errors = sinks.errors();
-    let now = Utc::now();
-    sinks.program(now, &format!("ipclog stopped, {errors} errors"));
-    sinks.flush();
-    if let Some(db) = &mut sinks.inner.db {
-        db.finish(now, errors, 0, dropped);
-    }
+    sinks.inner.finish(0, 0, dropped);
     code
 }

@@ -499,6 +499,15 @@ impl EventSink for DbSink {
 }
 
 fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
+    // A flood writes hundreds of thousands of rows a second into four indexes: a large page
+    // cache avoids re-reading index pages, and rarer checkpoints batch the WAL's copy-back.
+    // Connection-level settings only; the schema and durability choice are the store's.
+    if let Err(e) = store
+        .connection()
+        .execute_batch("PRAGMA cache_size = -131072; PRAGMA wal_autocheckpoint = 16384;")
+    {
+        eprintln!("ipclog: database tuning failed (writing goes on): {e}");
+    }
     const BATCH: usize = 8192;
     let mut batch: Vec<ConnEvent> = Vec::with_capacity(BATCH);
     let mut finish = None;
@@ -551,7 +560,7 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
     if let Some((stopped, errors, lost, dropped)) = finish {
         let db_errors = c.errors.load(Ordering::Relaxed);
         let dropped = dropped + c.dropped.load(Ordering::Relaxed);
-        if let Err(e) = store.finish_run(stopped, errors.max(db_errors), lost, dropped) {
+        if let Err(e) = store.finish_run(stopped, errors + db_errors, lost, dropped) {
             eprintln!("ipclog: database: cannot record the end of the run: {e}");
         }
     }
@@ -595,6 +604,40 @@ impl FanOut {
         if let Some(l) = &mut self.line_log {
             l.raw_line(line);
         }
+    }
+
+    fn errors_without_db(&self) -> u64 {
+        self.line_log.as_ref().map_or(0, |l| l.errors())
+            + self.others.iter().map(|s| s.errors()).sum::<u64>()
+    }
+
+    /// Events the database did not get (queue full, or a batch that kept failing).
+    pub fn db_dropped(&self) -> u64 {
+        self.db
+            .as_ref()
+            .map_or(0, |d| d.counters.dropped.load(Ordering::Relaxed))
+    }
+
+    /// Ends a run: the database thread finishes its queue and records the run, then the
+    /// `P ... ipclog stopped, N errors` line (N = write errors of all sinks plus
+    /// `extra_errors`), preceded by a P line if the database missed events.
+    pub fn finish(&mut self, extra_errors: u64, lost: u64, dropped: u64) {
+        self.flush();
+        let now = Utc::now();
+        let mut errors = self.errors_without_db() + extra_errors;
+        if let Some(db) = &mut self.db {
+            db.finish(now, errors, lost, dropped);
+            errors += db.counters.errors.load(Ordering::Relaxed);
+        }
+        let db_dropped = self.db_dropped();
+        if db_dropped > 0 {
+            self.program(
+                now,
+                &format!("database: {db_dropped} events not written in all (queue full or write failures)"),
+            );
+        }
+        self.program(now, &format!("ipclog stopped, {errors} errors"));
+        self.flush();
     }
 }
 

@@ -94,6 +94,13 @@ elif act == "udpflows":
         u.sendto(b"f", (host, port)); u.close()
         time.sleep(0.01)
     print("sent", n, flush=True)
+elif act == "udpburst":
+    socks = []
+    for i in range(n):
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("0.0.0.0", 30000 + i))
+        socks.append(u)
+    for u in socks: u.sendto(b"b", (host, port))
+    print("sent", n, flush=True)
 elif act == "ping":
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
     ident = os.getpid() & 0xffff
@@ -852,4 +859,66 @@ fn write_errors_are_counted_not_fatal() {
         .query_row("SELECT errors FROM runs", [], |r| r.get(0))
         .unwrap();
     assert!(errors > 0, "{err}");
+}
+
+/// A receive buffer far too small for a burst: the loss is detected, counted exactly, written
+/// as a P line and in the runs table, and followed by a resync after which every connection
+/// that was logged open is also logged closed.
+#[test]
+fn lost_events_are_reported_and_resynced() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-loss");
+    let db = dir.join("h.db");
+    let ipc = Ipclog::start(
+        &lab.router,
+        &dir,
+        &["--rcvbuf", "4096", "--db", db.to_str().unwrap()],
+    );
+    let out = lab.client(&["udpburst", SERVER, "5354", "3000"]);
+    assert_eq!(out[0], "sent 3000");
+    let lost_lines = |t: &str| -> u64 {
+        t.lines()
+            .filter(|l| l.starts_with("P ") && l.contains(" lost "))
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let i = f.iter().position(|w| *w == "lost")?;
+                f.get(i + 1)?.parse::<u64>().ok()
+            })
+            .sum()
+    };
+    wait_for(Duration::from_secs(20), || {
+        (lost_lines(&ipc.text()) > 0).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no lost line; log:\n{}", ipc.text()));
+    ipc.wait_line(|l| l.starts_with("P ") && l.contains(" resync: "), "resync");
+    // Once the table is empty, every flow logged open has been logged closed.
+    let count = |t: &str, letter: &str| {
+        t.lines()
+            .filter(|l| l.starts_with(letter) && l.contains(" 5354 "))
+            .count()
+    };
+    wait_for(Duration::from_secs(30), || {
+        let t = ipc.text();
+        let empty = lab
+            .router
+            .run_stdout(&["cat", "/proc/sys/net/netfilter/nf_conntrack_count"])
+            .map(|s| s.trim() == "0")
+            .unwrap_or(false);
+        (empty && count(&t, "O ") > 0 && count(&t, "O ") == count(&t, "C ")).then_some(())
+    })
+    .unwrap_or_else(|| {
+        let t = ipc.text();
+        panic!("O {} != C {}", count(&t, "O "), count(&t, "C "))
+    });
+    let text = ipc.stop();
+    let lost = lost_lines(&text);
+    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let (run_lost, run_dropped): (i64, i64) = conn_db
+        .query_row("SELECT lost_events, dropped FROM runs", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(run_lost + run_dropped, lost as i64, "{text}");
+    assert!(run_lost > 0);
 }
