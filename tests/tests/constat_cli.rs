@@ -590,3 +590,42 @@ fn events_the_logger_lost_are_reported() {
         out(&o)
     );
 }
+
+#[test]
+fn ipv6_icmp_and_numbered_protocols_widen_and_show_dashes() {
+    let e = Env::new("ipv6");
+    let l = e.write(
+        "v6.lookup",
+        "2001:db8::/32 doc-net\n2001:db8:0:1::53 v6-resolver\n",
+    );
+    let log = e.write(
+        "v6.log",
+        "\
+O 2004-08-05-10:00:00 udp  2001:db8:ffff::1234:5678 2001:db8:0:1::53 40000 53    U      -
+C 2004-08-05-10:00:03 udp  2001:db8:ffff::1234:5678 2001:db8:0:1::53 40000 53    -      3
+O 2004-08-05-10:00:00 tcp  2a00:1450:4001:82a::200e 2001:db9::1     40001 22    e      -
+O 2004-08-05-10:00:01 icmp ppp0            192.0.2.7       -     -     -      -
+O 2004-08-31-12:46:13 50   ppp0            195.135.220.3   -     -     -      -
+O 2004-08-05-12:46:13 50   ppp0            195.135.220.3   -     -     -      -
+",
+    );
+    let o = e.run(&["-f", s(&log), "-d", "2004-08-05", "--lookup", s(&l)]);
+    assert!(o.status.success(), "{o:?}");
+    assert!(err(&o).is_empty(), "{}", err(&o));
+    let text = out(&o);
+    assert_eq!(
+        rows(&text),
+        [
+            "2a00:1450:4001:82a::200e tcp ssh 2001:db9::1 1 1 - -",
+            "doc-net udp domain v6-resolver 1 0 3.0 3",
+            "ppp0 50 - 195.135.220.3 1 1 - -",
+            "ppp0 icmp - 192.0.2.7 1 1 - -",
+        ],
+        "{text}"
+    );
+    // A long address widens its column instead of being cut.
+    assert!(
+        text.contains("\n2a00:1450:4001:82a::200e tcp  ssh      2001:db9::1     "),
+        "{text}"
+    );
+}
