@@ -629,3 +629,56 @@ O 2004-08-05-12:46:13 50   ppp0            195.135.220.3   -     -     -      -
         "{text}"
     );
 }
+
+#[test]
+fn mutated_logs_never_panic_and_every_line_is_accounted_for() {
+    let e = Env::new("fuzz");
+    let base = std::fs::read(sample()).unwrap();
+    let mut seed = 0x1234_5678_9abc_def0u64;
+    let mut rnd = move |n: usize| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % n as u64) as usize
+    };
+    let mut rounds_with_errors = 0;
+    for round in 0..60 {
+        let mut data = base.clone();
+        for _ in 0..1 + rnd(8) {
+            if data.is_empty() {
+                break;
+            }
+            let i = rnd(data.len());
+            match rnd(4) {
+                0 => data[i] = b" -:.0123456789aZ\n\t\xff"[rnd(19)],
+                1 => {
+                    data.remove(i);
+                }
+                2 => data.insert(i, b"9 -=x\n"[rnd(6)]),
+                _ => data.truncate(i),
+            }
+        }
+        let log = e.write(&format!("m{round}.log"), &data);
+        let o = e.run(&["-v", "-a", "-f", s(&log)]);
+        let code = o.status.code();
+        assert!(matches!(code, Some(0) | Some(2)), "round {round}: {o:?}");
+        if code == Some(0) {
+            // Every line reported on stderr as malformed is one of the counted ERRORS.
+            let text = out(&o);
+            let errors: usize = errors_line(&text)
+                .strip_suffix(" ERRORS")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("round {round}: no ERRORS line in {text}"));
+            let reported = err(&o)
+                .lines()
+                .filter(|l| l.starts_with(s(&log)) && !l.contains(" lines, "))
+                .count();
+            assert_eq!(errors, reported, "round {round}:\n{}", err(&o));
+            rounds_with_errors += (errors > 0) as u32;
+        }
+    }
+    assert!(
+        rounds_with_errors >= 20,
+        "only {rounds_with_errors} rounds hit a bad line"
+    );
+}
