@@ -275,6 +275,22 @@ impl Drop for Ipclog {
     }
 }
 
+/// constat's report on a whole log, numeric (`-a -n`), as its lines.
+fn constat(log: &Path) -> Vec<String> {
+    let out = std::process::Command::new(bin("constat"))
+        .args(["-a", "-n", "--no-cache", "-f"])
+        .arg(log)
+        .env("TZ", "UTC")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "constat: {out:?}");
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
 /// The O/S/C lines of one connection (matched on source port and destination port).
 fn conn_lines(text: &str, sport: Option<u16>, dport: Option<u16>, proto: u8) -> Vec<String> {
     text.lines()
@@ -442,7 +458,28 @@ fn router_logs_tcp_udp_icmp_with_nat() {
         ]
     );
 
+    let log = ipc.log.clone();
     let text = ipc.stop();
+    // constat counts what was logged: one connection per row, all closed, durations 0.
+    let report = constat(&log);
+    let rows: Vec<&str> = report
+        .iter()
+        .filter(|l| l.starts_with(CLIENT))
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        rows,
+        vec![
+            "10.1.0.2 icmp - 10.2.0.2 1 0 0.0 0",
+            "10.1.0.2 tcp 8080 10.2.0.2 1 0 0.0 0",
+            "10.1.0.2 tcp 8081 10.2.0.2 1 0 0.0 0",
+            "10.1.0.2 tcp 8082 10.2.0.2 1 0 0.0 0",
+            "10.1.0.2 udp 5353 10.2.0.2 1 0 0.0 0",
+            "10.1.0.2 udp 5354 10.2.0.2 1 0 0.0 0",
+        ],
+        "{report:#?}"
+    );
+    assert_eq!(report.last().map(String::as_str), Some("0 ERRORS"));
     // The log starts as the seed's does.
     let first: Vec<&str> = text.lines().take(2).collect();
     assert!(first[0].starts_with("P ") && first[0].ends_with(" ipclog started"));
@@ -542,6 +579,12 @@ fn server_names_local_interface_and_ipc_shows_open_connections() {
         .unwrap();
     assert!(String::from_utf8_lossy(&one.stdout).contains(" 8083 "));
 
+    // constat while it is open: one connection, still open.
+    let report = constat(&ipc.log);
+    assert!(
+        report.contains(&"10.2.0.1 tcp 8083 eth0 1 1 - -".to_string()),
+        "{report:#?}"
+    );
     // Close it after ~3 s: duration 3 (± 1).
     wait_for(Duration::from_secs(10), || snapshot(3)).expect("3 s old");
     long.stdin.take().unwrap().write_all(b"\n").unwrap();
@@ -554,7 +597,13 @@ fn server_names_local_interface_and_ipc_shows_open_connections() {
     assert_eq!((c.kind, c.flag), (shared::EventKind::Close, 't'));
     let d = c.time.unwrap();
     assert!((3..=4).contains(&d), "duration {d}: {lines:#?}");
+    let log = ipc.log.clone();
     ipc.stop();
+    let report = constat(&log);
+    assert!(
+        report.contains(&format!("10.2.0.1 tcp 8083 eth0 1 0 {d}.0 {d}")),
+        "{report:#?}"
+    );
 }
 
 #[test]
