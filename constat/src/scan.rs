@@ -97,7 +97,7 @@ fn fast_ipv4(b: &[u8]) -> Option<std::net::Ipv4Addr> {
 /// Interface (or other non-address) names seen in the log.
 #[derive(Debug, Default)]
 pub struct Interner {
-    ids: HashMap<Box<str>, u32>,
+    ids: FxMap<Box<str>, u32>,
     names: Vec<Box<str>>,
 }
 
