@@ -306,7 +306,7 @@ fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<()
     if head.is_empty() && args.verbose {
         eprintln!("constat: {shown}: empty log");
     }
-    let mut log = LogReader::new(LineCap::new(reader, MAX_LINE));
+    let mut log = LogReader::new(reader);
     let mut last = 0;
     loop {
         let next = log
@@ -339,90 +339,9 @@ fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<()
     Ok(())
 }
 
-/// The longest line constat accepts. ipclog's lines are about a hundred bytes; a "line" of a
-/// megabyte means the file is something else, and reading on would hold all of it in memory.
-const MAX_LINE: usize = 1 << 20;
-
-/// Passes a reader through, but fails with a clear error once a line grows beyond `max` bytes,
-/// so a file without newlines cannot make the line buffer grow without bound.
-struct LineCap<R> {
-    inner: R,
-    since_newline: usize,
-    max: usize,
-}
-
-impl<R: BufRead> LineCap<R> {
-    fn new(inner: R, max: usize) -> Self {
-        LineCap {
-            inner,
-            since_newline: 0,
-            max,
-        }
-    }
-}
-
-impl<R: BufRead> Read for LineCap<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = {
-            let avail = self.fill_buf()?;
-            let n = avail.len().min(buf.len());
-            buf[..n].copy_from_slice(&avail[..n]);
-            n
-        };
-        self.consume(n);
-        Ok(n)
-    }
-}
-
-impl<R: BufRead> BufRead for LineCap<R> {
-    fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        if self.since_newline > self.max {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "a line longer than {} bytes: this is not an ipclog log",
-                    self.max
-                ),
-            ));
-        }
-        self.inner.fill_buf()
-    }
-
-    fn consume(&mut self, amt: usize) {
-        // The consumed bytes are still at the front of the inner buffer (fill_buf returns the
-        // buffered data without reading when there is some), so count newlines there first.
-        if amt > 0 {
-            if let Ok(buf) = self.inner.fill_buf() {
-                let taken = &buf[..amt.min(buf.len())];
-                match taken.iter().rposition(|&b| b == b'\n') {
-                    Some(p) => self.since_newline = taken.len() - p - 1,
-                    None => self.since_newline += taken.len(),
-                }
-            }
-        }
-        self.inner.consume(amt);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn line_cap_stops_runaway_lines_only() {
-        let ok = b"short\nlines\n".repeat(1000);
-        let mut r = LineCap::new(&ok[..], 16);
-        let mut out = Vec::new();
-        r.read_to_end(&mut out).unwrap();
-        assert_eq!(out, ok);
-
-        let long = vec![b'A'; 1000];
-        let mut r = LineCap::new(BufReader::with_capacity(64, &long[..]), 100);
-        let mut line = Vec::new();
-        let e = r.read_until(b'\n', &mut line).unwrap_err();
-        assert!(e.to_string().contains("longer than 100 bytes"), "{e}");
-        assert!(line.len() <= 100 + 64, "{}", line.len());
-    }
 
     #[test]
     fn seed_single_dash_options_are_mapped() {

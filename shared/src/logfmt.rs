@@ -458,7 +458,13 @@ pub struct LogReader<R> {
     inner: R,
     buf: Vec<u8>,
     line_no: u64,
+    max_line: usize,
 }
+
+/// The longest line [`LogReader`] accepts by default. ipclog's lines are about a hundred bytes;
+/// a "line" of a megabyte means the input is something else, and reading on would hold all of
+/// it in memory.
+pub const MAX_LINE: usize = 1 << 20;
 
 impl<R: BufRead> LogReader<R> {
     pub fn new(inner: R) -> Self {
@@ -466,6 +472,56 @@ impl<R: BufRead> LogReader<R> {
             inner,
             buf: Vec::with_capacity(256),
             line_no: 0,
+            max_line: MAX_LINE,
+        }
+    }
+
+    /// Sets the longest accepted line (bytes, without the newline).
+    pub fn with_max_line(mut self, max_line: usize) -> Self {
+        self.max_line = max_line;
+        self
+    }
+
+    /// Reads up to and including the next newline into `buf`; fails with `InvalidData` once
+    /// the line outgrows `max_line`, so input without newlines cannot grow memory unbounded.
+    fn read_line_capped(&mut self) -> io::Result<usize> {
+        let mut total = 0;
+        loop {
+            let (done, used) = {
+                let avail = match self.inner.fill_buf() {
+                    Ok(a) => a,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                if avail.is_empty() {
+                    return Ok(total);
+                }
+                match avail.iter().position(|&b| b == b'\n') {
+                    Some(i) => {
+                        self.buf.extend_from_slice(&avail[..=i]);
+                        (true, i + 1)
+                    }
+                    None => {
+                        self.buf.extend_from_slice(avail);
+                        (false, avail.len())
+                    }
+                }
+            };
+            self.inner.consume(used);
+            total += used;
+            if self.buf.len() > self.max_line + 1 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "line {} is longer than {} bytes: this is not an ipclog log",
+                        self.line_no + 1,
+                        self.max_line
+                    ),
+                ));
+            }
+            if done {
+                return Ok(total);
+            }
         }
     }
 
@@ -473,7 +529,7 @@ impl<R: BufRead> LogReader<R> {
     #[allow(clippy::type_complexity)]
     pub fn next_line(&mut self) -> io::Result<Option<(u64, Result<LogLine<'_>, ParseError>)>> {
         self.buf.clear();
-        let n = self.inner.read_until(b'\n', &mut self.buf)?;
+        let n = self.read_line_capped()?;
         if n == 0 {
             return Ok(None);
         }
@@ -628,6 +684,24 @@ mod tests {
         assert_eq!(n, 3);
         assert!(res.unwrap_err().reason.contains("truncated"));
         assert!(r.next_line().unwrap().is_none());
+    }
+
+    #[test]
+    fn reader_stops_runaway_lines_only() {
+        let ok = b"P 2004-08-05-16:41:22 x\n".repeat(1000);
+        let mut r = LogReader::new(std::io::BufReader::with_capacity(7, &ok[..])).with_max_line(30);
+        let mut n = 0;
+        while let Some((_, res)) = r.next_line().unwrap() {
+            assert!(res.is_ok());
+            n += 1;
+        }
+        assert_eq!(n, 1000);
+        let long = vec![b'A'; 1000];
+        let mut r =
+            LogReader::new(std::io::BufReader::with_capacity(64, &long[..])).with_max_line(100);
+        let e = r.next_line().unwrap_err();
+        assert!(e.to_string().contains("longer than 100 bytes"), "{e}");
+        assert!(r.buf.len() <= 100 + 64 + 1, "{}", r.buf.len());
     }
 
     #[test]
