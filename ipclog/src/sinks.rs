@@ -536,7 +536,12 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
+            let full = batch.len() >= BATCH;
             write_with_retry(&mut store, &mut batch, &c);
+            if !full && finish.is_none() {
+                // Let the next batch gather: fewer, larger transactions under load.
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         if last_run_update.elapsed() >= Duration::from_secs(1) {
             last_run_update = std::time::Instant::now();

@@ -971,3 +971,114 @@ fn lost_events_are_reported_and_resynced() {
     assert_eq!(run_lost + run_dropped, lost as i64, "{text}");
     assert!(run_lost > 0);
 }
+
+/// `--daemon --pidfile`: the command returns at once, the daemon writes its pid, logs, and on
+/// SIGTERM writes the stop line and removes the pidfile.
+#[test]
+fn daemon_writes_pidfile_and_stops_on_sigterm() {
+    require_netns!();
+    let ns = Netns::new("daemon").unwrap();
+    ns.enable_conntrack().unwrap();
+    let dir = scratch("ct-daemon");
+    let pidfile = dir.join("ipclog.pid");
+    let log = dir.join("ipclog.log");
+    let out = ns
+        .command(bin("ipclog"))
+        .arg("--daemon")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .arg("-f")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let pid: i32 = wait_for(Duration::from_secs(10), || {
+        fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    })
+    .expect("pidfile with a pid");
+    // SAFETY: signal 0 only checks that the process exists.
+    assert_eq!(unsafe { libc::kill(pid, 0) }, 0, "daemon {pid} not running");
+    wait_for(Duration::from_secs(10), || {
+        fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains(" UP lo 127.0.0.1"))
+    })
+    .expect("daemon logs");
+    // SAFETY: the daemon this test started.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    wait_for(Duration::from_secs(10), || {
+        (!pidfile.exists()).then_some(())
+    })
+    .expect("pidfile removed at exit");
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(text.ends_with(" ipclog stopped, 0 errors\n"), "{text}");
+    // Without a file to write to, a daemon is a usage error.
+    let out = ns
+        .command(bin("ipclog"))
+        .arg("--daemon")
+        .arg("--pidfile")
+        .arg(dir.join("p2"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
+/// `--syslog`: the lines go to /dev/log (here a socket of the test's, mounted over /dev/log in
+/// a private mount namespace, so the host's syslog is never touched).
+#[test]
+fn syslog_receives_the_lines() {
+    require_netns!();
+    let ns = Netns::new("syslog").unwrap();
+    ns.enable_conntrack().unwrap();
+    let dir = scratch("ct-syslog");
+    let sock_path = dir.join("log.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let script = format!(
+        "mount -t tmpfs none /dev && touch /dev/log && mount --bind {} /dev/log && exec {} \
+         --syslog -f {} --evict-every 1",
+        sock_path.display(),
+        bin("ipclog").display(),
+        dir.join("ipclog.log").display()
+    );
+    let mut child = ns
+        .command("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut recv_until = |got: &mut Vec<String>, pat: &str| {
+        wait_for(Duration::from_secs(10), || {
+            if let Ok(n) = sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            got.iter().any(|m| m.contains(pat)).then_some(())
+        })
+        .unwrap_or_else(|| panic!("no syslog message with {pat:?}: {got:#?}"))
+    };
+    recv_until(&mut got, "P ipclog started");
+    ns.run(&[
+        "python3",
+        "-c",
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.bind(('127.0.0.1', 40999)); s.sendto(b'x', ('127.0.0.1', 9))",
+    ])
+    .unwrap();
+    recv_until(&mut got, "40999 9");
+    let m = got.iter().find(|m| m.contains("40999 9")).unwrap();
+    assert!(m.contains("ipclog["), "{m}");
+    assert!(
+        m.contains("O udp  lo              lo              40999 9     U      -"),
+        "{m}"
+    );
+    // SAFETY: our child (unshare execs sh, which execs ipclog: same pid).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = wait_for(Duration::from_secs(10), || child.try_wait().unwrap()).unwrap();
+    assert!(st.success(), "{st}");
+    recv_until(&mut got, "ipclog stopped, 0 errors");
+}
