@@ -141,7 +141,11 @@ const PCAP_MAGICS: [[u8; 4]; 5] = [
 ];
 
 /// Opens the file (pcap or pcapng by its magic number; `-` = standard input) or interface.
-fn open(args: &CaptureArgs) -> Result<(Capture<dyn Activated>, String, bool), CaptureError> {
+/// Returns the capture, its name for messages, and for a live capture the descriptor to wait on
+/// (live captures are non-blocking so that a stop request and idle time are noticed).
+type Opened = (Capture<dyn Activated>, String, Option<std::os::fd::RawFd>);
+
+fn open(args: &CaptureArgs) -> Result<Opened, CaptureError> {
     if let Some(path) = &args.read_file {
         if path == "-" {
             // SAFETY: fd 0 is ours to hand to libpcap, which reads it to the end and closes it.
@@ -150,7 +154,7 @@ fn open(args: &CaptureArgs) -> Result<(Capture<dyn Activated>, String, bool), Ca
                     "standard input: not a readable pcap or pcapng capture ({e})"
                 ))
             })?;
-            return Ok((cap.into(), "standard input".into(), false));
+            return Ok((cap.into(), "standard input".into(), None));
         }
         let mut f = std::fs::File::open(path)
             .map_err(|e| usage_error(format!("{path}: cannot open: {e}")))?;
@@ -176,7 +180,7 @@ fn open(args: &CaptureArgs) -> Result<(Capture<dyn Activated>, String, bool), Ca
         }
         let cap = Capture::from_file(path)
             .map_err(|e| usage_error(format!("{path}: cannot read capture: {e}")))?;
-        return Ok((cap.into(), path.clone(), false));
+        return Ok((cap.into(), path.clone(), None));
     }
     if let Some(iface) = &args.interface {
         let cap = Capture::from_device(iface.as_str())
@@ -186,6 +190,7 @@ fn open(args: &CaptureArgs) -> Result<(Capture<dyn Activated>, String, bool), Ca
                     .timeout(100)
                     .immediate_mode(true)
                     .open()
+                    .and_then(|c| c.setnonblock())
             })
             .map_err(|e| {
                 let msg = e.to_string();
@@ -200,7 +205,9 @@ fn open(args: &CaptureArgs) -> Result<(Capture<dyn Activated>, String, bool), Ca
                     usage_error(format!("capture on {iface}: {msg}"))
                 }
             })?;
-        return Ok((cap.into(), iface.clone(), true));
+        use std::os::fd::AsRawFd;
+        let fd = cap.as_raw_fd();
+        return Ok((cap.into(), iface.clone(), Some(fd)));
     }
     Err(usage_error(
         "no capture source: give -r FILE or -i IFACE".into(),
@@ -309,7 +316,8 @@ pub fn run(
     stop: &AtomicBool,
     stats_every: Option<Duration>,
 ) -> Result<CaptureSummary, CaptureError> {
-    let (mut cap, name, live) = open(args)?;
+    let (mut cap, name, live_fd) = open(args)?;
+    let live = live_fd.is_some();
     let lt = cap.get_datalink();
     let lt_name = lt.get_name().unwrap_or_else(|_| format!("DLT_{}", lt.0));
     let Some(link) = Link::from_linktype(lt.0) else {
@@ -357,7 +365,19 @@ pub fn run(
             }
             Err(pcap::Error::NoMorePackets) => break,
             Err(pcap::Error::TimeoutExpired) => {
-                // Live and idle: let wall-clock time run the timeouts, and report stats.
+                // Live and nothing to read: wait up to 100 ms for packets; when none come,
+                // let wall-clock time run the timeouts, flush, and report stats.
+                if let Some(fd) = live_fd {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd for the capture's descriptor.
+                    if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+                        continue;
+                    }
+                }
                 let now = chrono::Utc::now().timestamp_micros();
                 if r.tracker.advance(now) {
                     let lost = r.defrag.expire(now);
@@ -373,6 +393,9 @@ pub fn run(
                 }
             }
             Err(e) => {
+                if live && stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 damaged += 1;
                 consecutive += 1;
                 if damaged <= 10 {

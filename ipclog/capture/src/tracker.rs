@@ -662,7 +662,8 @@ impl Tracker {
         };
         let mut ev = ConnEvent::new(kind, to_time(ts), Source::Pcap, f.id, f.proto, f.orig);
         ev.state = f.reported;
-        ev.duration = Some(dur_us as f64 / 1e6);
+        // An open has no duration yet (the log shows `-`); updates and closes have one.
+        ev.duration = (kind != EventKind::Open).then_some(dur_us as f64 / 1e6);
         ev.counters = Some(f.counters());
         ev.anomalies = f.anom;
         ev.zeek_state = Some(f.zeek_state());
