@@ -13,6 +13,9 @@ use shared::sink::EventSink;
 
 #[derive(Parser)]
 struct Cli {
+    /// Count events instead of writing log lines (measures the tracker alone).
+    #[arg(long)]
+    null: bool,
     #[command(flatten)]
     capture: CaptureArgs,
 }
@@ -20,10 +23,16 @@ struct Cli {
 struct LineSink {
     out: std::io::BufWriter<std::io::Stdout>,
     line: String,
+    null: bool,
+    events: u64,
 }
 
 impl EventSink for LineSink {
     fn event(&mut self, ev: &ConnEvent) {
+        self.events += 1;
+        if self.null {
+            return;
+        }
         self.line.clear();
         write_event(ev, WriteOptions::default(), &mut self.line);
         self.line.push('\n');
@@ -42,12 +51,14 @@ fn main() {
     let mut sink = LineSink {
         out: std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()),
         line: String::new(),
+        null: cli.null,
+        events: 0,
     };
     let stop = AtomicBool::new(false);
     match ipclog_capture::run(&cli.capture, &mut sink, &stop, None) {
         Ok(s) => {
             sink.flush();
-            eprintln!("{}", s.describe());
+            eprintln!("{}; {} events", s.describe(), sink.events);
         }
         Err(e) => {
             eprintln!("pcapread: {e}");

@@ -73,37 +73,66 @@ pub struct Seen {
     pub fragments: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The flow table key: both addresses (16 bytes each, IPv4 as IPv4-mapped), both ports and the
+/// protocol, in canonical order (the lower address/port first) so both directions hit one
+/// entry. Five machine words, hashed and compared as such.
+#[derive(Debug, Clone, Copy, Eq)]
 struct Key {
-    a: IpAddr,
-    b: IpAddr,
-    pa: u16,
-    pb: u16,
-    proto: u8,
+    w: [u64; 5],
+}
+
+impl PartialEq for Key {
+    #[inline]
+    fn eq(&self, o: &Key) -> bool {
+        // Word by word: the derived array comparison calls memcmp.
+        (self.w[0] ^ o.w[0])
+            | (self.w[1] ^ o.w[1])
+            | (self.w[2] ^ o.w[2])
+            | (self.w[3] ^ o.w[3])
+            | (self.w[4] ^ o.w[4])
+            == 0
+    }
+}
+
+impl std::hash::Hash for Key {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        for w in self.w {
+            h.write_u64(w);
+        }
+    }
+}
+
+/// An address as a 128-bit number (IPv4 as IPv4-mapped): compared and hashed without memcmp.
+#[inline]
+fn addr128(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(v) => 0xffff_0000_0000 | u32::from(v) as u128,
+        IpAddr::V6(v) => u128::from(v),
+    }
 }
 
 impl Key {
+    /// The key of `s`'s flow, and whether `s` travels from the key's second side to its first.
     #[inline]
-    fn new(s: &Seen) -> Key {
+    fn new(s: &Seen) -> (Key, bool) {
         let sp = s.l4.sport.unwrap_or(0);
         let dp = s.l4.dport.unwrap_or(0);
-        if (s.src, sp) <= (s.dst, dp) {
-            Key {
-                a: s.src,
-                b: s.dst,
-                pa: sp,
-                pb: dp,
-                proto: s.proto,
-            }
+        let (x, y) = (addr128(s.src), addr128(s.dst));
+        let swapped = (x, sp) > (y, dp);
+        let ((a, pa), (b, pb)) = if swapped {
+            ((y, dp), (x, sp))
         } else {
-            Key {
-                a: s.dst,
-                b: s.src,
-                pa: dp,
-                pb: sp,
-                proto: s.proto,
-            }
-        }
+            ((x, sp), (y, dp))
+        };
+        let tail = (pa as u64)
+            | (pb as u64) << 16
+            | (s.proto as u64) << 32
+            | (s.src.is_ipv6() as u64) << 40;
+        let k = Key {
+            w: [(a >> 64) as u64, a as u64, (b >> 64) as u64, b as u64, tail],
+        };
+        (k, swapped)
     }
 }
 
@@ -247,6 +276,8 @@ const HIST_ACK: u16 = 64;
 struct Flow {
     id: u64,
     key: Key,
+    /// The direction (as returned by Key::new) in which the originator sends.
+    orig_swapped: bool,
     orig: FlowTuple,
     proto: u8,
     first_us: i64,
@@ -459,6 +490,8 @@ pub struct Tracker {
     expired: Vec<(u64, u32)>,
     /// Packets counted in flows still open.
     open_pkts: u64,
+    /// The event handed to sinks, reused so that emitting allocates nothing.
+    scratch: ConnEvent,
 }
 
 fn to_time(us: i64) -> DateTime<Utc> {
@@ -466,19 +499,18 @@ fn to_time(us: i64) -> DateTime<Utc> {
 }
 
 /// A Zeek-like uid: "C" and 17 base62 digits of a hash of the flow's number, start and tuple.
-fn make_uid(id: u64, first_us: i64, key: &Key) -> String {
+fn make_uid(s: &mut String, id: u64, first_us: i64, key: &Key) {
     use std::hash::BuildHasher;
     let b = crate::hash::FxBuild::default();
     let mut v = b.hash_one((id, first_us, key)) as u128;
     v = (v << 64) | b.hash_one((key, first_us ^ 0x5bd1e995, id.rotate_left(17))) as u128;
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    let mut s = String::with_capacity(18);
+    s.clear();
     s.push('C');
     for _ in 0..17 {
         s.push(DIGITS[(v % 62) as usize] as char);
         v /= 62;
     }
-    s
 }
 
 impl Tracker {
@@ -495,6 +527,19 @@ impl Tracker {
             next_sweep_us: i64::MIN,
             expired: Vec::new(),
             open_pkts: 0,
+            scratch: ConnEvent::new(
+                EventKind::Open,
+                DateTime::default(),
+                Source::Pcap,
+                0,
+                0,
+                FlowTuple::new(
+                    IpAddr::from([0, 0, 0, 0]),
+                    IpAddr::from([0, 0, 0, 0]),
+                    None,
+                    None,
+                ),
+            ),
         }
     }
 
@@ -530,7 +575,7 @@ impl Tracker {
 
     /// Accounts one packet to its flow, creating, updating or replacing the flow.
     pub fn packet(&mut self, s: &Seen, sink: &mut dyn EventSink) {
-        let key = Key::new(s);
+        let (key, swapped) = Key::new(s);
         let mut idx = self.table.get(&key).copied();
         if let Some(i) = idx {
             // A new SYN on a connection that is over: port reuse, a new connection.
@@ -552,15 +597,11 @@ impl Tracker {
                     self.drop(Drop::SessionLimit, 1);
                     return;
                 }
-                self.create(key, s)
+                self.create(key, swapped, s)
             }
         };
         let f = self.slab[i as usize].as_mut().expect("live flow");
-        let d = if s.src == f.orig.src && s.l4.sport == f.orig.sport && s.dst == f.orig.dst {
-            0
-        } else {
-            1
-        };
+        let d = if swapped == f.orig_swapped { 0 } else { 1 };
         let is_new = f.ep[0].pkts + f.ep[1].pkts == 0;
         let gap = s.ts_us - f.last_us;
         if s.ts_us > f.last_us {
@@ -597,16 +638,14 @@ impl Tracker {
         let state = f.conn_state();
         if is_new {
             f.reported = state;
-            let ev = self.event(i, EventKind::Open);
-            sink.event(&ev);
+            self.emit(i, EventKind::Open, sink);
         } else if state != f.reported {
             f.reported = state;
-            let ev = self.event(i, EventKind::Update);
-            sink.event(&ev);
+            self.emit(i, EventKind::Update, sink);
         }
     }
 
-    fn create(&mut self, key: Key, s: &Seen) -> u32 {
+    fn create(&mut self, key: Key, swapped: bool, s: &Seen) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         // The originator sent the first packet, except that a SYN-ACK seen first was sent by
@@ -624,6 +663,7 @@ impl Tracker {
         let f = Flow {
             id,
             key,
+            orig_swapped: swapped != flip,
             orig,
             proto: s.proto,
             first_us: s.ts_us,
@@ -650,7 +690,9 @@ impl Tracker {
         i
     }
 
-    fn event(&mut self, i: u32, kind: EventKind) -> ConnEvent {
+    /// Fills the reusable event with flow `i`'s state and hands it to `sink` (no allocation
+    /// once the event's strings have grown to size).
+    fn emit(&mut self, i: u32, kind: EventKind, sink: &mut dyn EventSink) {
         let f = self.slab[i as usize].as_mut().expect("live flow");
         let dur_us = f.last_us - f.first_us;
         if self.opts.long_connect_us > 0 && dur_us >= self.opts.long_connect_us {
@@ -660,7 +702,12 @@ impl Tracker {
             EventKind::Open => f.first_us,
             _ => f.last_us,
         };
-        let mut ev = ConnEvent::new(kind, to_time(ts), Source::Pcap, f.id, f.proto, f.orig);
+        let ev = &mut self.scratch;
+        ev.kind = kind;
+        ev.ts = to_time(ts);
+        ev.conn_id = f.id;
+        ev.proto = f.proto;
+        ev.orig = f.orig;
         ev.state = f.reported;
         // An open has no duration yet (the log shows `-`); updates and closes have one.
         ev.duration = (kind != EventKind::Open).then_some(dur_us as f64 / 1e6);
@@ -668,9 +715,16 @@ impl Tracker {
         ev.anomalies = f.anom;
         ev.zeek_state = Some(f.zeek_state());
         let h = f.hist.as_str();
-        ev.history = (!h.is_empty() || f.proto == 6 || f.proto == 17).then(|| h.to_string());
-        ev.uid = Some(make_uid(f.id, f.first_us, &f.key));
-        ev
+        if !h.is_empty() || f.proto == 6 || f.proto == 17 {
+            let s = ev.history.get_or_insert_with(String::new);
+            s.clear();
+            s.push_str(h);
+        } else {
+            ev.history = None;
+        }
+        let u = ev.uid.get_or_insert_with(String::new);
+        make_uid(u, f.id, f.first_us, &f.key);
+        sink.event(ev);
     }
 
     /// Reports flow `i` closed and removes it.
@@ -679,8 +733,7 @@ impl Tracker {
             let f = self.slab[i as usize].as_mut().expect("live flow");
             f.reported = f.conn_state();
         }
-        let ev = self.event(i, EventKind::Close);
-        sink.event(&ev);
+        self.emit(i, EventKind::Close, sink);
         let f = self.slab[i as usize].take().expect("live flow");
         self.segments -= (f.ep[0].segs.len() + f.ep[1].segs.len()) as u64;
         self.open_pkts -= f.ep[0].pkts + f.ep[1].pkts;
