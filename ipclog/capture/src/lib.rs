@@ -10,6 +10,7 @@
 mod args;
 mod defrag;
 mod hash;
+mod index;
 pub mod parse;
 mod tracker;
 

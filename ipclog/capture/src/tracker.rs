@@ -15,7 +15,7 @@ use shared::event::{
 };
 use shared::sink::EventSink;
 
-use crate::hash::FxHashMap;
+use crate::index::FlowIndex;
 use crate::parse::{Drop, ACK, DROP_REASONS, FIN, L4, RST, SYN};
 
 /// Tracker settings (from the command line). Times in microseconds; 0 = off.
@@ -113,6 +113,12 @@ fn addr128(a: IpAddr) -> u128 {
 }
 
 impl Key {
+    #[inline]
+    fn hash64(&self) -> u64 {
+        use std::hash::BuildHasher;
+        crate::hash::FxBuild::default().hash_one(self)
+    }
+
     /// The key of `s`'s flow, and whether `s` travels from the key's second side to its first.
     #[inline]
     fn new(s: &Seen) -> (Key, bool) {
@@ -479,7 +485,7 @@ pub struct Stats {
 
 pub struct Tracker {
     opts: Options,
-    table: FxHashMap<Key, u32>,
+    table: FlowIndex,
     slab: Vec<Option<Flow>>,
     free: Vec<u32>,
     next_id: u64,
@@ -502,14 +508,19 @@ fn to_time(us: i64) -> DateTime<Utc> {
 fn make_uid(s: &mut String, id: u64, first_us: i64, key: &Key) {
     use std::hash::BuildHasher;
     let b = crate::hash::FxBuild::default();
-    let mut v = b.hash_one((id, first_us, key)) as u128;
-    v = (v << 64) | b.hash_one((key, first_us ^ 0x5bd1e995, id.rotate_left(17))) as u128;
+    // Two independent 64-bit hashes, 9 and 8 base62 digits from each (u64 arithmetic only).
+    let mut v1 = b.hash_one((id, first_us, key));
+    let mut v2 = b.hash_one((key, first_us ^ 0x5bd1e995, id.rotate_left(17)));
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     s.clear();
     s.push('C');
-    for _ in 0..17 {
-        s.push(DIGITS[(v % 62) as usize] as char);
-        v /= 62;
+    for _ in 0..9 {
+        s.push(DIGITS[(v1 % 62) as usize] as char);
+        v1 /= 62;
+    }
+    for _ in 0..8 {
+        s.push(DIGITS[(v2 % 62) as usize] as char);
+        v2 /= 62;
     }
 }
 
@@ -517,7 +528,7 @@ impl Tracker {
     pub fn new(opts: Options) -> Tracker {
         Tracker {
             opts,
-            table: FxHashMap::default(),
+            table: FlowIndex::new(),
             slab: Vec::new(),
             free: Vec::new(),
             next_id: 1,
@@ -576,7 +587,11 @@ impl Tracker {
     /// Accounts one packet to its flow, creating, updating or replacing the flow.
     pub fn packet(&mut self, s: &Seen, sink: &mut dyn EventSink) {
         let (key, swapped) = Key::new(s);
-        let mut idx = self.table.get(&key).copied();
+        let hash = key.hash64();
+        let slab = &self.slab;
+        let mut idx = self.table.get(hash, |i| {
+            slab[i as usize].as_ref().is_some_and(|f| f.key == key)
+        });
         if let Some(i) = idx {
             // A new SYN on a connection that is over: port reuse, a new connection.
             let f = self.slab[i as usize].as_ref().expect("live flow");
@@ -597,7 +612,7 @@ impl Tracker {
                     self.drop(Drop::SessionLimit, 1);
                     return;
                 }
-                self.create(key, swapped, s)
+                self.create(key, hash, swapped, s)
             }
         };
         let f = self.slab[i as usize].as_mut().expect("live flow");
@@ -645,7 +660,7 @@ impl Tracker {
         }
     }
 
-    fn create(&mut self, key: Key, swapped: bool, s: &Seen) -> u32 {
+    fn create(&mut self, key: Key, hash: u64, swapped: bool, s: &Seen) -> u32 {
         let id = self.next_id;
         self.next_id += 1;
         // The originator sent the first packet, except that a SYN-ACK seen first was sent by
@@ -684,7 +699,7 @@ impl Tracker {
                 (self.slab.len() - 1) as u32
             }
         };
-        self.table.insert(key, i);
+        self.table.insert(hash, i);
         self.stats.flows_total += 1;
         self.stats.flows_open_max = self.stats.flows_open_max.max(self.table.len() as u64);
         i
@@ -737,7 +752,7 @@ impl Tracker {
         let f = self.slab[i as usize].take().expect("live flow");
         self.segments -= (f.ep[0].segs.len() + f.ep[1].segs.len()) as u64;
         self.open_pkts -= f.ep[0].pkts + f.ep[1].pkts;
-        self.table.remove(&f.key);
+        self.table.remove(f.key.hash64(), i);
         self.free.push(i);
     }
 
