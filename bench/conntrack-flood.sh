@@ -49,14 +49,20 @@ ip netns exec "$S" sysctl -q -w net.netfilter.nf_conntrack_acct=1 \
 
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 
-ip netns exec "$S" "$IPCLOG" -f "$OUT/ipclog.log" --db "$OUT/ipclog.db" -s 5 --evict-every 1 \
+DBARGS=(--db "$OUT/ipclog.db"); [ "${DB:-1}" = 0 ] && DBARGS=()
+ip netns exec "$S" "$IPCLOG" -f "$OUT/ipclog.log" "${DBARGS[@]}" -s 5 --evict-every "${EVICT:-0.5}" \
     $IPCLOG_ARGS 2>"$OUT/ipclog.stderr" &
 IPID=$!; pids+=("$IPID")
-ip netns exec "$S" conntrack -E -o timestamp >"$OUT/conntrack-E.txt" 2>"$OUT/conntrack-E.stderr" &
-CPID=$!; pids+=("$CPID")
+if [ "${CTE:-1}" = 1 ]; then
+    ip netns exec "$S" conntrack -E -o timestamp >"$OUT/conntrack-E.txt" 2>"$OUT/conntrack-E.stderr" &
+    CPID=$!; pids+=("$CPID")
+else
+    : >"$OUT/conntrack-E.txt"; sleep 1000000 & CPID=$!; pids+=("$CPID")
+fi
 for _ in $(seq 100); do grep -q ' UP eth0 ' "$OUT/ipclog.log" 2>/dev/null && break; sleep 0.1; done
 
 ip netns exec "$C" "$FLOOD" 10.9.0.2 "$RATE" "$SECS" | tee "$OUT/flood.txt"
+# Optional knobs: DB=0 (no --db), CTE=0 (no conntrack -E beside), EVICT=SECS, IPCLOG_ARGS.
 # Wait until every flow expired and was destroyed (ipclog's eviction dumps make it prompt).
 for _ in $(seq 600); do
     n=$(ip netns exec "$S" cat /proc/sys/net/netfilter/nf_conntrack_count)
@@ -71,11 +77,12 @@ kill -INT "$CPID"; wait "$CPID" 2>/dev/null || true
 created=$(ip netns exec "$S" nft list chain inet bench in | sed -n 's/.*packets \([0-9]*\).*/\1/p')
 stats=$(ip netns exec "$S" conntrack -S 2>/dev/null | tr ' ' '\n' | awk -F= '
     /^(drop|insert_failed|early_drop)=/ {s[$1] += $2} END {for (k in s) printf "%s=%d ", k, s[k]}')
+rows="(no --db)"; run="-"
 o=$(grep -c '^O ' "$OUT/ipclog.log" || true)
 c=$(grep -c '^C ' "$OUT/ipclog.log" || true)
 lost=$(awk '/^P .* lost [0-9]+ events/ {for (i = 1; i <= NF; i++) if ($i == "lost") s += $(i + 1)} END {print s + 0}' "$OUT/ipclog.log")
-rows=$(sqlite3 "$OUT/ipclog.db" 'SELECT count(*), sum(close_ts IS NOT NULL) FROM connections' | tr '|' ' ')
-run=$(sqlite3 "$OUT/ipclog.db" 'SELECT errors, lost_events, dropped FROM runs' | tr '|' ' ')
+[ -f "$OUT/ipclog.db" ] && rows=$(sqlite3 "$OUT/ipclog.db" 'SELECT count(*), sum(close_ts IS NOT NULL) FROM connections' | tr '|' ' ')
+[ -f "$OUT/ipclog.db" ] && run=$(sqlite3 "$OUT/ipclog.db" 'SELECT errors, lost_events, dropped FROM runs' | tr '|' ' ')
 cn=$(grep -c '\[NEW\]' "$OUT/conntrack-E.txt" || true)
 cd_=$(grep -c '\[DESTROY\]' "$OUT/conntrack-E.txt" || true)
 cat <<REPORT | tee "$OUT/summary.txt"

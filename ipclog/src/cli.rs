@@ -106,15 +106,16 @@ pub struct Cli {
     )]
     pub iface: Vec<String>,
 
-    /// Dump the conntrack table every SECS seconds so that expired connections are closed in
-    /// time (the kernel otherwise reports them up to a minute late). 0 = never.
+    /// Dump the conntrack table every SECS seconds (fractions allowed) so that expired
+    /// connections are closed in time (the kernel otherwise reports them up to a minute
+    /// late); under a flood, shorter intervals make smaller bursts of closes. 0 = never.
     #[arg(
         long = "evict-every",
         value_name = "SECS",
-        default_value_t = 10,
+        default_value_t = 10.0,
         help_heading = "Conntrack"
     )]
-    pub evict_every: u64,
+    pub evict_every: f64,
 
     /// Receive buffer of the event socket in bytes (set with SO_RCVBUFFORCE; ~1.3 KB per
     /// queued event).
@@ -135,6 +136,12 @@ pub struct Cli {
         help_heading = "Conntrack"
     )]
     pub queue: usize,
+
+    /// Capacity of the queue in front of the SQLite writer (events). It absorbs bursts the
+    /// database cannot write as fast as they come; what does not fit is dropped, counted in
+    /// P lines and in the runs table.
+    #[arg(long = "db-queue", value_name = "EVENTS", default_value_t = 1 << 20)]
+    pub db_queue: usize,
 
     #[command(flatten)]
     pub capture: CaptureArgs,

@@ -112,6 +112,7 @@ fn queue_blocking(tx: &SyncSender<Msg>, sh: &Shared, msg: Msg) -> bool {
 }
 
 fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
+    crate::daemon::set_thread_nice(-10);
     let mut buf = vec![0u8; 1 << 16];
     let mut last_drops = sock.drops().unwrap_or(0);
     let mut last_check = Instant::now();
@@ -278,6 +279,40 @@ impl Timeouts {
 
 type Key = (u32, u8, IpAddr, IpAddr, Option<u16>, Option<u16>);
 
+/// FNV-1a-style hasher for the open-connection map: keys come from the kernel, not from an
+/// attacker who could aim at collisions through a choice of ids and tuples, and SipHash was a
+/// visible share of the per-event cost under a flood.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.0 = (self.0.rotate_left(5) ^ n as u64).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u32(n as u32)
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u32(n as u32)
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64)
+    }
+    fn finish(&self) -> u64 {
+        self.0 ^ (self.0 >> 29)
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
 fn key(m: &CtMsg) -> Key {
     let t = &m.orig;
     let sport = t.sport.or(t.icmp_id);
@@ -350,7 +385,7 @@ pub fn base_event(kind: EventKind, m: &CtMsg, ts_ns: u64, addrs: &AddrMap) -> Co
 
 /// The processor's state.
 pub struct Processor {
-    conns: HashMap<Key, Tracked>,
+    conns: FastMap<Key, Tracked>,
     addrs: AddrMap,
     timeouts: Timeouts,
     generation: u64,
@@ -365,7 +400,7 @@ pub struct Processor {
 impl Processor {
     pub fn new(sinks: Filtered<FanOut>, shared: Arc<Shared>) -> Processor {
         Processor {
-            conns: HashMap::new(),
+            conns: FastMap::default(),
             addrs: ifaddr::local_addrs().unwrap_or_default(),
             timeouts: Timeouts::read(),
             generation: 1,
@@ -750,14 +785,14 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
                 let rate = (ev - stats_events) as f64 / last_stats.elapsed().as_secs_f64();
                 stats_events = ev;
                 last_stats = Instant::now();
-                let db_dropped = p
-                    .sinks
-                    .inner
-                    .db
-                    .as_ref()
-                    .map_or(0, |d| d.counters.dropped.load(Ordering::Relaxed));
+                let (db_depth, db_dropped) = p.sinks.inner.db.as_ref().map_or((0, 0), |d| {
+                    (
+                        d.counters.depth.load(Ordering::Relaxed),
+                        d.counters.dropped.load(Ordering::Relaxed),
+                    )
+                });
                 eprintln!(
-                    "ipclog: {rate:.0} events/s, {} open, queue {}, lost {}, dropped {} (queue) {} (db), errors {}",
+                    "ipclog: {rate:.0} events/s, {} open, queue {} (db {db_depth}), lost {}, dropped {} (queue) {} (db), errors {}",
                     p.open_count(),
                     shared.depth.load(Ordering::Relaxed).max(0),
                     shared.lost.load(Ordering::Relaxed),

@@ -112,3 +112,15 @@ pub fn daemonize() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Sets the calling thread's nice value (Linux: per thread). The event reader asks for a
+/// higher priority so that, when the CPU is short, the kernel's queue is drained first and
+/// the writers (which can drop and count) fall behind instead. Silently keeps the current
+/// priority when not permitted.
+pub fn set_thread_nice(nice: i32) -> bool {
+    // SAFETY: gettid and setpriority on the calling thread.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0
+    }
+}

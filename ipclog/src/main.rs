@@ -188,7 +188,7 @@ fn main() -> ExitCode {
     daemon::install_signal_handlers();
     // Threads start only now (after a possible fork).
     if let Some(s) = store {
-        fan.db = Some(sinks::DbSink::start(s, 1 << 18));
+        fan.db = Some(sinks::DbSink::start(s, cli.db_queue.max(16)));
     }
     let mut sinks = Filtered { filter, inner: fan };
 
@@ -196,7 +196,8 @@ fn main() -> ExitCode {
         Some(sock) => {
             let cfg = conntrack::Config {
                 queue: cli.queue,
-                evict_every: (cli.evict_every > 0).then(|| Duration::from_secs(cli.evict_every)),
+                evict_every: (cli.evict_every > 0.0)
+                    .then(|| Duration::from_secs_f64(cli.evict_every.min(86_400.0))),
                 stats_every,
             };
             conntrack::run(cfg, sock, sinks)
@@ -213,25 +214,25 @@ fn run_capture(cli: &Cli, sinks: &mut Filtered<FanOut>, stats_every: Option<Dura
     sinks.program(now, "ipclog started");
     sinks.inner.raw_line(&shared::logfmt::header_line(now));
     let result = ipclog_capture::run(&cli.capture, sinks, &daemon::STOP, stats_every);
-    let (code, dropped) = match &result {
+    let (code, lost, dropped) = match &result {
         Ok(summary) => {
-            let d: u64 = summary.dropped.iter().map(|(_, n)| n).sum();
-            if !summary.dropped.is_empty() {
-                let parts: Vec<String> = summary
-                    .dropped
-                    .iter()
-                    .map(|(why, n)| format!("{n} {why}"))
-                    .collect();
-                sinks.program(Utc::now(), &format!("dropped: {}", parts.join(", ")));
-            }
-            (0, d)
+            // Packets the kernel dropped before libpcap saw them are lost events; the ones
+            // the tracker could not use are dropped (both also in the runs table).
+            let lost = summary
+                .dropped
+                .iter()
+                .filter(|(k, _)| k == "kernel_drop")
+                .map(|(_, n)| n)
+                .sum();
+            sinks.program(Utc::now(), &summary.describe());
+            (0, lost, summary.dropped_packets())
         }
         Err(e) => {
             eprintln!("ipclog: {e}");
             sinks.program(Utc::now(), &format!("error: {e}"));
-            (e.exit_code, 0)
+            (e.exit_code, 0, 0)
         }
     };
-    sinks.inner.finish(0, 0, dropped);
+    sinks.inner.finish(0, lost, dropped);
     code
 }

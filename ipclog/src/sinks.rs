@@ -424,12 +424,15 @@ pub struct DbCounters {
     pub written: AtomicU64,
     /// Lost conntrack events so far (kept in the runs table while running).
     pub lost: AtomicU64,
+    /// Events queued and not yet taken by the database thread.
+    pub depth: AtomicU64,
 }
 
 /// The SQLite history, written in batches by its own thread so a slow disk never stalls the
 /// event reader. Events that do not fit in the bounded queue are dropped and counted.
 pub struct DbSink {
     tx: Option<SyncSender<DbMsg>>,
+    capacity: u64,
     thread: Option<JoinHandle<()>>,
     pub counters: Arc<DbCounters>,
 }
@@ -447,6 +450,7 @@ impl DbSink {
             .expect("spawn database thread");
         DbSink {
             tx: Some(tx),
+            capacity: capacity as u64,
             thread: Some(thread),
             counters,
         }
@@ -480,9 +484,17 @@ impl Drop for DbSink {
 impl EventSink for DbSink {
     fn event(&mut self, ev: &ConnEvent) {
         if let Some(tx) = &self.tx {
+            // A full queue drops without paying for the copy first.
+            if self.counters.depth.load(Ordering::Relaxed) >= self.capacity {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            // Counted before the send, so the database thread never takes it below zero.
+            self.counters.depth.fetch_add(1, Ordering::Relaxed);
             match tx.try_send(DbMsg::Event(Box::new(ev.clone()))) {
                 Ok(()) => {}
                 Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                    self.counters.depth.fetch_sub(1, Ordering::Relaxed);
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -499,6 +511,9 @@ impl EventSink for DbSink {
 }
 
 fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
+    // Behind the reader and the line log when the CPU is short: what it cannot take is
+    // dropped and counted, the kernel's events are not.
+    crate::daemon::set_thread_nice(10);
     // A flood writes hundreds of thousands of rows a second into four indexes: a large page
     // cache avoids re-reading index pages, and rarer checkpoints batch the WAL's copy-back.
     // Connection-level settings only; the schema and durability choice are the store's.
@@ -522,7 +537,10 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
         let mut next = first;
         while let Some(m) = next {
             match m {
-                DbMsg::Event(e) => batch.push(*e),
+                DbMsg::Event(e) => {
+                    c.depth.fetch_sub(1, Ordering::Relaxed);
+                    batch.push(*e)
+                }
                 DbMsg::Finish {
                     stopped,
                     errors,
