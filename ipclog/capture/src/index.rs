@@ -26,8 +26,13 @@ impl FlowIndex {
 
     #[inline]
     fn tag(hash: u64) -> u32 {
-        // The high half of a multiplicative hash is the well-mixed one.
-        (hash >> 32) as u32
+        // A final avalanche (splitmix64's) so that every input bit reaches the bits used for
+        // the home slot: linear probing clusters badly on a weakly mixed hash.
+        let mut z = hash;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z = z ^ (z >> 31);
+        (z >> 32) as u32
     }
 
     /// The slot number of the entry with `hash` for which `eq` holds.
