@@ -482,3 +482,58 @@ fn live_capture_gives_the_same_connections_as_the_file_of_the_same_traffic() {
     assert_eq!(extra(sf, "resp_bytes"), Some("2000"));
     assert_eq!((sf.src.as_str(), sf.dport), ("10.77.0.1", Some(8080)));
 }
+
+#[test]
+fn json_output_has_zeeks_conn_log_fields_with_packet_times() {
+    let d = scratch("cap-json");
+    let mut s = Session::new("10.0.0.1:40000", "10.0.0.2:80", 1000, 5000);
+    s.handshake(T0)
+        .data(T0 + 10 * MS, true, 100)
+        .data(T0 + 20 * MS, false, 300)
+        .close(T0 + 30 * MS);
+    let cap = write_cap(&d, "j.pcap", &s.packets);
+    let (code, out, err) = ipclog_read(&[
+        "-r",
+        cap.to_str().unwrap(),
+        "--json",
+        "-",
+        "-f",
+        "/dev/null",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let closes: Vec<&str> = out
+        .lines()
+        .filter(|l| l.contains("\"event\":\"close\""))
+        .collect();
+    assert_eq!(closes.len(), 1, "{out}");
+    let c = closes[0];
+    for want in [
+        "\"conn_state\":\"SF\"",
+        // The responder never sends a bare ACK here: no "a".
+        "\"history\":\"ShADdFf\"",
+        "\"id.orig_h\":\"10.0.0.1\"",
+        "\"id.orig_p\":40000",
+        "\"id.resp_h\":\"10.0.0.2\"",
+        "\"id.resp_p\":80",
+        "\"orig_bytes\":100",
+        "\"resp_bytes\":300",
+        "\"orig_pkts\":5",
+        "\"resp_pkts\":3",
+        "\"proto\":\"tcp\"",
+        "\"duration\":0.032",
+    ] {
+        assert!(c.contains(want), "{want} missing in {c}");
+    }
+    // ts is the first packet's time (Zeek's meaning), not the clock.
+    let ts: f64 = c
+        .split("\"ts\":")
+        .nth(1)
+        .unwrap()
+        .split([',', '}'])
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((ts - T0 as f64 / 1e6).abs() < 1e-3, "ts {ts}");
+    assert!(c.contains("\"uid\":\"C"), "{c}");
+}
