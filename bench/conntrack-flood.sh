@@ -57,7 +57,7 @@ if [ "${CTE:-1}" = 1 ]; then
     ip netns exec "$S" conntrack -E -o timestamp >"$OUT/conntrack-E.txt" 2>"$OUT/conntrack-E.stderr" &
     CPID=$!; pids+=("$CPID")
 else
-    : >"$OUT/conntrack-E.txt"; sleep 1000000 & CPID=$!; pids+=("$CPID")
+    : >"$OUT/conntrack-E.txt"; CPID=
 fi
 for _ in $(seq 100); do grep -q ' UP eth0 ' "$OUT/ipclog.log" 2>/dev/null && break; sleep 0.1; done
 
@@ -70,9 +70,10 @@ for _ in $(seq 600); do
     sleep 0.2
 done
 sleep 2
-ICPU=$(cpu "$IPID"); CCPU=$(cpu "$CPID")
+ICPU=$(cpu "$IPID"); CCPU=-
+[ -n "$CPID" ] && CCPU=$(cpu "$CPID")
 kill -TERM "$IPID"; wait "$IPID" || true
-kill -INT "$CPID"; wait "$CPID" 2>/dev/null || true
+if [ -n "$CPID" ]; then kill -TERM "$CPID"; wait "$CPID" 2>/dev/null || true; fi
 
 created=$(ip netns exec "$S" nft list chain inet bench in | sed -n 's/.*packets \([0-9]*\).*/\1/p')
 stats=$(ip netns exec "$S" conntrack -S 2>/dev/null | tr ' ' '\n' | awk -F= '
@@ -88,6 +89,6 @@ cd_=$(grep -c '\[DESTROY\]' "$OUT/conntrack-E.txt" || true)
 cat <<REPORT | tee "$OUT/summary.txt"
 rate=$RATE secs=$SECS flows_created=$created kernel: $stats
 ipclog:        O=$o ($(awk "BEGIN {printf \"%.2f\", 100 * (1 - $o / $created)}")% missing) C=$c lost_reported=$lost sqlite rows/closed=$rows runs(errors lost dropped)=$run cpu=${ICPU}s
-conntrack -E:  NEW=$cn ($(awk "BEGIN {printf \"%.2f\", 100 * (1 - $cn / $created)}")% missing) DESTROY=$cd_ cpu=${CCPU}s
+conntrack -E:  NEW=$cn ($(awk "BEGIN {printf \"%.2f\", 100 * (1 - $cn / $created)}")% missing) DESTROY=$cd_ cpu=${CCPU}s (CTE=0: not run)
 ipclog stop line: $(tail -1 "$OUT/ipclog.log")
 REPORT

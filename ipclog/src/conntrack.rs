@@ -119,9 +119,15 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
     let mut pending_lost = 0u64;
     let mut pending_dropped = 0u64;
     let mut last_lost_report = Instant::now() - Duration::from_secs(1);
-    while !stopping() {
+    // After SIGTERM, what the kernel already queued for us is still read (without waiting).
+    let mut draining = false;
+    loop {
+        if !draining && stopping() {
+            draining = true;
+        }
         let mut overflow = false;
-        match sock.recv(&mut buf) {
+        match sock.recv(&mut buf, !draining) {
+            Ok(0) if draining => break,
             Ok(0) => {}
             Ok(n) => {
                 let at = now_ns();

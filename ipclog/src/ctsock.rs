@@ -162,10 +162,12 @@ impl EventSocket {
         })
     }
 
-    /// One datagram (one or more netlink messages). `Ok(0)` on the receive timeout.
-    pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+    /// One datagram (one or more netlink messages). `Ok(0)` on the receive timeout (or at
+    /// once when nothing is queued and `wait` is false).
+    pub fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<usize> {
         let mut b = &mut buf[..];
-        match self.sock.recv(&mut b, 0) {
+        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+        match self.sock.recv(&mut b, flags) {
             Ok(n) => Ok(n),
             Err(e)
                 if matches!(
