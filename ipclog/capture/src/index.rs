@@ -85,6 +85,13 @@ impl FlowIndex {
         self.mask = n - 1;
     }
 
+    /// Starts loading the slot where an entry with `hash` would start its probe.
+    #[inline]
+    pub fn prefetch(&self, hash: u64) {
+        let i = Self::tag(hash) as usize & self.mask;
+        crate::tracker::prefetch(&self.slots[i] as *const u64 as *const u8);
+    }
+
     /// Removes the entry of slab slot `idx` (inserted with `hash`).
     pub fn remove(&mut self, hash: u64, idx: u32) {
         let tag = Self::tag(hash);

@@ -221,17 +221,15 @@ struct Reader {
     defrag: Defrag,
     tracker: Tracker,
     frag_counting: bool,
+    /// Packets parsed but not yet accounted (see `submit`), with their flow lookup hints.
+    queue: std::collections::VecDeque<(Seen, tracker::Hint)>,
+    depth: usize,
 }
 
 impl Reader {
     /// Handles one frame: parse, reassemble if fragmented, account.
     #[inline]
     fn frame(&mut self, ts_us: i64, wire_len: u32, data: &[u8], sink: &mut dyn EventSink) {
-        if self.tracker.advance(ts_us) {
-            let lost = self.defrag.expire(self.tracker.now_us());
-            self.tracker.drop(Drop::FragIncomplete, lost);
-            self.tracker.sweep(sink);
-        }
         let (ipb, ip_wire, hint) = match parse::strip_link(self.link, data, wire_len) {
             Ok(v) => v,
             Err(d) => return self.tracker.drop(d, 1),
@@ -260,7 +258,7 @@ impl Reader {
                                 csum_bad: false,
                                 fragments: if self.frag_counting { a.fragments } else { 0 },
                             };
-                            self.tracker.packet(&seen, sink);
+                            self.submit(seen, sink);
                         }
                         Err(d) => self.tracker.drop(d, n),
                     }
@@ -283,7 +281,49 @@ impl Reader {
             csum_bad,
             fragments: 0,
         };
-        self.tracker.packet(&seen, sink);
+        self.submit(seen, sink);
+    }
+
+    /// Queues a parsed packet; when the queue is full, accounts the oldest. While a packet waits,
+    /// its flow's index slot and then the flow itself are prefetched, so that the flow table's
+    /// cache misses overlap with parsing the packets behind it (a file read is otherwise bound
+    /// by those misses). Live captures use no queue, so events are never held back.
+    #[inline]
+    fn submit(&mut self, seen: Seen, sink: &mut dyn EventSink) {
+        if self.depth == 0 {
+            return self.account(&seen, sink);
+        }
+        let hint = self.tracker.hint(&seen);
+        self.tracker.prefetch_slot(&hint);
+        // The packet half-way through the queue has had its slot prefetched: now its flow.
+        let n = self.queue.len();
+        if n >= self.depth / 2 {
+            let mid = self.queue[n - self.depth / 2].1;
+            self.tracker.prefetch_flow(&mid);
+        }
+        self.queue.push_back((seen, hint));
+        if self.queue.len() > self.depth {
+            let (old, _) = self.queue.pop_front().expect("non-empty");
+            self.account(&old, sink);
+        }
+    }
+
+    /// Accounts every queued packet (end of input, idle live capture).
+    fn drain(&mut self, sink: &mut dyn EventSink) {
+        while let Some((s, _)) = self.queue.pop_front() {
+            self.account(&s, sink);
+        }
+    }
+
+    /// Runs timeouts when packet time says so, then accounts the packet to its flow.
+    #[inline]
+    fn account(&mut self, seen: &Seen, sink: &mut dyn EventSink) {
+        if self.tracker.advance(seen.ts_us) {
+            let lost = self.defrag.expire(self.tracker.now_us());
+            self.tracker.drop(Drop::FragIncomplete, lost);
+            self.tracker.sweep(sink);
+        }
+        self.tracker.packet(seen, sink);
     }
 }
 
@@ -308,6 +348,9 @@ fn print_stats(r: &Reader, packets: u64) {
 /// Consecutive unreadable records after which the rest of a file is given up (a corrupt
 /// record header leaves libpcap no way to find the next one).
 const MAX_CONSECUTIVE_DAMAGE: u32 = 3;
+
+/// How many parsed packets a file read keeps queued for prefetching (see `Reader::submit`).
+const PIPELINE: usize = 8;
 
 /// Reads the capture `args` names (file or interface) to its end (or until `stop` is set),
 /// sending every event to `sink`; with `stats_every`, prints statistics to stderr that often.
@@ -339,6 +382,8 @@ pub fn run(
         defrag: Defrag::new(4096, 30_000_000),
         tracker: Tracker::new(opts.clone()),
         frag_counting: opts.fragment,
+        queue: std::collections::VecDeque::with_capacity(PIPELINE + 1),
+        depth: if live { 0 } else { PIPELINE },
     };
     let mut packets: u64 = 0;
     let mut damaged: u64 = 0;
@@ -422,6 +467,7 @@ pub fn run(
     } else {
         0
     };
+    r.drain(sink);
     r.tracker.finish(sink);
     let lost = r.defrag.flush();
     r.tracker.drop(Drop::FragIncomplete, lost);

@@ -468,6 +468,24 @@ fn rstos0_history(h: &str) -> bool {
     false
 }
 
+/// A packet's flow hash, computed while it waits in the read queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Hint {
+    hash: u64,
+}
+
+/// A hint to the CPU to start loading the cache line at `p` (no effect on results).
+#[inline(always)]
+pub fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: prefetching is a hint; it never faults, whatever the address.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch(p as *const i8, std::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Counters the run reports.
 #[derive(Debug, Default, Clone)]
 pub struct Stats {
@@ -581,6 +599,32 @@ impl Tracker {
             true
         } else {
             false
+        }
+    }
+
+    /// The flow hash of `s`, computed ahead for prefetching.
+    #[inline]
+    pub fn hint(&self, s: &Seen) -> Hint {
+        let (key, _) = Key::new(s);
+        Hint { hash: key.hash64() }
+    }
+
+    /// Starts loading the index slot where `h`'s flow would be.
+    #[inline]
+    pub fn prefetch_slot(&self, h: &Hint) {
+        self.table.prefetch(h.hash);
+    }
+
+    /// Starts loading `h`'s flow, if the index already knows it.
+    #[inline]
+    pub fn prefetch_flow(&self, h: &Hint) {
+        let slab = &self.slab;
+        if let Some(i) = self.table.get(h.hash, |_| true) {
+            if let Some(f) = slab.get(i as usize) {
+                prefetch(f as *const Option<Flow> as *const u8);
+                prefetch((f as *const Option<Flow> as *const u8).wrapping_add(64));
+                prefetch((f as *const Option<Flow> as *const u8).wrapping_add(128));
+            }
         }
     }
 
