@@ -161,18 +161,21 @@ struct Seg {
     ts_us: i64,
 }
 
+/// One side of a connection; `repr(C)` with the per-packet fields first.
 #[derive(Debug)]
+#[repr(C)]
 struct Endpoint {
     state: Ep,
     prev: Ep,
+    hist_seen: u16,
+    fin_cnt: u32,
     pkts: u64,
     ip_bytes: u64,
     payload: u64,
     start: i64,
     last: i64,
     ack: i64,
-    fin_cnt: u32,
-    hist_seen: u16,
+    segs: VecDeque<Seg>,
     last_syn: i64,
     last_fin: i64,
     last_rst: i64,
@@ -181,7 +184,6 @@ struct Endpoint {
     bad_csum: (u32, u32),
     syn_seq: Option<u32>,
     synack_seq: Option<u32>,
-    segs: VecDeque<Seg>,
 }
 
 impl Endpoint {
@@ -279,20 +281,24 @@ const HIST_MULTI: u16 = 16;
 const HIST_DATA: u16 = 32;
 const HIST_ACK: u16 = 64;
 
+/// One connection. `repr(C)` keeps the fields every packet touches (key, times, both
+/// endpoints) together at the start, so they come in the first cache lines, which the read
+/// queue prefetches.
+#[repr(C)]
 struct Flow {
-    id: u64,
     key: Key,
-    /// The direction (as returned by Key::new) in which the originator sends.
-    orig_swapped: bool,
-    orig: FlowTuple,
-    proto: u8,
+    id: u64,
     first_us: i64,
     last_us: i64,
+    proto: u8,
+    /// The direction (as returned by Key::new) in which the originator sends.
+    orig_swapped: bool,
+    fin_seen: bool,
+    reported: ConnState,
     ep: [Endpoint; 2],
     hist: History,
-    reported: ConnState,
     anom: Anomalies,
-    fin_seen: bool,
+    orig: FlowTuple,
 }
 
 impl Flow {
@@ -621,9 +627,10 @@ impl Tracker {
         let slab = &self.slab;
         if let Some(i) = self.table.get(h.hash, |_| true) {
             if let Some(f) = slab.get(i as usize) {
-                prefetch(f as *const Option<Flow> as *const u8);
-                prefetch((f as *const Option<Flow> as *const u8).wrapping_add(64));
-                prefetch((f as *const Option<Flow> as *const u8).wrapping_add(128));
+                let p = f as *const Option<Flow> as *const u8;
+                for line in 0..6 {
+                    prefetch(p.wrapping_add(line * 64));
+                }
             }
         }
     }
