@@ -61,8 +61,9 @@ else
 fi
 for _ in $(seq 100); do grep -q ' UP eth0 ' "$OUT/ipclog.log" 2>/dev/null && break; sleep 0.1; done
 
-ip netns exec "$C" "$FLOOD" 10.9.0.2 "$RATE" "$SECS" | tee "$OUT/flood.txt"
-# Optional knobs: DB=0 (no --db), CTE=0 (no conntrack -E beside), EVICT=SECS, IPCLOG_ARGS.
+ip netns exec "$C" "$FLOOD" 10.9.0.2 "$RATE" "$SECS" "${THREADS:-1}" | tee "$OUT/flood.txt"
+# Optional knobs: DB=0 (no --db), CTE=0 (no conntrack -E beside), EVICT=SECS, THREADS=N
+# (flood sender threads), IPCLOG_ARGS.
 # Wait until every flow expired and was destroyed (ipclog's eviction dumps make it prompt).
 for _ in $(seq 600); do
     n=$(ip netns exec "$S" cat /proc/sys/net/netfilter/nf_conntrack_count)

@@ -119,6 +119,7 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
     let mut pending_lost = 0u64;
     let mut pending_dropped = 0u64;
     let mut last_lost_report = Instant::now() - Duration::from_secs(1);
+    let mut last_drop_report = Instant::now() - Duration::from_secs(1);
     // After SIGTERM, what the kernel already queued for us is still read (without waiting).
     let mut draining = false;
     loop {
@@ -177,7 +178,11 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
             last_lost_report = Instant::now();
             sh.resync.store(true, Ordering::Relaxed);
         }
-        if pending_dropped > 0 && queue(&tx, &sh, Msg::QueueDropped(pending_dropped)) {
+        if pending_dropped > 0
+            && last_drop_report.elapsed() >= Duration::from_secs(1)
+            && queue(&tx, &sh, Msg::QueueDropped(pending_dropped))
+        {
+            last_drop_report = Instant::now();
             sh.queue_dropped
                 .fetch_add(pending_dropped, Ordering::Relaxed);
             pending_dropped = 0;
@@ -190,6 +195,11 @@ fn reader(sock: EventSocket, tx: SyncSender<Msg>, sh: Arc<Shared>) {
         pending_lost = 0;
     }
     sh.lost.fetch_add(pending_lost, Ordering::Relaxed);
+    if pending_dropped > 0 && queue_blocking(&tx, &sh, Msg::QueueDropped(pending_dropped)) {
+        sh.queue_dropped
+            .fetch_add(pending_dropped, Ordering::Relaxed);
+        pending_dropped = 0;
+    }
     sh.queue_dropped
         .fetch_add(pending_dropped, Ordering::Relaxed);
 }

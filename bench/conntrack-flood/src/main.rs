@@ -1,10 +1,11 @@
 //! Sends one UDP datagram per new flow at a fixed rate for a fixed time, so conntrack creates
 //! `rate` new entries per second: the load for ipclog's conntrack benchmark.
 //!
-//! `conntrack-flood DST_IP RATE SECS [SOCKETS]`: SOCKETS source sockets (distinct source
-//! ports) each cycle through destination ports 1024..65535, so every datagram is a new
-//! (sport, dport) pair until SOCKETS * 64512 flows were sent. Bounded: it stops after SECS
-//! seconds, and refuses a run that would repeat a flow. Prints `sent N flows in T s`.
+//! `conntrack-flood DST_IP RATE SECS [THREADS]`: each sending thread has its own source
+//! sockets (distinct source ports), each cycling through destination ports 1024..65535, so
+//! every datagram is a new (sport, dport) pair. Bounded: it stops after SECS seconds.
+//! Prints `sent N flows in T s`. More threads help where one core cannot push the rate
+//! (the kernel's conntrack work for each packet runs in the sender's context).
 
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
@@ -12,22 +13,35 @@ use std::time::{Duration, Instant};
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: conntrack-flood DST_IP RATE SECS [SOCKETS]");
+        eprintln!("usage: conntrack-flood DST_IP RATE SECS [THREADS]");
         std::process::exit(2);
     }
     let dst: IpAddr = args[1].parse().expect("DST_IP");
     let rate: u64 = args[2].parse().expect("RATE");
     let secs: u64 = args[3].parse().expect("SECS");
+    let threads: u64 = args.get(4).map(|s| s.parse().expect("THREADS")).unwrap_or(1).max(1);
+    let start = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|_| std::thread::spawn(move || flood(dst, rate / threads, secs)))
+        .collect();
+    let (mut sent, mut errors) = (0, 0);
+    for h in handles {
+        let (s, e) = h.join().expect("sender thread");
+        sent += s;
+        errors += e;
+    }
+    let t = start.elapsed().as_secs_f64();
+    println!(
+        "sent {sent} flows in {t:.2} s ({:.0}/s), {errors} send errors",
+        sent as f64 / t
+    );
+}
+
+/// One sender: `rate` new flows a second for `secs` seconds; returns (sent, send errors).
+fn flood(dst: IpAddr, rate: u64, secs: u64) -> (u64, u64) {
     const PORTS: u64 = 65536 - 1024;
     let total = rate * secs;
-    let sockets: u64 = args
-        .get(4)
-        .map(|s| s.parse().expect("SOCKETS"))
-        .unwrap_or(total.div_ceil(PORTS).max(1));
-    if sockets * PORTS < total {
-        eprintln!("{sockets} sockets give only {} distinct flows", sockets * PORTS);
-        std::process::exit(2);
-    }
+    let sockets = total.div_ceil(PORTS).max(1);
     let socks: Vec<UdpSocket> = (0..sockets)
         .map(|_| UdpSocket::bind(("0.0.0.0", 0)).expect("bind"))
         .collect();
@@ -51,9 +65,5 @@ fn main() {
             std::thread::sleep(wait.min(Duration::from_millis(1)));
         }
     }
-    let t = start.elapsed().as_secs_f64();
-    println!(
-        "sent {sent} flows in {t:.2} s ({:.0}/s), {errors} send errors",
-        sent as f64 / t
-    );
+    (sent, errors)
 }
