@@ -537,3 +537,40 @@ fn json_output_has_zeeks_conn_log_fields_with_packet_times() {
     assert!((ts - T0 as f64 / 1e6).abs() < 1e-3, "ts {ts}");
     assert!(c.contains("\"uid\":\"C"), "{c}");
 }
+
+#[test]
+fn limits_show_in_the_stats_and_the_stop_lines() {
+    let d = scratch("cap-limits");
+    let mut a = Session::new("10.0.0.1:40000", "10.0.0.2:80", 1, 2);
+    a.handshake(T0).close(T0 + 10 * MS);
+    let mut b = Session::new("10.0.0.1:40001", "10.0.0.2:80", 1, 2);
+    b.handshake(T0 + MS / 2).close(T0 + 11 * MS);
+    let mut pk = a.packets.clone();
+    pk.extend(b.packets.clone());
+    pk.sort_by_key(|p| p.0);
+    let cap = write_cap(&d, "l.pcap", &pk);
+    let log = d.join("l.log");
+    let (code, _, err) = ipclog_read(&[
+        "-r",
+        cap.to_str().unwrap(),
+        "-f",
+        log.to_str().unwrap(),
+        "-s",
+        "1",
+        "--session-limit",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    // The second connection's 6 packets are dropped: in the stats on stderr and the P lines.
+    let stats = err
+        .lines()
+        .filter(|l| l.contains("capture stats:"))
+        .last()
+        .expect(&err);
+    assert!(stats.contains("packets=12"), "{stats}");
+    assert!(stats.contains("session_limit_drops=6"), "{stats}");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(closes(&text).len(), 1);
+    let p: Vec<&str> = text.lines().filter(|l| l.starts_with("P ")).collect();
+    assert!(p.iter().any(|l| l.contains("session_limit")), "{text}");
+}

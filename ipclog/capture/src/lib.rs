@@ -6,6 +6,27 @@
 //! with Zeek's conn_state/history/uid, per-direction counters and miruo's anomalies. Nothing is
 //! dropped silently: every packet that cannot be used is counted by reason in the
 //! [`CaptureSummary`], so packets read = packets in connections + fragments merged + dropped.
+//!
+//! Decisions, where Zeek's or miruo's definitions leave room:
+//! - The originator is the sender of a flow's first packet, except that a SYN-ACK seen first
+//!   makes its receiver the originator (history starts with `^`, as when Zeek flips roles).
+//! - conn_state, history (letters `s h a d f r c t w i q ^`; `g` content gaps are not
+//!   tracked), orig_bytes/resp_bytes (sequence space, Zeek's `Size()`) follow Zeek's
+//!   TCPSessionAdapter. UDP: `D`/`d` per side, SF when both sides sent, S0 when only the
+//!   originator did. Other protocols (ICMP included, keyed without type/code/id): OTH.
+//! - Packets with a bad IP/TCP/UDP checksum are counted and tracked (like `zeek -C`) and add
+//!   `C`/`c` to the history (at 1, 10, 100, ... such packets).
+//! - A finished TCP connection (both FINs, or a RST) is reported closed after 5 s of packet
+//!   time without packets (Zeek's close/reset delay); a SYN on a finished connection starts
+//!   a new one (port reuse). At the end of the input every open connection is closed.
+//! - Reassembled fragments count as one packet of the datagram's full IP length; `frag=` counts
+//!   the fragments. Fragment buffers: 4096 datagrams, 30 s of packet time.
+//! - Anomalies (miruo): `retrans` counts data retransmissions at least `--retransmit` ms after
+//!   the remembered original segment (the one holding the first retransmitted byte);
+//!   `syn_retrans` a SYN or SYN-ACK repeated with the same sequence number; `rst` RST segments
+//!   (`--rst 1` skips those after any FIN of the connection); `long_delay` TCP segments at
+//!   least `--long-delay` ms after the connection's previous packet; `long_conn` duration at
+//!   least `--long-connect` ms (any protocol).
 
 mod args;
 mod defrag;
