@@ -1117,6 +1117,11 @@ fn ipv6_unknown_protocol_and_filters() {
         &["--proto", "udp", "--port", "5353"],
     );
     let v6 = Ipclog::start(&lab.router, &scratch("ct-f-v6"), &["--host", "fd00:2::/64"]);
+    let eth0 = Ipclog::start(&lab.router, &scratch("ct-f-eth0"), &["--iface", "eth0"]);
+    // To the router itself: the one connection with a local address (eth0).
+    let to_router: u16 = lab.client(&["udpsilent", "10.1.0.1", "7777", "5"])[0]
+        .parse()
+        .unwrap();
 
     let out = lab.client(&["tcp", "fd00:2::2", "8080", "100"]);
     assert_eq!(out[1], "done 100");
@@ -1163,6 +1168,19 @@ fn ipv6_unknown_protocol_and_filters() {
         ]
     );
     wait_closed(&all, Some(silent), Some(5354), 17);
+    // A new local address is announced with an I line, and its removal too.
+    lab.router.add_addr("eth0", "10.1.0.99/24").unwrap();
+    all.wait_line(
+        |l| l.starts_with("I ") && l.ends_with(" UP eth0 10.1.0.99"),
+        "I UP",
+    );
+    lab.router
+        .run(&["ip", "addr", "del", "10.1.0.99/24", "dev", "eth0"])
+        .unwrap();
+    all.wait_line(
+        |l| l.starts_with("I ") && l.ends_with(" DOWN eth0 10.1.0.99"),
+        "I DOWN",
+    );
     let all_text = all.stop();
     assert!(all_text.contains(" 5353 "));
 
@@ -1177,6 +1195,19 @@ fn ipv6_unknown_protocol_and_filters() {
         let c = conn(l);
         assert_eq!((c.proto, c.dport), (17, Some(5353)), "{l}");
     }
+    // --iface eth0: the connection to the router's own eth0 address only.
+    let t = eth0.stop();
+    let lines: Vec<String> = t
+        .lines()
+        .filter(|l| matches!(parse_line(l), Ok(LogLine::Conn(_))))
+        .map(cols)
+        .collect();
+    assert_eq!(
+        lines.first().map(String::as_str),
+        Some(format!("O udp {CLIENT} eth0 {to_router} 7777 U -").as_str()),
+        "{t}"
+    );
+    assert!(lines.iter().all(|l| l.contains(" eth0 ")), "{t}");
     // --host fd00:2::/64: the IPv6 connection only.
     let t = v6.stop();
     let conn_lines: Vec<&str> = t
