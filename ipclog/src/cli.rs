@@ -51,6 +51,15 @@ pub struct Cli {
     #[arg(short = 'N', long = "nat")]
     pub nat: bool,
 
+    /// Add host and service names (`src_name=`, `dst_name=`, `service=` tokens; the columns
+    /// stay numeric for constat). Reverse lookups run in the background and are cached.
+    #[arg(short = 'n', long = "resolve")]
+    pub resolve: bool,
+
+    /// With -n: no service names, port numbers only (ipmon's -p).
+    #[arg(short = 'p', long = "numeric-ports")]
+    pub numeric_ports: bool,
+
     /// Print the H line and one O line per open connection (time = seconds open so far), then
     /// exit. Same as invoking ipclog as `ipc`.
     #[arg(short = '1', long = "once")]

@@ -833,7 +833,11 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
 }
 
 /// `ipc` / `-1`: the open connections, as O lines with the seconds open so far.
-pub fn snapshot(filter: &crate::sinks::Filter, opts: logfmt::WriteOptions) -> Result<(), String> {
+pub fn snapshot(
+    filter: &crate::sinks::Filter,
+    opts: logfmt::WriteOptions,
+    names: Option<&crate::names::Names>,
+) -> Result<(), String> {
     let addrs = ifaddr::local_addrs().unwrap_or_default();
     let mut entries = Vec::new();
     ctsock::dump(|m| entries.push(m))?;
@@ -856,6 +860,9 @@ pub fn snapshot(filter: &crate::sinks::Filter, opts: logfmt::WriteOptions) -> Re
     out.push('\n');
     for ev in &evs {
         logfmt::write_event(ev, opts, &mut out);
+        if let Some(n) = names {
+            n.append_tokens(ev, &mut out);
+        }
         out.push('\n');
     }
     use std::io::Write;

@@ -9,6 +9,7 @@ mod ctattr;
 mod ctsock;
 mod daemon;
 mod ifaddr;
+mod names;
 mod sinks;
 
 use std::path::Path;
@@ -95,7 +96,10 @@ fn main() -> ExitCode {
         if cli.capture.is_capture() {
             return fail(2, "ipclog: -1/ipc shows conntrack's open connections; it cannot be combined with -r/-i");
         }
-        return match conntrack::snapshot(&filter, opts) {
+        let names = cli
+            .resolve
+            .then(|| names::Names::blocking(!cli.numeric_ports));
+        return match conntrack::snapshot(&filter, opts, names.as_ref()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) if e.contains("CAP_NET_ADMIN") => fail(2, e),
             Err(e) => fail(1, format!("ipc: {e}")),
@@ -113,7 +117,10 @@ fn main() -> ExitCode {
     let mut fan = FanOut::default();
     if cli.log.is_some() || no_output {
         match TextOut::open(cli.log.as_deref(), "log") {
-            Ok(out) => fan.line_log = Some(LineLog::new(out, opts)),
+            Ok(out) => {
+                let names = cli.resolve.then(|| names::Names::start(!cli.numeric_ports));
+                fan.line_log = Some(LineLog::new(out, opts, names))
+            }
             Err(e) => {
                 let p = cli.log.as_deref().unwrap_or(Path::new("-"));
                 return fail(2, format!("ipclog: {}: cannot open log: {e}", p.display()));

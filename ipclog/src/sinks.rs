@@ -153,14 +153,17 @@ pub struct LineLog {
     out: TextOut,
     opts: WriteOptions,
     line: String,
+    /// `-n`: name tokens after the others.
+    names: Option<crate::names::Names>,
 }
 
 impl LineLog {
-    pub fn new(out: TextOut, opts: WriteOptions) -> Self {
+    pub fn new(out: TextOut, opts: WriteOptions, names: Option<crate::names::Names>) -> Self {
         LineLog {
             out,
             opts,
             line: String::with_capacity(256),
+            names,
         }
     }
 }
@@ -169,6 +172,9 @@ impl EventSink for LineLog {
     fn event(&mut self, ev: &ConnEvent) {
         self.line.clear();
         logfmt::write_event(ev, self.opts, &mut self.line);
+        if let Some(n) = &self.names {
+            n.append_tokens(ev, &mut self.line);
+        }
         self.out.line(&self.line);
     }
 

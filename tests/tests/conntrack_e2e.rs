@@ -1217,3 +1217,71 @@ fn ipv6_unknown_protocol_and_filters() {
     assert_eq!(conn_lines.len(), 5, "{t}");
     assert!(conn_lines.iter().all(|l| l.contains(" fd00:2::2 ")), "{t}");
 }
+
+/// `-n`: host names (from /etc/hosts here: a test file mounted over it in a private mount
+/// namespace) and service names as tokens; `-p` leaves the service names out.
+#[test]
+fn names_with_resolve_option() {
+    require_netns!();
+    let lab = Lab::new();
+    let start = |name: &str, extra: &str| {
+        let dir = scratch(name);
+        let hosts = dir.join("hosts");
+        fs::write(
+            &hosts,
+            "127.0.0.1 localhost\n10.1.0.2 client.test\n10.2.0.2 server.test\n",
+        )
+        .unwrap();
+        let log = dir.join("ipclog.log");
+        let stderr = dir.join("ipclog.stderr");
+        let script = format!(
+            "mount --bind {} /etc/hosts && exec {} -n {extra} -f {} --evict-every 1",
+            hosts.display(),
+            bin("ipclog").display(),
+            log.display()
+        );
+        let child = lab
+            .router
+            .command("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &script])
+            .env("TZ", "UTC")
+            .stdin(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let me = Ipclog { child, log, stderr };
+        me.wait_line(|l| l.contains(" UP eth0 "), "start");
+        me
+    };
+    let named = start("ct-names", "");
+    let numeric_ports = start("ct-names-p", "-p");
+    // The first connection makes the resolver look the addresses up; later ones carry names.
+    let services = fs::read_to_string("/etc/services").unwrap_or_default();
+    let has_http_alt = services.lines().any(|l| l.starts_with("http-alt"));
+    let line = wait_for(Duration::from_secs(20), || {
+        lab.client(&["tcp", SERVER, "8080", "10"]);
+        named
+            .text()
+            .lines()
+            .find(|l| l.starts_with("O ") && l.contains("dst_name=server.test"))
+            .map(str::to_string)
+    })
+    .unwrap_or_else(|| panic!("no named line:\n{}", named.text()));
+    let c = conn(&line);
+    assert_eq!(c.extra("src_name"), Some("client.test"), "{line}");
+    assert_eq!(
+        (c.src, c.dst),
+        (CLIENT, SERVER),
+        "columns stay numeric: {line}"
+    );
+    if has_http_alt {
+        assert_eq!(c.extra("service"), Some("http-alt"), "{line}");
+    }
+    let text = named.stop();
+    for l in text.lines() {
+        parse_line(l).unwrap_or_else(|e| panic!("{l:?}: {e}"));
+    }
+    let text = numeric_ports.stop();
+    assert!(text.contains("dst_name=server.test"), "{text}");
+    assert!(!text.contains("service="), "{text}");
+}
