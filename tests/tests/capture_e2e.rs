@@ -568,8 +568,7 @@ fn limits_show_in_the_stats_and_the_stop_lines() {
     // The second connection's 6 packets are dropped: in the stats on stderr and the P lines.
     let stats = err
         .lines()
-        .filter(|l| l.contains("capture stats:"))
-        .next_back()
+        .rfind(|l| l.contains("capture stats:"))
         .expect(&err);
     assert!(stats.contains("packets=12"), "{stats}");
     assert!(stats.contains("session_limit_drops=6"), "{stats}");
