@@ -348,7 +348,21 @@ fn live_capture_gives_the_same_connections_as_the_file_of_the_same_traffic() {
             "udp",
         ])
         .unwrap();
-    // Warm up until both captures see packets (UDP to a closed port, excluded below).
+    // The same on `any` (Linux cooked capture framing).
+    let any_log = d.join("any.log");
+    let mut ipclog_any = server
+        .spawn(&[
+            bin("ipclog").to_str().unwrap(),
+            "-i",
+            "any",
+            "-f",
+            any_log.to_str().unwrap(),
+            "tcp",
+            "or",
+            "udp",
+        ])
+        .unwrap();
+    // Warm up until every capture sees packets (UDP to a closed port, excluded below).
     let ready = wait_for(Duration::from_secs(20), || {
         let sock = in_netns(client.name(), || {
             let s = UdpSocket::bind("10.77.0.1:0").unwrap();
@@ -358,7 +372,11 @@ fn live_capture_gives_the_same_connections_as_the_file_of_the_same_traffic() {
         std::thread::sleep(Duration::from_millis(150));
         let log = std::fs::read_to_string(&live_log).unwrap_or_default();
         let cap = std::fs::metadata(&pcap).map(|m| m.len()).unwrap_or(0);
-        (log.lines().any(|l| l.starts_with("O ")) && cap > 24).then_some(())
+        let any = std::fs::read_to_string(&any_log).unwrap_or_default();
+        (log.lines().any(|l| l.starts_with("O "))
+            && any.lines().any(|l| l.starts_with("O "))
+            && cap > 24)
+            .then_some(())
     });
     assert!(ready.is_some(), "captures did not start");
 
@@ -423,14 +441,20 @@ fn live_capture_gives_the_same_connections_as_the_file_of_the_same_traffic() {
             })
             .sum()
     };
-    wait_for(Duration::from_secs(10), || {
-        let log = std::fs::read_to_string(&live_log).unwrap_or_default();
-        log.lines()
-            .any(|l| l.starts_with("S ") && l.contains("conn_state=RSTO"))
-            .then_some(())
-    })
-    .expect("ipclog saw the reset");
+    for log in [&live_log, &any_log] {
+        wait_for(Duration::from_secs(10), || {
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            log.lines()
+                .any(|l| l.starts_with("S ") && l.contains("conn_state=RSTO"))
+                .then_some(())
+        })
+        .expect("ipclog saw the reset");
+    }
     sigterm(&ipclog);
+    sigterm(&ipclog_any);
+    let st = wait_for(Duration::from_secs(10), || ipclog_any.try_wait().unwrap())
+        .expect("ipclog -i any exits");
+    assert!(st.success(), "ipclog -i any: {st:?}");
     let st =
         wait_for(Duration::from_secs(10), || ipclog.try_wait().unwrap()).expect("ipclog exits");
     let mut err = String::new();
@@ -472,6 +496,7 @@ fn live_capture_gives_the_same_connections_as_the_file_of_the_same_traffic() {
     let live = tcp(&live_log);
     let file = tcp(&file_log);
     assert_eq!(live, file, "live and file reads differ");
+    assert_eq!(tcp(&any_log), live, "-i any and -i eth0 differ");
     let states: BTreeSet<&str> = live.iter().filter_map(|c| extra(c, "conn_state")).collect();
     assert_eq!(
         states,
