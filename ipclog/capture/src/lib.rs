@@ -73,6 +73,11 @@ pub struct CaptureSummary {
     pub segments_max: u64,
     /// The capture's link type, e.g. `EN10MB`.
     pub link_type: String,
+    /// Connections closed by an inactivity timeout (not by FIN/RST or the end of input).
+    pub timed_out: u64,
+    /// How many connections showed each anomaly (log key, count), only non-zero ones: miruo's
+    /// session statistics.
+    pub anomalies: Vec<(String, u64)>,
 }
 
 impl CaptureSummary {
@@ -96,6 +101,15 @@ impl CaptureSummary {
         } else {
             s.push_str(", dropped");
             for (k, n) in &self.dropped {
+                s.push_str(&format!(" {k}={n}"));
+            }
+        }
+        if self.timed_out > 0 {
+            s.push_str(&format!(", {} timed out", self.timed_out));
+        }
+        if !self.anomalies.is_empty() {
+            s.push_str(", connections with");
+            for (k, n) in &self.anomalies {
                 s.push_str(&format!(" {k}={n}"));
             }
         }
@@ -354,7 +368,8 @@ fn print_stats(r: &Reader, packets: u64) {
     eprintln!(
         "ipclog: capture stats: packets={packets} flows_open={} flows_open_max={} flows_total={} \
          segments={} segments_max={} segments_not_tracked={} fragments_held={} dropped={dropped} \
-         session_limit_drops={}",
+         session_limit_drops={} timed_out={} with_retrans={} with_syn_retrans={} with_rst={} \
+         with_long_delay={} with_frag={} with_long_conn={}",
         r.tracker.open_flows(),
         s.flows_open_max,
         s.flows_total,
@@ -363,6 +378,13 @@ fn print_stats(r: &Reader, packets: u64) {
         s.segments_dropped,
         r.defrag.held(),
         s.drops[Drop::SessionLimit as usize],
+        s.timed_out,
+        s.with_anomaly[0],
+        s.with_anomaly[1],
+        s.with_anomaly[2],
+        s.with_anomaly[3],
+        s.with_anomaly[4],
+        s.with_anomaly[5],
     );
 }
 
@@ -519,5 +541,13 @@ pub fn run(
         flows_open_max: s.flows_open_max,
         segments_max: s.segments_max,
         link_type: lt_name,
+        timed_out: s.timed_out,
+        anomalies: shared::event::Anomalies::default()
+            .entries()
+            .iter()
+            .zip(s.with_anomaly)
+            .filter(|(_, n)| *n > 0)
+            .map(|((k, _), n)| (k.to_string(), n))
+            .collect(),
     })
 }

@@ -505,6 +505,10 @@ pub struct Stats {
     pub flows_total: u64,
     pub flows_open_max: u64,
     pub segments_max: u64,
+    /// Connections closed because they were idle past --tcp-timeout / --udp-timeout.
+    pub timed_out: u64,
+    /// Connections (closed so far) with each anomaly, in `Anomalies::entries` order.
+    pub with_anomaly: [u64; 6],
 }
 
 pub struct Tracker {
@@ -801,6 +805,11 @@ impl Tracker {
         }
         self.emit(i, EventKind::Close, sink);
         let f = self.slab[i as usize].take().expect("live flow");
+        for (n, (_, v)) in f.anom.entries().iter().enumerate() {
+            if *v > 0 {
+                self.stats.with_anomaly[n] += 1;
+            }
+        }
         self.segments -= (f.ep[0].segs.len() + f.ep[1].segs.len()) as u64;
         self.open_pkts -= f.ep[0].pkts + f.ep[1].pkts;
         self.table.remove(f.key.hash64(), i);
@@ -828,6 +837,10 @@ impl Tracker {
         }
         exp.sort_unstable();
         for &(_, i) in &exp {
+            let lingering = self.slab[i as usize].as_ref().is_some_and(|f| f.finished());
+            if !lingering {
+                self.stats.timed_out += 1;
+            }
             self.close(i, sink);
         }
         self.expired = exp;

@@ -274,13 +274,16 @@ fn rst_modes() {
     pk.sort_by_key(|p| p.0);
     let p = file("rst.cap", &Link::Ethernet(vec![]), false, &pk);
     for (mode, wa, wb) in [(0u8, 0u32, 0u32), (1, 1, 0), (2, 1, 1)] {
-        let (ev, _) = read_with(
+        let (ev, sum) = read_with(
             &p,
             CaptureArgs {
                 rst: mode,
                 ..CaptureArgs::default()
             },
         );
+        // miruo's session statistics: connections with a counted RST.
+        let with_rst = sum.anomalies.iter().find(|(k, _)| k == "rst").map(|x| x.1);
+        assert_eq!(with_rst.unwrap_or(0), (wa + wb) as u64, "mode {mode}");
         let ca = close_by_sport(&ev, 40000);
         let cb = close_by_sport(&ev, 40001);
         assert_eq!(ca[0].anomalies.resets, wa, "mode {mode}");
@@ -401,6 +404,10 @@ fn inactivity_timeouts_in_packet_time() {
     assert_eq!(udp[0].zeek_state, Some("SF"));
     assert_eq!(udp[0].history.as_deref(), Some("Dd"));
     assert_eq!(udp[1].zeek_state, Some("S0"));
+    // Timed out: the first UDP flow (at 70 s), the first TCP one (at 301 s) and, once the
+    // packet at 401 s moves time on, the second UDP flow (idle since 100 s).
+    assert_eq!(sum.timed_out, 3, "{}", sum.describe());
+    assert!(sum.describe().contains("3 timed out"));
     let tcp = close_by_sport(&ev, 40000);
     assert_eq!(tcp.len(), 2);
     assert_eq!(tcp[0].zeek_state, Some("S1"));
