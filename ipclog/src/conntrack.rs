@@ -234,7 +234,7 @@ fn dumper(tx: SyncSender<Msg>, sh: Arc<Shared>, evict_every: Option<Duration>) {
                 last_evict = Instant::now();
                 // The entries are not needed: the dump is for its side effect (expired
                 // entries are destroyed and their events sent).
-                if let Err(e) = ctsock::dump(|_| {}) {
+                if let Err(e) = ctsock::evict() {
                     eprintln!("ipclog: periodic conntrack dump failed: {e}");
                 }
             }

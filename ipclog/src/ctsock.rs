@@ -204,7 +204,20 @@ pub fn netlink_drops(inode: u64) -> Option<u64> {
 
 /// Dumps the whole conntrack table (IPv4 and IPv6), calling `each` for every entry. Also
 /// makes the kernel evict expired entries, which sends their DESTROY events at once.
-pub fn dump(mut each: impl FnMut(CtMsg)) -> Result<u64, String> {
+pub fn dump(each: impl FnMut(CtMsg)) -> Result<u64, String> {
+    dump_family(0, each)
+}
+
+/// Makes the kernel evict expired entries (their DESTROY events follow at once) without
+/// sending us the table: a dump filtered on a family no entry has (ARP) still walks every
+/// bucket and evicts what expired, but builds no message. Falls back to a full dump if the
+/// kernel refuses the family.
+pub fn evict() -> Result<u64, String> {
+    const NFPROTO_ARP: u8 = 3;
+    dump_family(NFPROTO_ARP, |_| {}).or_else(|_| dump_family(0, |_| {}))
+}
+
+fn dump_family(family: u8, mut each: impl FnMut(CtMsg)) -> Result<u64, String> {
     let mut sock =
         Socket::new(NETLINK_NETFILTER).map_err(|e| format!("conntrack dump: socket: {e}"))?;
     sock.bind_auto()
@@ -212,7 +225,7 @@ pub fn dump(mut each: impl FnMut(CtMsg)) -> Result<u64, String> {
     let _ = setsockopt_int(sock.as_raw_fd(), libc::SO_RCVBUF, 4 << 20);
     set_rcvtimeo(sock.as_raw_fd(), Duration::from_secs(10))
         .map_err(|e| format!("conntrack dump: {e}"))?;
-    let req = ctattr::dump_request(0, 1);
+    let req = ctattr::dump_request(family, 1);
     sock.send_to(&req, &SocketAddr::new(0, 0), 0).map_err(|e| {
         if permission_error(&e) {
             format!("{NEED_CAP}: {e}")
