@@ -154,11 +154,76 @@ enum Ep {
     Reset,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Seg {
     seq: u32,
     end: u32,
     ts_us: i64,
+}
+
+/// Unacknowledged data segments of one endpoint, oldest first: the first few inline (in the
+/// flow's own cache lines, so pruning on each ACK touches no other memory), the rest in a
+/// queue allocated only when a sender has more in flight.
+#[derive(Debug)]
+struct Segs {
+    inline: [Seg; 4],
+    head: u8,
+    len: u8,
+    spill: VecDeque<Seg>,
+}
+
+impl Segs {
+    fn new() -> Segs {
+        Segs {
+            inline: [Seg::default(); 4],
+            head: 0,
+            len: 0,
+            spill: VecDeque::new(),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.len as usize + self.spill.len()
+    }
+
+    #[inline]
+    fn front(&self) -> Option<&Seg> {
+        if self.len > 0 {
+            Some(&self.inline[self.head as usize])
+        } else {
+            None
+        }
+    }
+
+    #[inline]
+    fn push_back(&mut self, g: Seg) {
+        if self.len < 4 && self.spill.is_empty() {
+            self.inline[((self.head + self.len) % 4) as usize] = g;
+            self.len += 1;
+        } else {
+            self.spill.push_back(g);
+        }
+    }
+
+    #[inline]
+    fn pop_front(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        self.head = (self.head + 1) % 4;
+        self.len -= 1;
+        // Keep the oldest ones inline.
+        if let Some(g) = self.spill.pop_front() {
+            self.inline[((self.head + self.len) % 4) as usize] = g;
+            self.len += 1;
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Seg> {
+        (0..self.len)
+            .map(move |k| &self.inline[((self.head + k) % 4) as usize])
+            .chain(self.spill.iter())
+    }
 }
 
 /// One side of a connection; `repr(C)` with the per-packet fields first.
@@ -175,7 +240,7 @@ struct Endpoint {
     start: i64,
     last: i64,
     ack: i64,
-    segs: VecDeque<Seg>,
+    segs: Segs,
     last_syn: i64,
     last_fin: i64,
     last_rst: i64,
@@ -207,7 +272,7 @@ impl Endpoint {
             bad_csum: (0, 1),
             syn_seq: None,
             synack_seq: None,
-            segs: VecDeque::new(),
+            segs: Segs::new(),
         }
     }
 
@@ -625,14 +690,14 @@ impl Tracker {
         self.table.prefetch(h.hash);
     }
 
-    /// Starts loading `h`'s flow, if the index already knows it.
+    /// Starts loading `h`'s flow (its header and both endpoints), if the index knows it.
     #[inline]
     pub fn prefetch_flow(&self, h: &Hint) {
         let slab = &self.slab;
         if let Some(i) = self.table.get(h.hash, |_| true) {
             if let Some(f) = slab.get(i as usize) {
                 let p = f as *const Option<Flow> as *const u8;
-                for line in 0..6 {
+                for line in 0..9 {
                     prefetch(p.wrapping_add(line * 64));
                 }
             }
@@ -1142,5 +1207,33 @@ mod tests {
         let r = SEQ_BASE + u32::MAX as i64 - 10;
         assert_eq!(Endpoint::full(r, 5), r + 16);
         assert_eq!(Endpoint::full(r, u32::MAX - 20), r - 10);
+    }
+}
+
+#[cfg(test)]
+mod segs_tests {
+    use super::*;
+
+    #[test]
+    fn inline_then_spill_keeps_order() {
+        let mut q = Segs::new();
+        for i in 0..10u32 {
+            q.push_back(Seg {
+                seq: i,
+                end: i + 1,
+                ts_us: 0,
+            });
+        }
+        assert_eq!(q.len(), 10);
+        let all: Vec<u32> = q.iter().map(|g| g.seq).collect();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        for want in 0..10u32 {
+            assert_eq!(q.front().map(|g| g.seq), Some(want));
+            q.pop_front();
+        }
+        assert_eq!(q.len(), 0);
+        assert!(q.front().is_none());
+        q.push_back(Seg::default());
+        assert_eq!(q.len(), 1);
     }
 }
