@@ -720,6 +720,9 @@ impl Processor {
 pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
     let shared = Arc::new(Shared::default());
     let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(cfg.queue.max(16));
+    // The processor too runs ahead of ordinary work (but behind the reader): a queue that
+    // fills because the processor is starved loses events just like a full socket.
+    crate::daemon::set_thread_nice(-5);
     let mut p = Processor::new(sinks, shared.clone());
     p.start();
     let rcv = sock.rcvbuf.clone();
