@@ -602,3 +602,33 @@ fn limits_show_in_the_stats_and_the_stop_lines() {
     let p: Vec<&str> = text.lines().filter(|l| l.starts_with("P ")).collect();
     assert!(p.iter().any(|l| l.contains("session_limit")), "{text}");
 }
+
+#[test]
+fn live_capture_without_cap_net_raw_says_so_and_exits_2() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("SKIPPED: needs root and setpriv to run ipclog as an unprivileged user");
+        return;
+    }
+    // As nobody, without capabilities: opening the packet socket fails before any capture.
+    let out = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ])
+        .arg(bin("ipclog"))
+        .args(["-i", "lo", "-f", "/dev/null"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("needs root or CAP_NET_RAW"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.contains("CAP_NET_RAW")).count(),
+        1,
+        "{err}"
+    );
+}
