@@ -432,6 +432,7 @@ pub fn run(
     let mut damaged: u64 = 0;
     let mut consecutive = 0u32;
     let mut next_stats = stats_every.map(|d| Instant::now() + d);
+    let mut last_flush = Instant::now();
     loop {
         if stop.load(Ordering::Relaxed) {
             break;
@@ -443,6 +444,11 @@ pub fn run(
                 #[allow(clippy::unnecessary_cast)] // time_t/suseconds_t differ by platform
                 let ts_us = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
                 r.frame(ts_us, p.header.len, p.data, sink);
+                // A busy live capture never idles: flush its output at least once a second.
+                if live && packets & 255 == 0 && last_flush.elapsed() >= Duration::from_secs(1) {
+                    sink.flush();
+                    last_flush = Instant::now();
+                }
                 if packets & 4095 == 0 {
                     if let (Some(t), Some(every)) = (next_stats, stats_every) {
                         if Instant::now() >= t {
