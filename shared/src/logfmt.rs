@@ -34,9 +34,61 @@ pub struct WriteOptions {
 }
 
 /// Formats a UTC time as the log's local-time stamp.
+///
+/// Events come in bursts within the same second, and converting to local time (a time zone
+/// lookup) and strftime cost more than the rest of a line, so the last second's text is kept.
 pub fn format_ts(ts: DateTime<Utc>, out: &mut String) {
-    let local = ts.with_timezone(&Local);
-    let _ = write!(out, "{}", local.format(TIME_FORMAT));
+    thread_local! {
+        static LAST: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let secs = ts.timestamp();
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != secs {
+            last.1.clear();
+            let local = ts.with_timezone(&Local);
+            let _ = write!(last.1, "{}", local.format(TIME_FORMAT));
+            last.0 = secs;
+        }
+        out.push_str(&last.1);
+    });
+}
+
+/// Appends `s` left-aligned in a column of `width` (wider values widen the column).
+fn push_padded(out: &mut String, s: &str, width: usize) {
+    out.push_str(s);
+    for _ in s.len()..width {
+        out.push(' ');
+    }
+}
+
+/// Appends `n` in decimal.
+fn push_u64(out: &mut String, n: u64) {
+    let mut buf = itoa::Buffer::new();
+    out.push_str(buf.format(n));
+}
+
+/// Appends an address left-aligned in a column of `width`; IPv4 without `fmt` machinery.
+fn push_addr_padded(out: &mut String, addr: IpAddr, width: usize) {
+    let start = out.len();
+    match addr {
+        IpAddr::V4(a) => {
+            let mut buf = itoa::Buffer::new();
+            for (i, octet) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    out.push('.');
+                }
+                out.push_str(buf.format(octet));
+            }
+        }
+        IpAddr::V6(a) => {
+            let _ = write!(out, "{a}");
+        }
+    }
+    for _ in (out.len() - start)..width {
+        out.push(' ');
+    }
 }
 
 /// The `P` line, e.g. `ipclog started`.
@@ -74,11 +126,10 @@ pub fn interface_line(ts: DateTime<Utc>, up: bool, ifname: &str, addr: IpAddr) -
 fn port_or_dash(p: Option<u16>, out: &mut String, width: usize) {
     match p {
         Some(p) => {
-            let _ = write!(out, "{:<width$}", p);
+            let mut buf = itoa::Buffer::new();
+            push_padded(out, buf.format(p), width);
         }
-        None => {
-            let _ = write!(out, "{:<width$}", "-");
-        }
+        None => push_padded(out, "-", width),
     }
 }
 
@@ -105,47 +156,47 @@ pub fn write_event(ev: &ConnEvent, opts: WriteOptions, out: &mut String) {
     format_ts(ev.ts, out);
     out.push(' ');
     match proto_name(ev.proto) {
-        Some(n) => {
-            let _ = write!(out, "{n:<4}");
-        }
+        Some(n) => push_padded(out, n, 4),
         None => {
-            let _ = write!(out, "{:<4}", ev.proto);
+            let mut buf = itoa::Buffer::new();
+            push_padded(out, buf.format(ev.proto), 4);
         }
     }
     out.push(' ');
     match &ev.src_iface {
-        Some(i) => {
-            let _ = write!(out, "{i:<15}");
-        }
-        None => {
-            let _ = write!(out, "{:<15}", ev.shown_src());
-        }
+        Some(i) => push_padded(out, i, 15),
+        None => push_addr_padded(out, ev.shown_src(), 15),
     }
     out.push(' ');
     match &ev.dst_iface {
-        Some(i) => {
-            let _ = write!(out, "{i:<15}");
-        }
-        None => {
-            let _ = write!(out, "{:<15}", ev.shown_dst());
-        }
+        Some(i) => push_padded(out, i, 15),
+        None => push_addr_padded(out, ev.shown_dst(), 15),
     }
     out.push(' ');
     port_or_dash(ev.orig.sport, out, 5);
     out.push(' ');
     port_or_dash(ev.shown_dport(), out, 5);
     out.push(' ');
-    let _ = write!(out, "{:<2}", ev.state.flag());
-    out.push(' ');
-    match ev.duration {
-        Some(d) => {
-            let _ = write!(out, "{:>5}", d.max(0.0).round() as u64);
-        }
-        None => {
-            let _ = write!(out, "{:>5}", "-");
-        }
+    out.push(ev.state.flag());
+    out.push_str("  ");
+    let mut buf = itoa::Buffer::new();
+    let time = match ev.duration {
+        Some(d) => buf.format(d.max(0.0).round() as u64),
+        None => "-",
+    };
+    for _ in time.len()..5 {
+        out.push(' ');
     }
+    out.push_str(time);
     write_extras(ev, opts, out);
+}
+
+/// Appends ` key=value`.
+fn push_kv(out: &mut String, key: &str, value: u64) {
+    out.push(' ');
+    out.push_str(key);
+    out.push('=');
+    push_u64(out, value);
 }
 
 fn write_extras(ev: &ConnEvent, opts: WriteOptions, out: &mut String) {
@@ -153,39 +204,43 @@ fn write_extras(ev: &ConnEvent, opts: WriteOptions, out: &mut String) {
         out.push_str(" found=start");
     }
     if let Some(c) = &ev.counters {
-        let _ = write!(
-            out,
-            " orig_pkts={} orig_ip_bytes={} resp_pkts={} resp_ip_bytes={}",
-            c.orig_pkts, c.orig_ip_bytes, c.resp_pkts, c.resp_ip_bytes
-        );
+        push_kv(out, "orig_pkts", c.orig_pkts);
+        push_kv(out, "orig_ip_bytes", c.orig_ip_bytes);
+        push_kv(out, "resp_pkts", c.resp_pkts);
+        push_kv(out, "resp_ip_bytes", c.resp_ip_bytes);
         if let Some(b) = c.orig_bytes {
-            let _ = write!(out, " orig_bytes={b}");
+            push_kv(out, "orig_bytes", b);
         }
         if let Some(b) = c.resp_bytes {
-            let _ = write!(out, " resp_bytes={b}");
+            push_kv(out, "resp_bytes", b);
         }
     }
     if let Some(s) = ev.zeek_state {
-        let _ = write!(out, " conn_state={s}");
+        out.push_str(" conn_state=");
+        out.push_str(s);
     }
     if let Some(h) = &ev.history {
         if !h.is_empty() {
-            let _ = write!(out, " history={h}");
+            out.push_str(" history=");
+            out.push_str(h);
         }
     }
     if let Some(u) = &ev.uid {
-        let _ = write!(out, " uid={u}");
+        out.push_str(" uid=");
+        out.push_str(u);
     }
-    for (k, v) in ev.anomalies.entries() {
-        if v != 0 {
-            let _ = write!(out, " {k}={v}");
+    if !ev.anomalies.is_empty() {
+        for (k, v) in ev.anomalies.entries() {
+            if v != 0 {
+                push_kv(out, k, v.into());
+            }
         }
     }
     if let Some(m) = ev.mark {
-        let _ = write!(out, " mark={m}");
+        push_kv(out, "mark", m.into());
     }
     if let Some(z) = ev.zone {
-        let _ = write!(out, " zone={z}");
+        push_kv(out, "zone", z.into());
     }
     if let Some(t) = ev.kernel_start {
         out.push_str(" kstart=");
