@@ -362,7 +362,7 @@ fn router_logs_tcp_udp_icmp_with_nat() {
     require_netns!();
     let lab = Lab::new();
     let dir = scratch("ct-router");
-    let ipc = Ipclog::start(&lab.router, &dir, &["-N"]);
+    let ipc = Ipclog::start(&lab.router, &dir, &["-N", "-s", "1"]);
 
     // Completed TCP: client closes first: handshake (s), established (e), closing (w),
     // TIME_WAIT (t), closed after TIME_WAIT.
@@ -479,7 +479,17 @@ fn router_logs_tcp_udp_icmp_with_nat() {
     );
 
     let log = ipc.log.clone();
+    let stderr = ipc.stderr.clone();
     let text = ipc.stop();
+    // -s 1: statistics on standard error.
+    let stats = fs::read_to_string(&stderr).unwrap();
+    let line = stats
+        .lines()
+        .find(|l| l.contains(" events/s, "))
+        .unwrap_or_else(|| panic!("no statistics line: {stats}"));
+    for part in [" open, queue ", "lost 0", "dropped 0 (queue)", "errors 0"] {
+        assert!(line.contains(part), "{part} missing in {line}");
+    }
     // constat counts what was logged: one connection per row, all closed, durations 0.
     let report = constat(&log);
     let rows: Vec<&str> = report
@@ -828,6 +838,9 @@ fn hostile_environment_is_refused_at_start() {
     let (code, err) = run(&["-f", "/proc/no/such/dir/log"], false);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/proc/no/such/dir/log"), "{err}");
+    let (code, err) = run(&["--db", "/proc/no/such/dir/h.db"], false);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("/proc/no/such/dir/h.db"), "{err}");
     // A database of another schema, and a foreign one.
     let other = dir.join("other.db");
     {
