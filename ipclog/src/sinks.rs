@@ -595,9 +595,45 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
     }
 }
 
+/// Drops the updates of a batch that a later update or close of the same connection in the
+/// same batch supersedes: the store's update of a row sets the state, flag and duration the
+/// later event sets again, so only the last one matters. A TCP connection's whole life (open,
+/// established, closing, TIME_WAIT, close) becomes two statements instead of five.
+fn compact(batch: &mut Vec<ConnEvent>) {
+    use std::collections::HashSet;
+    let mut later: HashSet<(shared::Source, u64, u8, shared::FlowTuple)> = HashSet::new();
+    let mut keep = vec![true; batch.len()];
+    for (i, ev) in batch.iter().enumerate().rev() {
+        let k = (ev.source, ev.conn_id, ev.proto, ev.orig);
+        match ev.kind {
+            EventKind::Update => {
+                if !later.insert(k) {
+                    keep[i] = false;
+                }
+            }
+            EventKind::Close => {
+                later.insert(k);
+            }
+            // An open starts the row; events before it belong to an earlier connection.
+            EventKind::Open => {
+                later.remove(&k);
+            }
+        }
+    }
+    let mut i = 0;
+    batch.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
+}
+
 /// Writes a batch; a failed batch (disk full, locked by a reader for too long) is retried a
 /// few times, then dropped and counted, so the thread never stops.
 fn write_with_retry(store: &mut Store, batch: &mut Vec<ConnEvent>, c: &DbCounters) {
+    let before = batch.len() as u64;
+    compact(batch);
+    c.written
+        .fetch_add(before - batch.len() as u64, Ordering::Relaxed);
     for attempt in 0..3 {
         match store.write_batch(batch) {
             Ok(()) => {
@@ -955,6 +991,39 @@ mod tests {
         assert_eq!(v["nat_src_h"], "192.168.0.1");
         let ts = v["ts"].as_f64().unwrap();
         assert!((v["event_ts"].as_f64().unwrap() - ts - 2.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn compact_keeps_only_the_last_update_before_a_close() {
+        let mk = |kind, id: u64, state| {
+            let mut e = ev();
+            e.kind = kind;
+            e.conn_id = id;
+            e.state = state;
+            e
+        };
+        use shared::TcpState::*;
+        let t = |s| ConnState::Tcp(s);
+        let mut b = vec![
+            mk(EventKind::Open, 1, t(SynSent)),
+            mk(EventKind::Update, 1, t(Established)),
+            mk(EventKind::Open, 2, t(SynSent)),
+            mk(EventKind::Update, 1, t(FinWait)),
+            mk(EventKind::Update, 2, t(Established)),
+            mk(EventKind::Update, 1, t(TimeWait)),
+            mk(EventKind::Close, 1, t(TimeWait)),
+        ];
+        compact(&mut b);
+        let got: Vec<(EventKind, u64)> = b.iter().map(|e| (e.kind, e.conn_id)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (EventKind::Open, 1),
+                (EventKind::Open, 2),
+                (EventKind::Update, 2),
+                (EventKind::Close, 1)
+            ]
+        );
     }
 
     #[test]
