@@ -141,22 +141,33 @@ fn main() -> ExitCode {
     if cli.syslog {
         fan.others.push(Box::new(SyslogSink::open(opts)));
     }
-    let mut store = None;
-    if let Some(db) = &cli.db {
-        let mut s = match Store::open(db) {
-            Ok(s) => s,
-            Err(e) => return fail(2, format!("ipclog: {e}")),
-        };
+    // The database is opened and checked now, so a bad one is a start-up error. A daemon
+    // closes it again and reopens it after the fork: SQLite connections must not cross a
+    // fork (the child would not hold the parent's file locks).
+    let open_store = |db: &Path| -> Result<Store, String> {
+        let mut s = Store::open(db).map_err(|e| format!("ipclog: {e}"))?;
         let command: Vec<String> = std::env::args().collect();
         let source = if cli.capture.is_capture() {
             "pcap"
         } else {
             "conntrack"
         };
-        if let Err(e) = s.start_run(Utc::now(), source, &command.join(" ")) {
-            return fail(2, format!("ipclog: {}: cannot write: {e}", db.display()));
+        s.start_run(Utc::now(), source, &command.join(" "))
+            .map_err(|e| format!("ipclog: {}: cannot write: {e}", db.display()))?;
+        Ok(s)
+    };
+    let mut store = None;
+    if let Some(db) = &cli.db {
+        if cli.daemon {
+            if let Err(e) = Store::open(db) {
+                return fail(2, format!("ipclog: {e}"));
+            }
+        } else {
+            match open_store(db) {
+                Ok(s) => store = Some(s),
+                Err(e) => return fail(2, e),
+            }
         }
-        store = Some(s);
     }
     let mut pidfile = match &cli.pidfile {
         Some(p) => match daemon::PidFile::create(p) {
@@ -185,6 +196,19 @@ fn main() -> ExitCode {
     if cli.daemon {
         if let Err(e) = daemon::daemonize() {
             return fail(2, format!("ipclog: cannot detach: {e}"));
+        }
+        if let Some(db) = &cli.db {
+            match open_store(db) {
+                Ok(s) => store = Some(s),
+                // Standard error is /dev/null now: say it where an operator looks.
+                Err(e) => {
+                    let _ = sinks::SyslogSink::open(opts);
+                    let c = std::ffi::CString::new(e.replace('\0', " ")).unwrap_or_default();
+                    // SAFETY: "%s" with one valid C string.
+                    unsafe { libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr()) };
+                    return ExitCode::from(2);
+                }
+            }
         }
     }
     if let Some(p) = &mut pidfile {

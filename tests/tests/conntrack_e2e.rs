@@ -1015,6 +1015,7 @@ fn daemon_writes_pidfile_and_stops_on_sigterm() {
     let dir = scratch("ct-daemon");
     let pidfile = dir.join("ipclog.pid");
     let log = dir.join("ipclog.log");
+    let db = dir.join("h.db");
     let out = ns
         .command(bin("ipclog"))
         .arg("--daemon")
@@ -1022,6 +1023,8 @@ fn daemon_writes_pidfile_and_stops_on_sigterm() {
         .arg(&pidfile)
         .arg("-f")
         .arg(&log)
+        .arg("--db")
+        .arg(&db)
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
@@ -1039,6 +1042,19 @@ fn daemon_writes_pidfile_and_stops_on_sigterm() {
             .filter(|t| t.contains(" UP lo 127.0.0.1"))
     })
     .expect("daemon logs");
+    ns.run(&[
+        "python3",
+        "-c",
+        "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); \
+         s.bind(('127.0.0.1', 40998)); s.sendto(b'x', ('127.0.0.1', 9))",
+    ])
+    .unwrap();
+    wait_for(Duration::from_secs(10), || {
+        fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains(" 40998 9 "))
+    })
+    .expect("the daemon logs a connection");
     // SAFETY: the daemon this test started.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     wait_for(Duration::from_secs(10), || {
@@ -1047,6 +1063,17 @@ fn daemon_writes_pidfile_and_stops_on_sigterm() {
     .expect("pidfile removed at exit");
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.ends_with(" ipclog stopped, 0 errors\n"), "{text}");
+    // The database, reopened after the fork, has the connection and the finished run.
+    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let (rows, stopped): (i64, bool) = conn_db
+        .query_row(
+            "SELECT (SELECT count(*) FROM connections WHERE orig_p = 40998),
+                    (SELECT stopped IS NOT NULL FROM runs)",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((rows, stopped), (1, true));
     // Without a file to write to, a daemon is a usage error.
     let out = ns
         .command(bin("ipclog"))
