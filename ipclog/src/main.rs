@@ -117,10 +117,8 @@ fn main() -> ExitCode {
     let mut fan = FanOut::default();
     if cli.log.is_some() || no_output {
         match TextOut::open(cli.log.as_deref(), "log") {
-            Ok(out) => {
-                let names = cli.resolve.then(|| names::Names::start(!cli.numeric_ports));
-                fan.line_log = Some(LineLog::new(out, opts, names))
-            }
+            // Names (-n) are attached after a possible fork: their resolver is a thread.
+            Ok(out) => fan.line_log = Some(LineLog::new(out, opts, None)),
             Err(e) => {
                 let p = cli.log.as_deref().unwrap_or(Path::new("-"));
                 return fail(2, format!("ipclog: {}: cannot open log: {e}", p.display()));
@@ -218,6 +216,11 @@ fn main() -> ExitCode {
     }
     daemon::install_signal_handlers();
     // Threads start only now (after a possible fork).
+    if cli.resolve {
+        if let Some(l) = &mut fan.line_log {
+            l.set_names(names::Names::start(!cli.numeric_ports));
+        }
+    }
     if let Some(s) = store {
         fan.db = Some(sinks::DbSink::start(s, cli.db_queue.max(16)));
     }

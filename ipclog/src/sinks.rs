@@ -166,6 +166,11 @@ impl LineLog {
             names,
         }
     }
+
+    /// Adds `-n`'s name tokens from now on.
+    pub fn set_names(&mut self, names: crate::names::Names) {
+        self.names = Some(names);
+    }
 }
 
 impl EventSink for LineLog {
