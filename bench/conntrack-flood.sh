@@ -90,6 +90,6 @@ cd_=$(grep -c '\[DESTROY\]' "$OUT/conntrack-E.txt" || true)
 cat <<REPORT | tee "$OUT/summary.txt"
 rate=$RATE secs=$SECS flows_created=$created kernel: $stats
 ipclog:        O=$o ($(awk "BEGIN {printf \"%.2f\", 100 * (1 - $o / $created)}")% missing) C=$c lost_reported=$lost sqlite rows/closed=$rows runs(errors lost dropped)=$run cpu=${ICPU}s
-conntrack -E:  NEW=$cn ($(awk "BEGIN {printf \"%.2f\", 100 * (1 - $cn / $created)}")% missing) DESTROY=$cd_ cpu=${CCPU}s${CPID:+}${CPID:- (CTE=0: not run)}
+conntrack -E:  NEW=$cn ($(awk "BEGIN {printf \"%.2f\", 100 * (1 - $cn / $created)}")% missing) DESTROY=$cd_ cpu=${CCPU}s$([ -z "$CPID" ] && echo " (CTE=0: not run)")
 ipclog stop line: $(tail -1 "$OUT/ipclog.log")
 REPORT
