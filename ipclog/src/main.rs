@@ -184,11 +184,13 @@ fn main() -> ExitCode {
     let sock = if cli.capture.is_capture() {
         None
     } else {
-        check_kernel_settings();
-        match ctsock::EventSocket::open(cli.rcvbuf, Duration::from_millis(100)) {
-            Ok(s) => Some(s),
+        // Permission first: without CAP_NET_ADMIN that is the one line to say.
+        let s = match ctsock::EventSocket::open(cli.rcvbuf, Duration::from_millis(100)) {
+            Ok(s) => s,
             Err(e) => return fail(2, e.message),
-        }
+        };
+        check_kernel_settings();
+        Some(s)
     };
 
     if cli.daemon {
