@@ -21,7 +21,7 @@ use shared::logfmt::{self, WriteOptions};
 use shared::proto::{proto_from_name, proto_name};
 use shared::sink::EventSink;
 use shared::store::Store;
-use shared::{ConnEvent, ConnState, EventKind};
+use shared::{ConnEvent, EventKind};
 
 use crate::daemon::HUP;
 
@@ -208,18 +208,7 @@ impl RawLines for LineLog {
     }
 }
 
-fn epoch(t: DateTime<Utc>) -> f64 {
-    t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9
-}
-
-fn state_name(s: ConnState) -> &'static str {
-    match s {
-        ConnState::Tcp(t) => t.as_str(),
-        ConnState::Unreplied => "UNREPLIED",
-        ConnState::Replied => "REPLIED",
-        ConnState::Other => "OTHER",
-    }
-}
+use shared::event::epoch_secs as epoch;
 
 /// One JSON object per event with Zeek conn.log field names. `ts` is the connection's start
 /// (Zeek's meaning): the event time minus the duration so far; `event_ts` is when the event
@@ -273,7 +262,7 @@ pub fn event_json(ev: &ConnEvent, show_nat: bool) -> Value {
     if let Some(h) = &ev.history {
         m.insert("history".into(), json!(h));
     }
-    m.insert("state".into(), json!(state_name(ev.state)));
+    m.insert("state".into(), json!(ev.state.name()));
     m.insert("flag".into(), json!(ev.state.flag().to_string()));
     for (k, v) in ev.anomalies.entries() {
         if v != 0 {
@@ -1008,7 +997,7 @@ mod tests {
             e
         };
         use shared::TcpState::*;
-        let t = |s| ConnState::Tcp(s);
+        let t = |s| shared::ConnState::Tcp(s);
         let mut b = vec![
             mk(EventKind::Open, 1, t(SynSent)),
             mk(EventKind::Update, 1, t(Established)),

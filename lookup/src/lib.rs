@@ -551,6 +551,12 @@ pub fn resolve(addr: IpAddr) -> Option<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn loopback_resolves_from_etc_hosts() {
+        // /etc/hosts names 127.0.0.1 on any Debian system: no DNS server is needed.
+        assert!(resolve("127.0.0.1".parse().unwrap()).is_some());
+    }
+
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }

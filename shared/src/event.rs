@@ -205,6 +205,17 @@ pub enum ConnState {
 }
 
 impl ConnState {
+    /// The state's name in the SQLite history and JSON: the TCP state (`ESTABLISHED`, ...) or
+    /// `UNREPLIED`, `REPLIED`, `OTHER`.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConnState::Tcp(t) => t.as_str(),
+            ConnState::Unreplied => "UNREPLIED",
+            ConnState::Replied => "REPLIED",
+            ConnState::Other => "OTHER",
+        }
+    }
+
     /// The seed's one-letter flag: `e` established, `t` TIME_WAIT, `c` CLOSE, `w` the other wait
     /// states (FIN_WAIT, CLOSE_WAIT, LAST_ACK), `s` handshake in progress (SYN_SENT, SYN_RECV,
     /// SYN_SENT2, LISTEN), `U` unreplied, `-` replied or stateless.
@@ -399,4 +410,9 @@ impl ConnEvent {
         (r.src != self.orig.dst || r.sport != self.orig.dport)
             .then_some((self.orig.dst, self.orig.dport))
     }
+}
+
+/// Seconds since the epoch with the fraction, as the SQLite history and JSON store times.
+pub fn epoch_secs(t: DateTime<Utc>) -> f64 {
+    t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9
 }
