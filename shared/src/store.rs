@@ -31,19 +31,26 @@
 //! | `retrans`, `syn_retrans`, `rst`, `long_delay`, `frag`, `long_conn` | anomaly counts |
 //! | `mark`, `zone`, `kstart`, `kstop` | conntrack mark, zone, kernel start/stop (epoch s) |
 //!
+//! Indexes: `connections_day (day)` for per-day queries, `connections_orig_h (orig_h)` and
+//! `connections_resp_h (resp_h)` for per-host ones. Each is one short key: every index costs
+//! every insert a B-tree descent, and under a flood the host indexes are written at random
+//! places. (Databases created before 2026-11-25 have `(day, src, proto, dport)`,
+//! `(orig_h, day)`, `(resp_h, day)` and a partial index of open rows; they answer the same
+//! queries and are kept as they are.)
+//!
 //! ## `runs`
 //! `id`, `started`, `stopped` (epoch s, NULL while running or after a crash), `source`,
 //! `command`, `errors`, `lost_events`, `dropped`.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
+use rustc_hash::FxHashMap;
 
-use crate::event::{ConnEvent, ConnState, EventKind, FlowTuple, Source};
+use crate::event::{Anomalies, ConnEvent, ConnState, EventKind, FlowTuple, Source};
 
 /// The schema version this code reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -106,10 +113,9 @@ CREATE TABLE IF NOT EXISTS connections (
     kstart         REAL,
     kstop          REAL
 );
-CREATE INDEX IF NOT EXISTS connections_day ON connections(day, src, proto, dport);
-CREATE INDEX IF NOT EXISTS connections_orig_h ON connections(orig_h, day);
-CREATE INDEX IF NOT EXISTS connections_resp_h ON connections(resp_h, day);
-CREATE INDEX IF NOT EXISTS connections_open ON connections(close_ts) WHERE close_ts IS NULL;
+CREATE INDEX IF NOT EXISTS connections_day ON connections(day);
+CREATE INDEX IF NOT EXISTS connections_orig_h ON connections(orig_h);
+CREATE INDEX IF NOT EXISTS connections_resp_h ON connections(resp_h);
 ";
 
 /// Why the store could not be opened or written.
@@ -215,8 +221,14 @@ fn check_version(conn: &Connection, shown: &str, may_create: bool) -> Result<(),
 pub struct Store {
     conn: Connection,
     run_id: Option<i64>,
-    /// Row ids of connections still open, so updates touch one row by primary key.
-    open_rows: HashMap<ConnKey, i64>,
+    /// Row ids of connections still open, so updates touch one row by primary key. FxHash
+    /// rather than SipHash: hashing the key was ~6 % of a flood's cost, and the key's
+    /// conntrack id is the kernel's, not chosen by whoever sends the packets.
+    open_rows: FxHashMap<ConnKey, i64>,
+    /// Rows first written by the batch being written (index into its new rows); kept here
+    /// only to reuse its allocation from batch to batch.
+    batch_rows: FxHashMap<ConnKey, usize>,
+    days: DayCache,
 }
 
 impl Store {
@@ -238,7 +250,7 @@ impl Store {
                 format!("cannot use WAL journal (got {mode})"),
             ));
         }
-        conn.execute_batch("PRAGMA synchronous = NORMAL")?;
+        conn.execute_batch(TUNING)?;
         conn.execute_batch("BEGIN IMMEDIATE")
             .map_err(|e| lock_or_open(&shown, e))?;
         conn.execute_batch(SCHEMA)?;
@@ -247,7 +259,9 @@ impl Store {
         Ok(Store {
             conn,
             run_id: None,
-            open_rows: HashMap::new(),
+            open_rows: FxHashMap::default(),
+            batch_rows: FxHashMap::default(),
+            days: DayCache::default(),
         })
     }
 
@@ -306,48 +320,73 @@ impl Store {
 
     /// Writes `events` in one transaction. On error nothing of the batch is written and the
     /// caller may retry the same batch later.
+    ///
+    /// A row first written by this batch is built in memory and inserted once, at the end of
+    /// the batch, with its later events of the batch already applied: a connection that opens
+    /// and closes within one batch costs one INSERT, not an INSERT and an UPDATE. The row holds
+    /// exactly what the INSERT followed by the UPDATEs would have left.
     pub fn write_batch(&mut self, events: &[ConnEvent]) -> rusqlite::Result<()> {
         let tx = self.conn.transaction()?;
-        let mut opened: Vec<(ConnKey, i64)> = Vec::new();
-        let mut closed: Vec<ConnKey> = Vec::new();
+        let mut rows: Vec<NewRow<'_>> = Vec::new();
+        // What `open_rows` must do once the batch is durable, in event order: take a new row
+        // (index into `rows`) or forget the key.
+        let mut changes: Vec<(ConnKey, Option<usize>)> = Vec::new();
+        self.batch_rows.clear();
         {
-            let mut insert = tx.prepare_cached(INSERT_SQL)?;
             let mut update = tx.prepare_cached(UPDATE_SQL)?;
-            // Rows opened earlier in this same batch are not in `open_rows` yet.
-            let mut batch_rows: HashMap<ConnKey, i64> = HashMap::new();
             for ev in events {
                 let k = key(ev);
-                let row = batch_rows
-                    .get(&k)
-                    .or_else(|| self.open_rows.get(&k))
-                    .copied();
-                let row = match (ev.kind, row) {
+                let target = match self.batch_rows.get(&k) {
+                    Some(&i) => Some(Target::New(i)),
+                    None => self.open_rows.get(&k).map(|&id| Target::Old(id)),
+                };
+                let target = match (ev.kind, target) {
                     (EventKind::Open, _) | (_, None) => {
-                        insert_row(&mut insert, ev, self.run_id)?;
-                        let id = tx.last_insert_rowid();
-                        batch_rows.insert(k, id);
-                        opened.push((k, id));
-                        id
+                        let i = rows.len();
+                        rows.push(NewRow::new(ev));
+                        self.batch_rows.insert(k, i);
+                        changes.push((k, Some(i)));
+                        Target::New(i)
                     }
-                    (_, Some(id)) => id,
+                    (_, Some(t)) => t,
                 };
                 if ev.kind != EventKind::Open {
-                    update_row(&mut update, ev, row)?;
+                    match target {
+                        Target::New(i) => rows[i].apply(ev),
+                        Target::Old(id) => update_row(&mut update, ev, id)?,
+                    }
                 }
                 if ev.kind == EventKind::Close {
-                    batch_rows.remove(&k);
-                    closed.push(k);
+                    self.batch_rows.remove(&k);
+                    changes.push((k, None));
                 }
+            }
+            let mut insert = tx.prepare_cached(INSERT_SQL)?;
+            let mut insert_full = tx.prepare_cached(INSERT_FULL_SQL)?;
+            for row in &mut rows {
+                let stmt = if row.updated {
+                    &mut insert_full
+                } else {
+                    &mut insert
+                };
+                insert_row(stmt, row, self.run_id, &mut self.days)?;
+                row.id = tx.last_insert_rowid();
             }
         }
         tx.commit()?;
         // Only now that the batch is durable does the in-memory map follow it, so a failed
         // batch can be retried as a whole.
-        for (k, id) in opened {
-            self.open_rows.insert(k, id);
-        }
-        for k in closed {
-            self.open_rows.remove(&k);
+        for (k, change) in changes {
+            match change {
+                // Closed later in the same batch: the removal that follows is all that counts.
+                Some(i) if rows[i].closed => {}
+                Some(i) => {
+                    self.open_rows.insert(k, rows[i].id);
+                }
+                None => {
+                    self.open_rows.remove(&k);
+                }
+            }
         }
         Ok(())
     }
@@ -355,6 +394,185 @@ impl Store {
     /// The underlying connection, for queries.
     pub fn connection(&self) -> &Connection {
         &self.conn
+    }
+}
+
+/// Connection-level settings for a writer that takes floods of rows into four indexes: a
+/// 64 MiB page cache so index pages are not re-read, and rarer checkpoints (64 MiB of WAL) so
+/// an index page changed by many batches is copied back to the database once, not per batch.
+/// Durability is unchanged: WAL, one transaction per batch, `synchronous = NORMAL`.
+const TUNING: &str = "PRAGMA synchronous = NORMAL;
+    PRAGMA cache_size = -65536;
+    PRAGMA wal_autocheckpoint = 16384;";
+
+/// The row an event of the batch touches.
+#[derive(Clone, Copy)]
+enum Target {
+    /// Written by an earlier batch: updated with an UPDATE by row id.
+    Old(i64),
+    /// First written by this batch: index into its new rows.
+    New(usize),
+}
+
+/// A row first written by the batch being written, inserted at the batch's end.
+struct NewRow<'a> {
+    /// The event that created it: an open, or the update/close of a connection whose open the
+    /// logger missed.
+    first: &'a ConnEvent,
+    /// A later event (or `first` itself, when it was not an open) set the UPDATE's columns.
+    updated: bool,
+    closed: bool,
+    /// The columns the UPDATE sets, as the events so far left them.
+    close_ts: Option<f64>,
+    state: ConnState,
+    duration: Option<f64>,
+    counters: [Option<i64>; 6],
+    conn_state: Option<&'static str>,
+    history: Option<&'a str>,
+    anomalies: Anomalies,
+    mark: Option<u32>,
+    zone: Option<u16>,
+    kstart: Option<f64>,
+    kstop: Option<f64>,
+    uid: Option<&'a str>,
+    /// Its row id, once inserted.
+    id: i64,
+}
+
+impl<'a> NewRow<'a> {
+    /// What the INSERT alone writes.
+    fn new(ev: &'a ConnEvent) -> NewRow<'a> {
+        NewRow {
+            first: ev,
+            updated: false,
+            closed: false,
+            close_ts: None,
+            state: ev.state,
+            duration: None,
+            counters: [None; 6],
+            conn_state: None,
+            history: None,
+            anomalies: Anomalies::default(),
+            mark: ev.mark,
+            zone: ev.zone,
+            kstart: ev.kernel_start.map(epoch),
+            kstop: None,
+            uid: ev.uid.as_deref(),
+            id: 0,
+        }
+    }
+
+    /// Applies an update or close exactly as `UPDATE_SQL` would (`coalesce` = keep the old
+    /// value when the event has none).
+    fn apply(&mut self, ev: &'a ConnEvent) {
+        self.updated = true;
+        self.closed = ev.kind == EventKind::Close;
+        self.close_ts = self.closed.then(|| epoch(ev.ts));
+        self.state = ev.state;
+        self.duration = ev.duration.or(self.duration);
+        let new = counter_values(ev);
+        for (old, new) in self.counters.iter_mut().zip(new) {
+            *old = new.or(*old);
+        }
+        self.conn_state = ev.zeek_state.or(self.conn_state);
+        self.history = ev.history.as_deref().or(self.history);
+        self.anomalies = ev.anomalies;
+        self.mark = ev.mark.or(self.mark);
+        self.zone = ev.zone.or(self.zone);
+        self.kstart = ev.kernel_start.map(epoch).or(self.kstart);
+        self.kstop = ev.kernel_stop.map(epoch).or(self.kstop);
+        self.uid = ev.uid.as_deref().or(self.uid);
+    }
+}
+
+/// `orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, orig_bytes, resp_bytes` of an event.
+fn counter_values(ev: &ConnEvent) -> [Option<i64>; 6] {
+    match ev.counters {
+        None => [None; 6],
+        Some(c) => [
+            Some(c.orig_pkts as i64),
+            Some(c.orig_ip_bytes as i64),
+            Some(c.resp_pkts as i64),
+            Some(c.resp_ip_bytes as i64),
+            c.orig_bytes.map(|b| b as i64),
+            c.resp_bytes.map(|b| b as i64),
+        ],
+    }
+}
+
+/// The local date (`YYYY-MM-DD`) of an epoch second, remembered for the last second asked:
+/// the local-time conversion is a time-zone lookup, and a flood opens thousands of
+/// connections within the same second.
+#[derive(Default)]
+struct DayCache {
+    sec: Option<i64>,
+    day: String,
+}
+
+impl DayCache {
+    fn day(&mut self, sec: i64, fallback: DateTime<Utc>) -> &str {
+        if self.sec != Some(sec) {
+            use std::fmt::Write;
+            let (t, cacheable) = match DateTime::<Utc>::from_timestamp(sec, 0) {
+                Some(t) => (t, true),
+                None => (fallback, false),
+            };
+            self.day.clear();
+            let _ = write!(self.day, "{}", t.with_timezone(&Local).format("%Y-%m-%d"));
+            self.sec = cacheable.then_some(sec);
+        }
+        &self.day
+    }
+}
+
+/// An address as text without allocating: the dotted quad written by hand (a flood's common
+/// case; `Ipv4Addr`'s Display was ~4 % of the cost), IPv6 through its Display.
+struct AddrText {
+    buf: [u8; 48],
+    len: usize,
+}
+
+impl AddrText {
+    fn new(a: IpAddr) -> AddrText {
+        let mut t = AddrText {
+            buf: [0; 48],
+            len: 0,
+        };
+        match a {
+            IpAddr::V4(v4) => {
+                for (i, o) in v4.octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b'.');
+                    }
+                    if o >= 100 {
+                        t.push(b'0' + o / 100);
+                    }
+                    if o >= 10 {
+                        t.push(b'0' + o / 10 % 10);
+                    }
+                    t.push(b'0' + o % 10);
+                }
+            }
+            IpAddr::V6(v6) => {
+                use std::io::Write;
+                let mut rest = &mut t.buf[..];
+                // 45 characters at most ("ffff:...:255.255.255.255"): always fits.
+                let _ = write!(rest, "{v6}");
+                let left = rest.len();
+                t.len = t.buf.len() - left;
+            }
+        }
+        t
+    }
+
+    fn push(&mut self, b: u8) {
+        self.buf[self.len] = b;
+        self.len += 1;
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII digits, dots, colons and hex letters were written.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
     }
 }
 
@@ -367,12 +585,24 @@ fn lock_or_open(shown: &str, e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The columns an open sets; `INSERT_FULL_SQL` adds those of the UPDATE.
 const INSERT_SQL: &str = "INSERT INTO connections (
     run_id, source, conn_id, uid, proto, orig_h, orig_p, resp_h, resp_p,
     reply_src, reply_sport, reply_dst, reply_dport, src, dst, dport, src_iface, dst_iface,
     direction, day, open_ts, found_at_start, last_state, flag, mark, zone, kstart)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
+
+const INSERT_FULL_SQL: &str = "INSERT INTO connections (
+    run_id, source, conn_id, uid, proto, orig_h, orig_p, resp_h, resp_p,
+    reply_src, reply_sport, reply_dst, reply_dport, src, dst, dport, src_iface, dst_iface,
+    direction, day, open_ts, found_at_start, last_state, flag, mark, zone, kstart,
+    close_ts, duration, orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, orig_bytes,
+    resp_bytes, conn_state, history, retrans, syn_retrans, rst, long_delay, frag, long_conn,
+    kstop)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+            ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
+            ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)";
 
 const UPDATE_SQL: &str = "UPDATE connections SET
     close_ts = ?2, last_state = ?3, flag = ?4, duration = coalesce(?5, duration),
@@ -385,15 +615,20 @@ const UPDATE_SQL: &str = "UPDATE connections SET
     kstop = coalesce(?23, kstop), uid = coalesce(?24, uid)
     WHERE id = ?1";
 
-fn shown(iface: &Option<String>, addr: IpAddr) -> String {
-    iface.clone().unwrap_or_else(|| addr.to_string())
+/// Binds `value` to the statement's `i`-th parameter.
+macro_rules! bind {
+    ($stmt:expr, $i:expr, $value:expr) => {
+        $stmt.raw_bind_parameter($i, $value)?
+    };
 }
 
 fn insert_row(
     stmt: &mut rusqlite::CachedStatement<'_>,
-    ev: &ConnEvent,
+    row: &NewRow<'_>,
     run_id: Option<i64>,
+    days: &mut DayCache,
 ) -> rusqlite::Result<()> {
+    let ev = row.first;
     // An update or close with no open row: the logger missed the open (started later, or lost
     // events); the open time is then the best estimate and the row is marked as found.
     let missed_open = ev.kind != EventKind::Open;
@@ -401,40 +636,68 @@ fn insert_row(
         (true, Some(d)) => epoch(ev.ts) - d,
         _ => epoch(ev.ts),
     };
-    let open_local = DateTime::<Utc>::from_timestamp(open_ts.floor() as i64, 0)
-        .unwrap_or(ev.ts)
-        .with_timezone(&Local);
     let r = ev.reply;
-    stmt.execute(params![
-        run_id,
-        ev.source.as_str(),
-        ev.conn_id as i64,
-        ev.uid,
-        ev.proto,
-        ev.orig.src.to_string(),
-        ev.orig.sport,
-        ev.orig.dst.to_string(),
-        ev.orig.dport,
-        r.map(|r| r.src.to_string()),
-        r.and_then(|r| r.sport),
-        r.map(|r| r.dst.to_string()),
-        r.and_then(|r| r.dport),
-        shown(&ev.src_iface, ev.shown_src()),
-        shown(&ev.dst_iface, ev.shown_dst()),
-        ev.shown_dport(),
-        ev.src_iface,
-        ev.dst_iface,
-        ev.direction.as_str(),
-        open_local.format("%Y-%m-%d").to_string(),
-        open_ts,
-        (ev.found_at_start || missed_open) as i64,
-        state_name(ev.state),
-        ev.state.flag().to_string(),
-        ev.mark,
-        ev.zone,
-        ev.kernel_start.map(epoch),
-    ])
-    .map(drop)
+    let text = |a: Option<IpAddr>| a.map(AddrText::new);
+    let (orig_h, resp_h) = (AddrText::new(ev.orig.src), AddrText::new(ev.orig.dst));
+    let (reply_src, reply_dst) = (text(r.map(|r| r.src)), text(r.map(|r| r.dst)));
+    let (src_addr, dst_addr) = (
+        text(ev.src_iface.is_none().then(|| ev.shown_src())),
+        text(ev.dst_iface.is_none().then(|| ev.shown_dst())),
+    );
+    let src = ev
+        .src_iface
+        .as_deref()
+        .or(src_addr.as_ref().map(|a| a.as_str()));
+    let dst = ev
+        .dst_iface
+        .as_deref()
+        .or(dst_addr.as_ref().map(|a| a.as_str()));
+    let mut flag = [0u8; 4];
+    bind!(stmt, 1, run_id);
+    bind!(stmt, 2, ev.source.as_str());
+    bind!(stmt, 3, ev.conn_id as i64);
+    bind!(stmt, 4, row.uid);
+    bind!(stmt, 5, ev.proto);
+    bind!(stmt, 6, orig_h.as_str());
+    bind!(stmt, 7, ev.orig.sport);
+    bind!(stmt, 8, resp_h.as_str());
+    bind!(stmt, 9, ev.orig.dport);
+    bind!(stmt, 10, reply_src.as_ref().map(|a| a.as_str()));
+    bind!(stmt, 11, r.and_then(|r| r.sport));
+    bind!(stmt, 12, reply_dst.as_ref().map(|a| a.as_str()));
+    bind!(stmt, 13, r.and_then(|r| r.dport));
+    bind!(stmt, 14, src);
+    bind!(stmt, 15, dst);
+    bind!(stmt, 16, ev.shown_dport());
+    bind!(stmt, 17, ev.src_iface.as_deref());
+    bind!(stmt, 18, ev.dst_iface.as_deref());
+    bind!(stmt, 19, ev.direction.as_str());
+    bind!(stmt, 20, days.day(open_ts.floor() as i64, ev.ts));
+    bind!(stmt, 21, open_ts);
+    bind!(stmt, 22, (ev.found_at_start || missed_open) as i64);
+    bind!(stmt, 23, state_name(row.state));
+    bind!(stmt, 24, &*row.state.flag().encode_utf8(&mut flag));
+    bind!(stmt, 25, row.mark);
+    bind!(stmt, 26, row.zone);
+    bind!(stmt, 27, row.kstart);
+    if row.updated {
+        let a = &row.anomalies;
+        bind!(stmt, 28, row.close_ts);
+        bind!(stmt, 29, row.duration);
+        for (i, c) in row.counters.iter().enumerate() {
+            bind!(stmt, 30 + i, *c);
+        }
+        bind!(stmt, 36, row.conn_state);
+        bind!(stmt, 37, row.history);
+        bind!(stmt, 38, a.retransmits);
+        bind!(stmt, 39, a.syn_retransmits);
+        bind!(stmt, 40, a.resets);
+        bind!(stmt, 41, a.long_delays);
+        bind!(stmt, 42, a.fragments);
+        bind!(stmt, 43, a.long_connect as i64);
+        bind!(stmt, 44, row.kstop);
+    }
+    stmt.raw_execute().map(drop)
 }
 
 fn update_row(
@@ -442,20 +705,21 @@ fn update_row(
     ev: &ConnEvent,
     row: i64,
 ) -> rusqlite::Result<()> {
-    let c = ev.counters;
+    let c = counter_values(ev);
     let a = &ev.anomalies;
+    let mut flag = [0u8; 4];
     stmt.execute(params![
         row,
         (ev.kind == EventKind::Close).then(|| epoch(ev.ts)),
         state_name(ev.state),
-        ev.state.flag().to_string(),
+        &*ev.state.flag().encode_utf8(&mut flag),
         ev.duration,
-        c.map(|c| c.orig_pkts as i64),
-        c.map(|c| c.orig_ip_bytes as i64),
-        c.map(|c| c.resp_pkts as i64),
-        c.map(|c| c.resp_ip_bytes as i64),
-        c.and_then(|c| c.orig_bytes).map(|b| b as i64),
-        c.and_then(|c| c.resp_bytes).map(|b| b as i64),
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
         ev.zeek_state,
         ev.history,
         a.retransmits,
@@ -598,6 +862,258 @@ mod tests {
         holder.execute_batch("BEGIN EXCLUSIVE").unwrap();
         let e = Store::open(&p).err().unwrap();
         assert!(matches!(e, StoreError::Locked(_)), "{e}");
+    }
+
+    /// Every column of every row but `id`, as text, in row order.
+    fn dump(s: &Store) -> Vec<String> {
+        let conn = s.connection();
+        let mut stmt = conn
+            .prepare("SELECT * FROM connections ORDER BY id")
+            .unwrap();
+        let n = stmt.column_count();
+        let mut rows = stmt.query([]).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().unwrap() {
+            let cols: Vec<String> = (1..n)
+                .map(|i| format!("{:?}", r.get_ref(i).unwrap()))
+                .collect();
+            out.push(cols.join("|"));
+        }
+        out
+    }
+
+    /// A varied life: NAT, interfaces, IPv6, packet-tracker fields, counters, anomalies,
+    /// kernel times, and a close whose open the logger missed.
+    fn varied_events() -> Vec<ConnEvent> {
+        let mut out = Vec::new();
+        let mut a = ev(EventKind::Open, 0, 1);
+        a.reply = Some(FlowTuple::new(
+            "192.168.1.9".parse().unwrap(),
+            "203.0.113.200".parse().unwrap(),
+            Some(8080),
+            Some(40000),
+        ));
+        a.src_iface = Some("eth0".into());
+        a.direction = crate::event::Direction::Outgoing;
+        a.mark = Some(7);
+        a.kernel_start = Some(Utc.timestamp_opt(1_700_000_000, 5).unwrap());
+        a.state = ConnState::Tcp(TcpState::SynSent);
+        out.push(a.clone());
+        let mut u = a.clone();
+        u.kind = EventKind::Update;
+        u.ts = Utc.timestamp_opt(1_700_000_001, 0).unwrap();
+        u.state = ConnState::Tcp(TcpState::Established);
+        u.duration = Some(1.0);
+        u.uid = Some("Cabc".into());
+        u.history = Some("ShAD".into());
+        u.zeek_state = Some("S1");
+        u.mark = None;
+        u.counters = Some(Counters {
+            orig_pkts: 3,
+            orig_ip_bytes: 180,
+            resp_pkts: 2,
+            resp_ip_bytes: 120,
+            orig_bytes: Some(10),
+            resp_bytes: None,
+        });
+        u.anomalies.retransmits = 2;
+        out.push(u.clone());
+        let mut c = u.clone();
+        c.kind = EventKind::Close;
+        c.ts = Utc.timestamp_opt(1_700_000_003, 500_000_000).unwrap();
+        c.state = ConnState::Tcp(TcpState::TimeWait);
+        c.duration = Some(3.5);
+        c.history = None;
+        c.zeek_state = None;
+        c.counters = Some(Counters {
+            orig_pkts: 9,
+            orig_ip_bytes: 900,
+            resp_pkts: 8,
+            resp_ip_bytes: 8000,
+            orig_bytes: None,
+            resp_bytes: Some(7000),
+        });
+        c.anomalies.retransmits = 3;
+        c.anomalies.long_connect = true;
+        c.kernel_stop = Some(Utc.timestamp_opt(1_700_000_003, 0).unwrap());
+        out.push(c);
+        // IPv6, opened and left open.
+        let mut v6 = ev(EventKind::Open, 2, 2);
+        v6.proto = 17;
+        v6.orig = FlowTuple::new(
+            "2001:db8::1".parse().unwrap(),
+            "::ffff:10.0.0.9".parse().unwrap(),
+            Some(5353),
+            Some(53),
+        );
+        v6.state = ConnState::Unreplied;
+        out.push(v6.clone());
+        let mut v6u = v6;
+        v6u.kind = EventKind::Update;
+        v6u.state = ConnState::Replied;
+        out.push(v6u);
+        // Closed without an open seen.
+        let mut m = ev(EventKind::Close, 4, 3);
+        m.duration = Some(30.0);
+        m.zone = Some(4);
+        out.push(m);
+        // Opened only.
+        out.push(ev(EventKind::Open, 5, 4));
+        out
+    }
+
+    #[test]
+    fn one_batch_writes_what_event_by_event_writes() {
+        let d = tmpdir("coalesce");
+        let evs = varied_events();
+        let mut one = Store::open(&d.join("one.db")).unwrap();
+        one.start_run(Utc::now(), "conntrack", "t").unwrap();
+        one.write_batch(&evs).unwrap();
+        let mut each = Store::open(&d.join("each.db")).unwrap();
+        each.start_run(Utc::now(), "conntrack", "t").unwrap();
+        for e in &evs {
+            each.write_batch(std::slice::from_ref(e)).unwrap();
+        }
+        let (a, b) = (dump(&one), dump(&each));
+        assert_eq!(a.len(), 4);
+        assert_eq!(a, b);
+        assert_eq!((one.open_count(), each.open_count()), (2, 2));
+        // The coalesced row is the closed connection with the close's values.
+        let (state, flag, close_ts, resp_bytes, orig_bytes, history, retrans, long_conn): (
+            String,
+            String,
+            f64,
+            i64,
+            i64,
+            String,
+            i64,
+            i64,
+        ) = one
+            .connection()
+            .query_row(
+                "SELECT last_state, flag, close_ts, resp_bytes, orig_bytes, history, retrans,
+                        long_conn FROM connections WHERE conn_id = 1",
+                [],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
+            )
+            .unwrap();
+        assert_eq!(
+            (
+                state.as_str(),
+                flag.as_str(),
+                close_ts,
+                resp_bytes,
+                orig_bytes
+            ),
+            ("TIME_WAIT", "t", 1_700_000_003.5, 7000, 10)
+        );
+        assert_eq!((history.as_str(), retrans, long_conn), ("ShAD", 3, 1));
+        // A later batch still finds the rows left open.
+        let mut close = ev(EventKind::Close, 9, 4);
+        close.duration = Some(4.0);
+        one.write_batch(&[close]).unwrap();
+        assert_eq!(one.open_count(), 1);
+        let n: i64 = one
+            .connection()
+            .query_row("SELECT count(*) FROM connections", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(n, 4);
+    }
+
+    #[test]
+    fn close_and_reopen_of_one_key_in_a_batch_leaves_the_new_row_open() {
+        let d = tmpdir("reopen");
+        let mut s = Store::open(&d.join("h.db")).unwrap();
+        s.write_batch(&[ev(EventKind::Open, 0, 5)]).unwrap();
+        s.write_batch(&[ev(EventKind::Close, 1, 5), ev(EventKind::Open, 2, 5)])
+            .unwrap();
+        assert_eq!(s.open_count(), 1);
+        s.write_batch(&[ev(EventKind::Close, 3, 5)]).unwrap();
+        assert_eq!(s.open_count(), 0);
+        let open: i64 = s
+            .connection()
+            .query_row(
+                "SELECT count(*) FROM connections WHERE close_ts IS NULL",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(open, 0);
+    }
+
+    #[test]
+    fn failed_batch_leaves_the_open_rows_as_they_were() {
+        let d = tmpdir("fail");
+        let p = d.join("h.db");
+        let mut s = Store::open(&p).unwrap();
+        s.write_batch(&[ev(EventKind::Open, 0, 1)]).unwrap();
+        let holder = Connection::open(&p).unwrap();
+        holder.busy_timeout(Duration::from_millis(0)).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        s.connection()
+            .busy_timeout(Duration::from_millis(0))
+            .unwrap();
+        let batch = [ev(EventKind::Close, 1, 1), ev(EventKind::Open, 1, 2)];
+        assert!(s.write_batch(&batch).is_err());
+        assert_eq!(s.open_count(), 1);
+        holder.execute_batch("ROLLBACK").unwrap();
+        s.write_batch(&batch).unwrap();
+        assert_eq!(s.open_count(), 1);
+        let rows: i64 = s
+            .connection()
+            .query_row("SELECT count(*) FROM connections", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 2);
+    }
+
+    #[test]
+    fn address_text_is_display() {
+        for a in [
+            "0.0.0.0",
+            "255.255.255.255",
+            "10.0.100.9",
+            "1.20.199.7",
+            "::",
+            "2001:db8::1",
+            "::ffff:10.0.0.9",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "fe80::1:2:3:4",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(AddrText::new(ip).as_str(), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn day_cache_follows_the_second() {
+        let mut c = DayCache::default();
+        let now = Utc::now();
+        for sec in [
+            0i64,
+            86_399,
+            86_400,
+            1_700_000_000,
+            1_700_000_000,
+            1_700_050_000,
+        ] {
+            let want = DateTime::<Utc>::from_timestamp(sec, 0)
+                .unwrap()
+                .with_timezone(&Local)
+                .format("%Y-%m-%d")
+                .to_string();
+            assert_eq!(c.day(sec, now), want, "{sec}");
+        }
     }
 
     #[test]
