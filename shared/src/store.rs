@@ -334,6 +334,7 @@ impl Store {
         self.batch_rows.clear();
         {
             let mut update = tx.prepare_cached(UPDATE_SQL)?;
+            let mut update_sticky = Sticky::default();
             for ev in events {
                 let k = key(ev);
                 let target = match self.batch_rows.get(&k) {
@@ -353,7 +354,7 @@ impl Store {
                 if ev.kind != EventKind::Open {
                     match target {
                         Target::New(i) => rows[i].apply(ev),
-                        Target::Old(id) => update_row(&mut update, ev, id)?,
+                        Target::Old(id) => update_row(&mut update, &mut update_sticky, ev, id)?,
                     }
                 }
                 if ev.kind == EventKind::Close {
@@ -363,13 +364,14 @@ impl Store {
             }
             let mut insert = tx.prepare_cached(INSERT_SQL)?;
             let mut insert_full = tx.prepare_cached(INSERT_FULL_SQL)?;
+            let (mut sticky, mut full_sticky) = (Sticky::default(), Sticky::default());
             for row in &mut rows {
-                let stmt = if row.updated {
-                    &mut insert_full
+                let (stmt, sticky) = if row.updated {
+                    (&mut insert_full, &mut full_sticky)
                 } else {
-                    &mut insert
+                    (&mut insert, &mut sticky)
                 };
-                insert_row(stmt, row, self.run_id, &mut self.days)?;
+                insert_row(stmt, sticky, row, self.run_id, &mut self.days)?;
                 row.id = tx.last_insert_rowid();
             }
         }
@@ -585,12 +587,15 @@ fn lock_or_open(shown: &str, e: rusqlite::Error) -> StoreError {
     }
 }
 
-/// The columns an open sets; `INSERT_FULL_SQL` adds those of the UPDATE.
+/// The columns an open sets; `INSERT_FULL_SQL` adds those of the UPDATE. `src` and `dst` are
+/// computed from parameters already bound (the interface if local, else the address: the
+/// responder's after DNAT), so their text is not bound and copied twice; ?14 and ?15 are unused.
 const INSERT_SQL: &str = "INSERT INTO connections (
     run_id, source, conn_id, uid, proto, orig_h, orig_p, resp_h, resp_p,
     reply_src, reply_sport, reply_dst, reply_dport, src, dst, dport, src_iface, dst_iface,
     direction, day, open_ts, found_at_start, last_state, flag, mark, zone, kstart)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            coalesce(?17, ?6), coalesce(?18, ?10, ?8), ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
 
 const INSERT_FULL_SQL: &str = "INSERT INTO connections (
@@ -600,7 +605,8 @@ const INSERT_FULL_SQL: &str = "INSERT INTO connections (
     close_ts, duration, orig_pkts, orig_ip_bytes, resp_pkts, resp_ip_bytes, orig_bytes,
     resp_bytes, conn_state, history, retrans, syn_retrans, rst, long_delay, frag, long_conn,
     kstop)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13,
+            coalesce(?17, ?6), coalesce(?18, ?10, ?8), ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34,
             ?35, ?36, ?37, ?38, ?39, ?40, ?41, ?42, ?43, ?44)";
 
@@ -622,8 +628,41 @@ macro_rules! bind {
     };
 }
 
+/// Text parameters that most rows of a batch share (source, direction, day, state, flag) are
+/// bound again only when they change: SQLite keeps a statement's bindings from one execution to
+/// the next, and binding text costs a copy. One per statement and batch.
+#[derive(Default)]
+struct Sticky(Vec<Option<Option<String>>>);
+
+impl Sticky {
+    fn bind(
+        &mut self,
+        stmt: &mut rusqlite::CachedStatement<'_>,
+        i: usize,
+        value: Option<&str>,
+    ) -> rusqlite::Result<()> {
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        let slot = &mut self.0[i];
+        if slot.as_ref().map(|b| b.as_deref()) == Some(value) {
+            return Ok(());
+        }
+        stmt.raw_bind_parameter(i, value)?;
+        match (slot, value) {
+            (Some(Some(s)), Some(v)) => {
+                s.clear();
+                s.push_str(v);
+            }
+            (slot, v) => *slot = Some(v.map(str::to_owned)),
+        }
+        Ok(())
+    }
+}
+
 fn insert_row(
     stmt: &mut rusqlite::CachedStatement<'_>,
+    sticky: &mut Sticky,
     row: &NewRow<'_>,
     run_id: Option<i64>,
     days: &mut DayCache,
@@ -640,21 +679,9 @@ fn insert_row(
     let text = |a: Option<IpAddr>| a.map(AddrText::new);
     let (orig_h, resp_h) = (AddrText::new(ev.orig.src), AddrText::new(ev.orig.dst));
     let (reply_src, reply_dst) = (text(r.map(|r| r.src)), text(r.map(|r| r.dst)));
-    let (src_addr, dst_addr) = (
-        text(ev.src_iface.is_none().then(|| ev.shown_src())),
-        text(ev.dst_iface.is_none().then(|| ev.shown_dst())),
-    );
-    let src = ev
-        .src_iface
-        .as_deref()
-        .or(src_addr.as_ref().map(|a| a.as_str()));
-    let dst = ev
-        .dst_iface
-        .as_deref()
-        .or(dst_addr.as_ref().map(|a| a.as_str()));
     let mut flag = [0u8; 4];
     bind!(stmt, 1, run_id);
-    bind!(stmt, 2, ev.source.as_str());
+    sticky.bind(stmt, 2, Some(ev.source.as_str()))?;
     bind!(stmt, 3, ev.conn_id as i64);
     bind!(stmt, 4, row.uid);
     bind!(stmt, 5, ev.proto);
@@ -666,17 +693,15 @@ fn insert_row(
     bind!(stmt, 11, r.and_then(|r| r.sport));
     bind!(stmt, 12, reply_dst.as_ref().map(|a| a.as_str()));
     bind!(stmt, 13, r.and_then(|r| r.dport));
-    bind!(stmt, 14, src);
-    bind!(stmt, 15, dst);
     bind!(stmt, 16, ev.shown_dport());
     bind!(stmt, 17, ev.src_iface.as_deref());
     bind!(stmt, 18, ev.dst_iface.as_deref());
-    bind!(stmt, 19, ev.direction.as_str());
-    bind!(stmt, 20, days.day(open_ts.floor() as i64, ev.ts));
+    sticky.bind(stmt, 19, Some(ev.direction.as_str()))?;
+    sticky.bind(stmt, 20, Some(days.day(open_ts.floor() as i64, ev.ts)))?;
     bind!(stmt, 21, open_ts);
     bind!(stmt, 22, (ev.found_at_start || missed_open) as i64);
-    bind!(stmt, 23, state_name(row.state));
-    bind!(stmt, 24, &*row.state.flag().encode_utf8(&mut flag));
+    sticky.bind(stmt, 23, Some(state_name(row.state)))?;
+    sticky.bind(stmt, 24, Some(row.state.flag().encode_utf8(&mut flag)))?;
     bind!(stmt, 25, row.mark);
     bind!(stmt, 26, row.zone);
     bind!(stmt, 27, row.kstart);
@@ -702,39 +727,34 @@ fn insert_row(
 
 fn update_row(
     stmt: &mut rusqlite::CachedStatement<'_>,
+    sticky: &mut Sticky,
     ev: &ConnEvent,
     row: i64,
 ) -> rusqlite::Result<()> {
-    let c = counter_values(ev);
     let a = &ev.anomalies;
     let mut flag = [0u8; 4];
-    stmt.execute(params![
-        row,
-        (ev.kind == EventKind::Close).then(|| epoch(ev.ts)),
-        state_name(ev.state),
-        &*ev.state.flag().encode_utf8(&mut flag),
-        ev.duration,
-        c[0],
-        c[1],
-        c[2],
-        c[3],
-        c[4],
-        c[5],
-        ev.zeek_state,
-        ev.history,
-        a.retransmits,
-        a.syn_retransmits,
-        a.resets,
-        a.long_delays,
-        a.fragments,
-        a.long_connect as i64,
-        ev.mark,
-        ev.zone,
-        ev.kernel_start.map(epoch),
-        ev.kernel_stop.map(epoch),
-        ev.uid,
-    ])
-    .map(drop)
+    bind!(stmt, 1, row);
+    bind!(stmt, 2, (ev.kind == EventKind::Close).then(|| epoch(ev.ts)));
+    sticky.bind(stmt, 3, Some(state_name(ev.state)))?;
+    sticky.bind(stmt, 4, Some(ev.state.flag().encode_utf8(&mut flag)))?;
+    bind!(stmt, 5, ev.duration);
+    for (i, c) in counter_values(ev).into_iter().enumerate() {
+        bind!(stmt, 6 + i, c);
+    }
+    bind!(stmt, 12, ev.zeek_state);
+    bind!(stmt, 13, ev.history.as_deref());
+    bind!(stmt, 14, a.retransmits);
+    bind!(stmt, 15, a.syn_retransmits);
+    bind!(stmt, 16, a.resets);
+    bind!(stmt, 17, a.long_delays);
+    bind!(stmt, 18, a.fragments);
+    bind!(stmt, 19, a.long_connect as i64);
+    bind!(stmt, 20, ev.mark);
+    bind!(stmt, 21, ev.zone);
+    bind!(stmt, 22, ev.kernel_start.map(epoch));
+    bind!(stmt, 23, ev.kernel_stop.map(epoch));
+    bind!(stmt, 24, ev.uid.as_deref());
+    stmt.raw_execute().map(drop)
 }
 
 /// The schema version of an existing database file, if it has one.
@@ -959,6 +979,16 @@ mod tests {
         out.push(m);
         // Opened only.
         out.push(ev(EventKind::Open, 5, 4));
+        // Three days later, incoming to a local interface, closed in the same batch.
+        let mut late = ev(EventKind::Open, 3 * 86_400, 6);
+        late.dst_iface = Some("lo".into());
+        late.direction = crate::event::Direction::Incoming;
+        late.state = ConnState::Tcp(TcpState::SynRecv);
+        out.push(late.clone());
+        late.kind = EventKind::Close;
+        late.state = ConnState::Tcp(TcpState::Close);
+        late.duration = Some(0.5);
+        out.push(late);
         out
     }
 
@@ -975,7 +1005,7 @@ mod tests {
             each.write_batch(std::slice::from_ref(e)).unwrap();
         }
         let (a, b) = (dump(&one), dump(&each));
-        assert_eq!(a.len(), 4);
+        assert_eq!(a.len(), 5);
         assert_eq!(a, b);
         assert_eq!((one.open_count(), each.open_count()), (2, 2));
         // The coalesced row is the closed connection with the close's values.
@@ -1019,6 +1049,32 @@ mod tests {
             ("TIME_WAIT", "t", 1_700_000_003.5, 7000, 10)
         );
         assert_eq!((history.as_str(), retrans, long_conn), ("ShAD", 3, 1));
+        let shown: Vec<(String, String, String)> = one
+            .connection()
+            .prepare("SELECT src, dst, day FROM connections ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let day = |secs: i64| {
+            Utc.timestamp_opt(1_700_000_000 + secs, 0)
+                .unwrap()
+                .with_timezone(&Local)
+                .format("%Y-%m-%d")
+                .to_string()
+        };
+        let own = |a: &str, b: &str, d: String| (a.to_string(), b.to_string(), d);
+        assert_eq!(
+            shown,
+            [
+                own("eth0", "192.168.1.9", day(0)),
+                own("2001:db8::1", "::ffff:10.0.0.9", day(2)),
+                own("10.0.0.1", "10.0.0.2", day(-26)),
+                own("10.0.0.1", "10.0.0.2", day(5)),
+                own("10.0.0.1", "lo", day(3 * 86_400)),
+            ]
+        );
         // A later batch still finds the rows left open.
         let mut close = ev(EventKind::Close, 9, 4);
         close.duration = Some(4.0);
@@ -1028,7 +1084,7 @@ mod tests {
             .connection()
             .query_row("SELECT count(*) FROM connections", [], |r| r.get(0))
             .unwrap();
-        assert_eq!(n, 4);
+        assert_eq!(n, 5);
     }
 
     #[test]
