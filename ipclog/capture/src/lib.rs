@@ -33,6 +33,7 @@ mod defrag;
 mod hash;
 mod index;
 pub mod parse;
+mod pipe;
 mod tracker;
 
 pub use args::CaptureArgs;
@@ -261,62 +262,86 @@ struct Reader {
     depth: usize,
 }
 
+/// What one captured frame is to the tracker.
+enum Parsed<'a> {
+    /// A whole packet, parsed and checksummed.
+    Seen(Seen),
+    /// An unusable packet, for the drop counters.
+    Drop(Drop),
+    /// An IP fragment, for the reassembly buffer.
+    Frag(parse::IpPacket<'a>),
+}
+
+/// Takes one frame apart: link, IP and transport headers, checksums. Depends on nothing but
+/// the frame, so a file's reader thread can do it while the tracker works (see `pipe`).
+#[inline]
+fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) -> Parsed<'_> {
+    let (ipb, ip_wire, hint) = match parse::strip_link(link, data, wire_len) {
+        Ok(v) => v,
+        Err(d) => return Parsed::Drop(d),
+    };
+    let ip = match parse::parse_ip(ipb, ip_wire, hint) {
+        Ok(v) => v,
+        Err(d) => return Parsed::Drop(d),
+    };
+    if ip.frag.is_some() {
+        return Parsed::Frag(ip);
+    }
+    let l4 = match parse::parse_l4(ip.proto, ip.l4, ip.l4_len) {
+        Ok(v) => v,
+        Err(d) => return Parsed::Drop(d),
+    };
+    let csum_bad = ip.ip_csum_bad || parse::l4_checksum_bad(&ip) == Some(true);
+    Parsed::Seen(Seen {
+        ts_us,
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        ip_len: ip.ip_len,
+        l4,
+        csum_bad,
+        fragments: 0,
+    })
+}
+
 impl Reader {
     /// Handles one frame: parse, reassemble if fragmented, account.
     #[inline]
     fn frame(&mut self, ts_us: i64, wire_len: u32, data: &[u8], sink: &mut dyn EventSink) {
-        let (ipb, ip_wire, hint) = match parse::strip_link(self.link, data, wire_len) {
-            Ok(v) => v,
-            Err(d) => return self.tracker.drop(d, 1),
-        };
-        let ip = match parse::parse_ip(ipb, ip_wire, hint) {
-            Ok(v) => v,
-            Err(d) => return self.tracker.drop(d, 1),
-        };
-        if ip.frag.is_some() {
-            match self.defrag.add(ts_us, &ip) {
-                Outcome::Held => {}
-                Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
-                Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
-                Outcome::Done(a) => {
-                    let n = a.fragments as u64;
-                    match parse::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
-                        Ok(l4) => {
-                            self.tracker.stats.frags_merged += n - 1;
-                            let seen = Seen {
-                                ts_us,
-                                src: a.src,
-                                dst: a.dst,
-                                proto: a.proto,
-                                ip_len: a.ip_len,
-                                l4,
-                                csum_bad: false,
-                                fragments: if self.frag_counting { a.fragments } else { 0 },
-                            };
-                            self.submit(seen, sink);
-                        }
-                        Err(d) => self.tracker.drop(d, n),
+        match parse_frame(self.link, ts_us, wire_len, data) {
+            Parsed::Seen(seen) => self.submit(seen, sink),
+            Parsed::Drop(d) => self.tracker.drop(d, 1),
+            Parsed::Frag(ip) => self.fragment(ts_us, &ip, sink),
+        }
+    }
+
+    /// Handles one IP fragment: holds it, or accounts the datagram it completes.
+    fn fragment(&mut self, ts_us: i64, ip: &parse::IpPacket<'_>, sink: &mut dyn EventSink) {
+        match self.defrag.add(ts_us, ip) {
+            Outcome::Held => {}
+            Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
+            Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
+            Outcome::Done(a) => {
+                let n = a.fragments as u64;
+                match parse::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
+                    Ok(l4) => {
+                        self.tracker.stats.frags_merged += n - 1;
+                        let seen = Seen {
+                            ts_us,
+                            src: a.src,
+                            dst: a.dst,
+                            proto: a.proto,
+                            ip_len: a.ip_len,
+                            l4,
+                            csum_bad: false,
+                            fragments: if self.frag_counting { a.fragments } else { 0 },
+                        };
+                        self.submit(seen, sink);
                     }
+                    Err(d) => self.tracker.drop(d, n),
                 }
             }
-            return;
         }
-        let l4 = match parse::parse_l4(ip.proto, ip.l4, ip.l4_len) {
-            Ok(v) => v,
-            Err(d) => return self.tracker.drop(d, 1),
-        };
-        let csum_bad = ip.ip_csum_bad || parse::l4_checksum_bad(&ip) == Some(true);
-        let seen = Seen {
-            ts_us,
-            src: ip.src,
-            dst: ip.dst,
-            proto: ip.proto,
-            ip_len: ip.ip_len,
-            l4,
-            csum_bad,
-            fragments: 0,
-        };
-        self.submit(seen, sink);
     }
 
     /// Queues a parsed packet; when the queue is full, accounts the oldest. While a packet waits,
@@ -338,27 +363,40 @@ impl Reader {
         }
         self.queue.push_back((seen, hint));
         if self.queue.len() > self.depth {
-            let (old, _) = self.queue.pop_front().expect("non-empty");
-            self.account(&old, sink);
+            let (old, h) = self.queue.pop_front().expect("non-empty");
+            self.account_hinted(&old, &h, sink);
         }
     }
 
     /// Accounts every queued packet (end of input, idle live capture).
     fn drain(&mut self, sink: &mut dyn EventSink) {
-        while let Some((s, _)) = self.queue.pop_front() {
-            self.account(&s, sink);
+        while let Some((s, h)) = self.queue.pop_front() {
+            self.account_hinted(&s, &h, sink);
         }
     }
 
     /// Runs timeouts when packet time says so, then accounts the packet to its flow.
     #[inline]
     fn account(&mut self, seen: &Seen, sink: &mut dyn EventSink) {
-        if self.tracker.advance(seen.ts_us) {
+        self.advance(seen.ts_us, sink);
+        self.tracker.packet(seen, sink);
+    }
+
+    /// [`Reader::account`] with the flow hash computed ahead.
+    #[inline]
+    fn account_hinted(&mut self, seen: &Seen, hint: &tracker::Hint, sink: &mut dyn EventSink) {
+        self.advance(seen.ts_us, sink);
+        self.tracker.packet_hinted(seen, hint, sink);
+    }
+
+    /// Runs timeouts (flows and fragments) when packet time says so.
+    #[inline]
+    fn advance(&mut self, ts_us: i64, sink: &mut dyn EventSink) {
+        if self.tracker.advance(ts_us) {
             let lost = self.defrag.expire(self.tracker.now_us());
             self.tracker.drop(Drop::FragIncomplete, lost);
             self.tracker.sweep(sink);
         }
-        self.tracker.packet(seen, sink);
     }
 }
 
@@ -388,6 +426,152 @@ fn print_stats(r: &Reader, packets: u64) {
     );
 }
 
+/// Packet and damaged-record counts of a run, and when to print statistics next.
+struct Progress {
+    packets: u64,
+    damaged: u64,
+    next_stats: Option<Instant>,
+    every: Option<Duration>,
+}
+
+impl Progress {
+    /// Counts a record libpcap could not read, and says so (the first 10 times).
+    fn damaged(&mut self, name: &str, e: &dyn std::fmt::Display) {
+        self.damaged += 1;
+        if self.damaged <= 10 {
+            eprintln!(
+                "ipclog: {name}: after packet {}: damaged record: {e}",
+                self.packets
+            );
+        }
+    }
+
+    /// Prints statistics when they are due (checked every 4096 packets).
+    #[inline]
+    fn tick(&mut self, r: &Reader) {
+        if self.packets & 4095 == 0 {
+            self.stats_if_due(r);
+        }
+    }
+
+    fn stats_if_due(&mut self, r: &Reader) {
+        if let (Some(t), Some(every)) = (self.next_stats, self.every) {
+            if Instant::now() >= t {
+                print_stats(r, self.packets);
+                self.next_stats = Some(Instant::now() + every);
+            }
+        }
+    }
+}
+
+/// Whether the capture `args` name is a regular file (a path, or standard input redirected
+/// from one): reading it never waits for a writer.
+fn source_is_regular(args: &CaptureArgs) -> bool {
+    match args.read_file.as_deref() {
+        Some("-") => {
+            // SAFETY: fstat only writes the zero-initialised struct we hand it.
+            unsafe {
+                let mut st: libc::stat = std::mem::zeroed();
+                libc::fstat(0, &mut st) == 0 && st.st_mode & libc::S_IFMT == libc::S_IFREG
+            }
+        }
+        Some(path) => std::fs::metadata(path).is_ok_and(|m| m.is_file()),
+        None => false,
+    }
+}
+
+/// Reads and tracks on this thread: live captures (non-blocking, with idle handling) and
+/// files that are not regular (pipes).
+fn read_direct(
+    cap: &mut Capture<dyn Activated>,
+    live_fd: Option<std::os::fd::RawFd>,
+    name: &str,
+    r: &mut Reader,
+    progress: &mut Progress,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+) -> Result<(), CaptureError> {
+    let live = live_fd.is_some();
+    let mut consecutive = 0u32;
+    let mut last_flush = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match cap.next_packet() {
+            Ok(p) => {
+                consecutive = 0;
+                progress.packets += 1;
+                let ts_us = ts_us(&p.header.ts);
+                r.frame(ts_us, p.header.len, p.data, sink);
+                // A busy live capture never idles: flush its output at least once a second.
+                if live
+                    && progress.packets & 255 == 0
+                    && last_flush.elapsed() >= Duration::from_secs(1)
+                {
+                    sink.flush();
+                    last_flush = Instant::now();
+                }
+                progress.tick(r);
+            }
+            Err(pcap::Error::NoMorePackets) => break,
+            Err(pcap::Error::TimeoutExpired) => {
+                // Live and nothing to read: wait up to 100 ms for packets; when none come,
+                // let wall-clock time run the timeouts, flush, and report stats.
+                if let Some(fd) = live_fd {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd for the capture's descriptor.
+                    if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+                        continue;
+                    }
+                }
+                let now = chrono::Utc::now().timestamp_micros();
+                if r.tracker.advance(now) {
+                    let lost = r.defrag.expire(now);
+                    r.tracker.drop(Drop::FragIncomplete, lost);
+                    r.tracker.sweep(sink);
+                }
+                sink.flush();
+                progress.stats_if_due(r);
+            }
+            Err(e) => {
+                if live && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                consecutive += 1;
+                progress.damaged(name, &e);
+                if live && consecutive > 100 {
+                    return Err(CaptureError {
+                        message: format!("capture on {name}: {e}"),
+                        exit_code: 1,
+                    });
+                }
+                if !live && consecutive >= MAX_CONSECUTIVE_DAMAGE {
+                    give_up(name, progress.packets);
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn give_up(name: &str, packets: u64) {
+    eprintln!("ipclog: {name}: giving up on the rest of the file after packet {packets}");
+}
+
+/// A libpcap timestamp in microseconds.
+#[inline]
+fn ts_us(ts: &libc::timeval) -> i64 {
+    #[allow(clippy::unnecessary_cast)] // time_t/suseconds_t differ by platform
+    let us = ts.tv_sec as i64 * 1_000_000 + ts.tv_usec as i64;
+    us
+}
+
 /// Consecutive unreadable records after which the rest of a file is given up (a corrupt
 /// record header leaves libpcap no way to find the next one).
 const MAX_CONSECUTIVE_DAMAGE: u32 = 3;
@@ -402,6 +586,18 @@ pub fn run(
     sink: &mut dyn EventSink,
     stop: &AtomicBool,
     stats_every: Option<Duration>,
+) -> Result<CaptureSummary, CaptureError> {
+    run_with(args, sink, stop, stats_every, true)
+}
+
+/// [`run`], reading a regular file ahead on a second thread only when `read_ahead` (tests
+/// compare both ways).
+fn run_with(
+    args: &CaptureArgs,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+    stats_every: Option<Duration>,
+    read_ahead: bool,
 ) -> Result<CaptureSummary, CaptureError> {
     let (mut cap, name, live_fd) = open(args)?;
     let live = live_fd.is_some();
@@ -428,93 +624,26 @@ pub fn run(
         queue: std::collections::VecDeque::with_capacity(PIPELINE + 1),
         depth: if live { 0 } else { PIPELINE },
     };
-    let mut packets: u64 = 0;
-    let mut damaged: u64 = 0;
-    let mut consecutive = 0u32;
-    let mut next_stats = stats_every.map(|d| Instant::now() + d);
-    let mut last_flush = Instant::now();
-    loop {
-        if stop.load(Ordering::Relaxed) {
-            break;
-        }
-        match cap.next_packet() {
-            Ok(p) => {
-                consecutive = 0;
-                packets += 1;
-                #[allow(clippy::unnecessary_cast)] // time_t/suseconds_t differ by platform
-                let ts_us = p.header.ts.tv_sec as i64 * 1_000_000 + p.header.ts.tv_usec as i64;
-                r.frame(ts_us, p.header.len, p.data, sink);
-                // A busy live capture never idles: flush its output at least once a second.
-                if live && packets & 255 == 0 && last_flush.elapsed() >= Duration::from_secs(1) {
-                    sink.flush();
-                    last_flush = Instant::now();
-                }
-                if packets & 4095 == 0 {
-                    if let (Some(t), Some(every)) = (next_stats, stats_every) {
-                        if Instant::now() >= t {
-                            print_stats(&r, packets);
-                            next_stats = Some(Instant::now() + every);
-                        }
-                    }
-                }
-            }
-            Err(pcap::Error::NoMorePackets) => break,
-            Err(pcap::Error::TimeoutExpired) => {
-                // Live and nothing to read: wait up to 100 ms for packets; when none come,
-                // let wall-clock time run the timeouts, flush, and report stats.
-                if let Some(fd) = live_fd {
-                    let mut pfd = libc::pollfd {
-                        fd,
-                        events: libc::POLLIN,
-                        revents: 0,
-                    };
-                    // SAFETY: one valid pollfd for the capture's descriptor.
-                    if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
-                        continue;
-                    }
-                }
-                let now = chrono::Utc::now().timestamp_micros();
-                if r.tracker.advance(now) {
-                    let lost = r.defrag.expire(now);
-                    r.tracker.drop(Drop::FragIncomplete, lost);
-                    r.tracker.sweep(sink);
-                }
-                sink.flush();
-                if let (Some(t), Some(every)) = (next_stats, stats_every) {
-                    if Instant::now() >= t {
-                        print_stats(&r, packets);
-                        next_stats = Some(Instant::now() + every);
-                    }
-                }
-            }
-            Err(e) => {
-                if live && stop.load(Ordering::Relaxed) {
-                    break;
-                }
-                damaged += 1;
-                consecutive += 1;
-                if damaged <= 10 {
-                    eprintln!("ipclog: {name}: after packet {packets}: damaged record: {e}");
-                }
-                if live && consecutive > 100 {
-                    return Err(CaptureError {
-                        message: format!("capture on {name}: {e}"),
-                        exit_code: 1,
-                    });
-                }
-                if !live && consecutive >= MAX_CONSECUTIVE_DAMAGE {
-                    eprintln!(
-                        "ipclog: {name}: giving up on the rest of the file after packet {packets}"
-                    );
-                    break;
-                }
-            }
-        }
-    }
-    let kernel_drop = if live {
-        cap.stats().map(|s| s.dropped as u64).unwrap_or(0)
+    let mut progress = Progress {
+        packets: 0,
+        damaged: 0,
+        next_stats: stats_every.map(|d| Instant::now() + d),
+        every: stats_every,
+    };
+    // A regular file is read ahead on a second thread (reading and parsing overlap with
+    // tracking); a live capture or a pipe is read here, so that its events are never held
+    // back waiting for a block to fill.
+    let cap = if !live && read_ahead && source_is_regular(args) {
+        pipe::read(cap, link, &name, &mut r, &mut progress, sink, stop);
+        None
     } else {
-        0
+        read_direct(&mut cap, live_fd, &name, &mut r, &mut progress, sink, stop)?;
+        Some(cap)
+    };
+    let (packets, damaged) = (progress.packets, progress.damaged);
+    let kernel_drop = match cap {
+        Some(mut cap) if live => cap.stats().map(|s| s.dropped as u64).unwrap_or(0),
+        _ => 0,
     };
     r.drain(sink);
     r.tracker.finish(sink);

@@ -539,10 +539,19 @@ fn rstos0_history(h: &str) -> bool {
     false
 }
 
-/// A packet's flow hash, computed while it waits in the read queue.
+/// A packet's flow hash, computed ahead (while it waits in the read queue, or on a file's
+/// reader thread) for prefetching and the lookup.
 #[derive(Debug, Clone, Copy)]
 pub struct Hint {
     hash: u64,
+}
+
+impl Hint {
+    #[inline]
+    pub fn of(s: &Seen) -> Hint {
+        let (key, _) = Key::new(s);
+        Hint { hash: key.hash64() }
+    }
 }
 
 /// A hint to the CPU to start loading the cache line at `p` (no effect on results).
@@ -680,8 +689,7 @@ impl Tracker {
     /// The flow hash of `s`, computed ahead for prefetching.
     #[inline]
     pub fn hint(&self, s: &Seen) -> Hint {
-        let (key, _) = Key::new(s);
-        Hint { hash: key.hash64() }
+        Hint::of(s)
     }
 
     /// Starts loading the index slot where `h`'s flow would be.
@@ -705,9 +713,28 @@ impl Tracker {
     }
 
     /// Accounts one packet to its flow, creating, updating or replacing the flow.
+    #[inline]
     pub fn packet(&mut self, s: &Seen, sink: &mut dyn EventSink) {
         let (key, swapped) = Key::new(s);
-        let hash = key.hash64();
+        self.packet_keyed(s, key, swapped, key.hash64(), sink);
+    }
+
+    /// [`Tracker::packet`] with the flow hash `h` computed ahead ([`Hint::of`] this packet).
+    #[inline]
+    pub fn packet_hinted(&mut self, s: &Seen, h: &Hint, sink: &mut dyn EventSink) {
+        let (key, swapped) = Key::new(s);
+        debug_assert_eq!(h.hash, key.hash64());
+        self.packet_keyed(s, key, swapped, h.hash, sink);
+    }
+
+    fn packet_keyed(
+        &mut self,
+        s: &Seen,
+        key: Key,
+        swapped: bool,
+        hash: u64,
+        sink: &mut dyn EventSink,
+    ) {
         let slab = &self.slab;
         let mut idx = self.table.get(hash, |i| {
             slab[i as usize].as_ref().is_some_and(|f| f.key == key)
