@@ -1,5 +1,8 @@
 //! Measures the SQLite history's cost per event: N opens then N closes, in batches, as ipclog's
-//! database thread writes them. Usage: store_bench DB N [BATCH]
+//! database thread writes them. Usage: store_bench DB N [BATCH] [LAG]
+//!
+//! With LAG, a third phase writes N more short connections, each closed after LAG further
+//! connections opened (so with 2 x LAG < BATCH most opens and closes share a batch).
 //!
 //! Prints wall time and the thread's CPU time (from /proc/thread-self/schedstat, less
 //! disturbed by other processes on a shared machine) per event.
@@ -43,12 +46,29 @@ fn main() {
         }
         e
     };
-    for (kind, label) in [(EventKind::Open, "open"), (EventKind::Close, "close")] {
+    // Each phase's event stream: (kind, connection number).
+    let mut phases: Vec<(&str, Vec<(EventKind, u64)>)> = vec![
+        ("open", (0..n).map(|c| (EventKind::Open, c)).collect()),
+        ("close", (0..n).map(|c| (EventKind::Close, c)).collect()),
+    ];
+    if let Some(lag) = args.get(4).map(|l| l.parse::<u64>().unwrap()) {
+        let mut s = Vec::new();
+        for c in n..2 * n {
+            s.push((EventKind::Open, c));
+            if c >= n + lag {
+                s.push((EventKind::Close, c - lag));
+            }
+        }
+        s.extend((2 * n - lag.min(n)..2 * n).map(|c| (EventKind::Close, c)));
+        phases.push(("open+close", s));
+    }
+    for (label, stream) in phases {
+        let n = stream.len();
         let t = Instant::now();
         let cpu = cpu_ns();
         let mut buf = Vec::with_capacity(batch);
-        for i in 0..n {
-            buf.push(ev(kind, i));
+        for (kind, conn) in stream {
+            buf.push(ev(kind, conn));
             if buf.len() == batch {
                 store.write_batch(&buf).unwrap();
                 buf.clear();
