@@ -634,7 +634,7 @@ fn run_with(
     // tracking); a live capture or a pipe is read here, so that its events are never held
     // back waiting for a block to fill.
     let cap = if !live && read_ahead && source_is_regular(args) {
-        pipe::read(cap, link, &name, &mut r, &mut progress, sink, stop);
+        pipe::read(cap, link, &name, &mut r, &mut progress, sink, stop)?;
         None
     } else {
         read_direct(&mut cap, live_fd, &name, &mut r, &mut progress, sink, stop)?;

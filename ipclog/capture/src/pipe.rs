@@ -18,7 +18,7 @@ use shared::sink::EventSink;
 
 use crate::parse::{Drop, Link};
 use crate::tracker::{Hint, Seen};
-use crate::{parse_frame, Parsed, Progress, Reader, MAX_CONSECUTIVE_DAMAGE};
+use crate::{parse_frame, CaptureError, Parsed, Progress, Reader, MAX_CONSECUTIVE_DAMAGE};
 
 /// Records per block: large enough that a channel hand-over (a few hundred ns) is rare, small
 /// enough that a block (~200 KB) stays in the cache between the two threads.
@@ -85,19 +85,24 @@ pub(crate) fn read(
     progress: &mut Progress,
     sink: &mut dyn EventSink,
     stop: &AtomicBool,
-) {
+) -> Result<(), CaptureError> {
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<Block>(BLOCKS);
         let (empty_tx, empty_rx) = sync_channel::<Block>(BLOCKS);
         for _ in 0..BLOCKS {
             empty_tx.send(Block::new()).expect("the receiver is here");
         }
-        std::thread::Builder::new()
+        if let Err(e) = std::thread::Builder::new()
             .name("pcap-reader".into())
             .spawn_scoped(scope, move || {
                 read_blocks(cap, link, stop, full_tx, empty_rx)
             })
-            .expect("cannot start the capture reader thread");
+        {
+            return Err(CaptureError {
+                message: format!("{name}: cannot start the reader thread: {e}"),
+                exit_code: 1,
+            });
+        }
         // Leaving this closure drops both channel ends, which ends the reader wherever it
         // waits; the scope then joins it.
         // Blocks replace the read queue: the packets ahead are in the block already, so their
@@ -162,7 +167,8 @@ pub(crate) fn read(
             // block is simply dropped.
             let _ = empty_tx.send(b);
         }
-    });
+        Ok(())
+    })
 }
 
 /// The reader thread: libpcap's loop, parsing each frame into the block being filled.
