@@ -618,19 +618,16 @@ fn make_uid(s: &mut String, id: u64, first_us: i64, key: &Key) {
     let mut v1 = b.hash_one((id, first_us, key));
     let mut v2 = b.hash_one((key, first_us ^ 0x5bd1e995, id.rotate_left(17)));
     const DIGITS: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-    // Built in a byte array and appended once: a push per character costs a capacity check
-    // and a UTF-8 encoding each, for every event.
-    let mut u = [b'C'; 18];
-    for c in &mut u[1..10] {
-        *c = DIGITS[(v1 % 62) as usize];
+    s.clear();
+    s.push('C');
+    for _ in 0..9 {
+        s.push(DIGITS[(v1 % 62) as usize] as char);
         v1 /= 62;
     }
-    for c in &mut u[10..] {
-        *c = DIGITS[(v2 % 62) as usize];
+    for _ in 0..8 {
+        s.push(DIGITS[(v2 % 62) as usize] as char);
         v2 /= 62;
     }
-    s.clear();
-    s.push_str(std::str::from_utf8(&u).expect("base62 digits are ASCII"));
 }
 
 impl Tracker {
