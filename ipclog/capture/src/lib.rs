@@ -193,6 +193,13 @@ fn open(args: &CaptureArgs) -> Result<Opened, CaptureError> {
             })?;
             return Ok((cap.into(), "standard input".into(), None));
         }
+        // A named pipe (or a character device such as /dev/stdin on a pipe) can be read only
+        // once: libpcap gets it directly, without our look at the magic number first.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+            let cap = Capture::from_file(path)
+                .map_err(|e| usage_error(format!("{path}: cannot read capture: {e}")))?;
+            return Ok((cap.into(), path.clone(), None));
+        }
         let mut f = std::fs::File::open(path)
             .map_err(|e| usage_error(format!("{path}: cannot open: {e}")))?;
         let mut magic = [0u8; 4];
