@@ -326,6 +326,26 @@ mod tests {
         for (a, b) in one.events.iter().zip(&two.events) {
             assert_eq!(a, b);
         }
+        // The same file through a named pipe: `run` reads it on one thread (a pipe is never
+        // read ahead) and must give the same again.
+        let fifo = dir.join("blocks.fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let bytes = std::fs::read(&p).unwrap();
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(fifo, bytes))
+        };
+        let args = CaptureArgs {
+            read_file: Some(fifo.to_str().unwrap().into()),
+            ..CaptureArgs::default()
+        };
+        let mut piped = VecSink::default();
+        let piped_sum = crate::run(&args, &mut piped, &AtomicBool::new(false), None).unwrap();
+        writer.join().unwrap().unwrap();
+        assert_eq!(format!("{one_sum:?}"), format!("{piped_sum:?}"));
+        assert!(piped.events == one.events);
         // Stopped before the first packet: nothing read, either way.
         let (stopped, sum) = read(&p, true, true);
         assert_eq!((sum.packets, stopped.events.len()), (0, 0), "{sum:?}");
