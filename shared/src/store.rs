@@ -422,7 +422,7 @@ impl Store {
     }
 }
 
-/// Connection-level settings for a writer that takes floods of rows into four indexes: a
+/// Connection-level settings for a writer that takes floods of rows and their three indexes: a
 /// 64 MiB page cache so index pages are not re-read, and rarer checkpoints (64 MiB of WAL) so
 /// an index page changed by many batches is copied back to the database once, not per batch.
 /// Durability is unchanged: WAL, one transaction per batch, `synchronous = NORMAL`.
@@ -621,8 +621,8 @@ const INSERT_SQL: &str = "INSERT INTO connections (
             coalesce(?17, ?6), coalesce(?18, ?10, ?8), ?16, ?17, ?18,
             ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)";
 
-/// Opens inserted by one statement: fewer statement executions (each opens four B-tree
-/// cursors and resets its registers).
+/// Opens inserted by one statement: fewer statement executions (each opens B-tree cursors on
+/// the table and its three indexes and resets its registers).
 const INSERT_ROWS: usize = 8;
 
 /// `INSERT_SQL` for `INSERT_ROWS` rows, row j's parameters numbered from 27 x j + 1.
