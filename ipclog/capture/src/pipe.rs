@@ -103,10 +103,10 @@ pub(crate) fn read(
                 exit_code: 1,
             });
         }
-        // Leaving this closure drops both channel ends, which ends the reader wherever it
-        // waits; the scope then joins it.
         // Blocks replace the read queue: the packets ahead are in the block already, so their
         // flows are prefetched from there (index slot 8 packets ahead, the flow 4 ahead).
+        // Leaving this closure (end, give-up, stop) drops both channel ends, which ends the
+        // reader at its next hand-over or wait; the scope then joins it.
         r.depth = 0;
         'blocks: while let Ok(mut b) = full_rx.recv() {
             let records = &b.records;
