@@ -25,8 +25,9 @@ use crate::{parse_frame, CaptureError, Parsed, Progress, Reader, MAX_CONSECUTIVE
 const BLOCK_RECORDS: usize = 2048;
 /// Frame bytes (fragments, error texts) after which a block is handed over early.
 const BLOCK_BYTES: usize = 1 << 20;
-/// How many packets ahead of the one being tracked the flow index slot is prefetched.
-const PREFETCH_AHEAD: usize = 8;
+/// How many packets ahead of the one being tracked the flow index slot is prefetched (the
+/// flow itself half as far ahead, once its slot has arrived). 16 measured ~3 % faster than 8.
+const PREFETCH_AHEAD: usize = 16;
 /// Blocks in circulation: one being filled, one being tracked, two in the queue.
 const BLOCKS: usize = 4;
 
@@ -104,7 +105,7 @@ pub(crate) fn read(
             });
         }
         // Blocks replace the read queue: the packets ahead are in the block already, so their
-        // flows are prefetched from there (index slot 8 packets ahead, the flow 4 ahead).
+        // flows are prefetched from there (index slot 16 packets ahead, the flow 8 ahead).
         // Leaving this closure (end, give-up, stop) drops both channel ends, which ends the
         // reader at its next hand-over or wait; the scope then joins it.
         r.depth = 0;
