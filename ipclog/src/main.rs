@@ -250,7 +250,7 @@ fn run_capture(cli: &Cli, sinks: &mut Filtered<FanOut>, stats_every: Option<Dura
     sinks.program(now, "ipclog started");
     sinks.inner.raw_line(&shared::logfmt::header_line(now));
     let result = ipclog_capture::run(&cli.capture, sinks, &daemon::STOP, stats_every);
-    let (code, lost, dropped) = match &result {
+    let (code, errors, lost, dropped) = match &result {
         Ok(summary) => {
             // Packets the kernel dropped before libpcap saw them are lost events; the ones
             // the tracker could not use are dropped (both also in the runs table).
@@ -261,14 +261,14 @@ fn run_capture(cli: &Cli, sinks: &mut Filtered<FanOut>, stats_every: Option<Dura
                 .map(|(_, n)| n)
                 .sum();
             sinks.program(Utc::now(), &summary.describe());
-            (0, lost, summary.dropped_packets())
+            (0, 0, lost, summary.dropped_packets())
         }
         Err(e) => {
             eprintln!("ipclog: {e}");
             sinks.program(Utc::now(), &format!("error: {e}"));
-            (e.exit_code, 0, 0)
+            (e.exit_code, 1, 0, 0)
         }
     };
-    sinks.inner.finish(0, lost, dropped);
+    sinks.inner.finish(errors, lost, dropped);
     code
 }

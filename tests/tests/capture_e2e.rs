@@ -238,13 +238,20 @@ fn bad_input_gives_one_clear_line_and_exit_code_2() {
         (vec!["-i".into(), "nosuchif0".into()], "nosuchif0"),
     ];
     for (args, want) in cases {
-        let mut a: Vec<String> = args.clone();
-        a.extend(["-f".into(), d.join("x.log").display().to_string()]);
+        // Options first: as with tcpdump, everything after the filter's first word is filter.
+        let mut a: Vec<String> = vec!["-f".into(), d.join("x.log").display().to_string()];
+        a.extend(args.iter().cloned());
         let refs: Vec<&str> = a.iter().map(|s| s.as_str()).collect();
         let (code, _, err) = ipclog_read(&refs);
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
+        // The log says what went wrong and counts it in the stop line.
+        let logged = std::fs::read_to_string(d.join("x.log")).unwrap();
+        let last = logged.lines().last().unwrap_or_default();
+        assert!(last.ends_with("ipclog stopped, 1 errors"), "{args:?}: {logged}");
+        assert!(logged.contains(want), "{args:?}: {logged}");
+        std::fs::remove_file(d.join("x.log")).unwrap();
     }
 }
 
