@@ -249,7 +249,10 @@ fn bad_input_gives_one_clear_line_and_exit_code_2() {
         // The log says what went wrong and counts it in the stop line.
         let logged = std::fs::read_to_string(d.join("x.log")).unwrap();
         let last = logged.lines().last().unwrap_or_default();
-        assert!(last.ends_with("ipclog stopped, 1 errors"), "{args:?}: {logged}");
+        assert!(
+            last.ends_with("ipclog stopped, 1 errors"),
+            "{args:?}: {logged}"
+        );
         assert!(logged.contains(want), "{args:?}: {logged}");
         std::fs::remove_file(d.join("x.log")).unwrap();
     }
