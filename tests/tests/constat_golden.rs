@@ -34,6 +34,34 @@ fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).expect("report is UTF-8")
 }
 
+/// `constat -f <sample> -d 2004-08-05 --lookup <lookup>`: must succeed silently; its report.
+fn sample_report(dir: &Path, lookup: &Path) -> String {
+    let s = sample();
+    let out = constat(
+        dir,
+        &[
+            "-f",
+            s.to_str().unwrap(),
+            "-d",
+            "2004-08-05",
+            "--lookup",
+            lookup.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(&out)
+}
+
+/// The expected report, byte for byte (the seed's report in our fixed-width layout).
+fn expected_report() -> String {
+    std::fs::read_to_string(repo_root().join("tests/data/constat/sample-2004-08-05.txt")).unwrap()
+}
+
 /// The report as printed in the seed page (its whitespace was lost, so as tokens).
 fn seed_report_tokens() -> Option<Vec<String>> {
     let dir = repo_root().join("../shared/seeds");
@@ -61,31 +89,8 @@ fn sample_log_gives_the_documented_report() {
     let dir = scratch("constat-golden");
     let lookup = dir.join("constat.lookup");
     std::fs::write(&lookup, LOOKUP).unwrap();
-    let s = sample();
-    let out = constat(
-        &dir,
-        &[
-            "-f",
-            s.to_str().unwrap(),
-            "-d",
-            "2004-08-05",
-            "--lookup",
-            lookup.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got = stdout(&out);
-
-    // Byte-exact against the expected file (the seed's report in our fixed-width layout).
-    let expected =
-        std::fs::read_to_string(repo_root().join("tests/data/constat/sample-2004-08-05.txt"))
-            .unwrap();
-    assert_eq!(got, expected);
+    let got = sample_report(&dir, &lookup);
+    assert_eq!(got, expected_report());
     let lines: Vec<&str> = got.lines().collect();
     assert_eq!(lines[0], "scanning for date 2004-08-05");
     assert_eq!(lines[2], "-".repeat(75));
@@ -121,37 +126,14 @@ fn sample_log_gives_the_documented_report() {
 fn bundled_lookup_gives_the_same_report() {
     // The README's first command uses the shipped sample lookup file.
     let dir = scratch("constat-golden-bundled");
-    let s = sample();
-    let l = repo_root().join("lookup/constat.lookup");
-    let out = constat(
-        &dir,
-        &[
-            "-f",
-            s.to_str().unwrap(),
-            "-d",
-            "2004-08-05",
-            "--lookup",
-            l.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{out:?}");
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let expected =
-        std::fs::read_to_string(repo_root().join("tests/data/constat/sample-2004-08-05.txt"))
-            .unwrap();
-    assert_eq!(stdout(&out), expected);
+    let got = sample_report(&dir, &repo_root().join("lookup/constat.lookup"));
+    assert_eq!(got, expected_report());
 }
 
 #[test]
 fn readme_shows_the_report_its_first_command_prints() {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).unwrap();
-    let expected =
-        std::fs::read_to_string(repo_root().join("tests/data/constat/sample-2004-08-05.txt"))
-            .unwrap();
+    let expected = expected_report();
     assert!(
         readme.contains(&format!("```text\n{expected}```")),
         "README.md's sample report differs from tests/data/constat/sample-2004-08-05.txt"
