@@ -114,6 +114,21 @@ fn main() -> ExitCode {
     }
 
     // Everything that can fail at start is opened now: files, database, socket.
+    // The source first, before any output is created or written: without CAP_NET_ADMIN (or
+    // with a capture file that is not one) that is the one line to say.
+    let source = if cli.capture.is_capture() {
+        match ipclog_capture::open_capture(&cli.capture) {
+            Ok(c) => Source::Capture(c),
+            Err(e) => return fail(e.exit_code.clamp(1, 255) as u8, format!("ipclog: {e}")),
+        }
+    } else {
+        let s = match ctsock::EventSocket::open(cli.rcvbuf, Duration::from_millis(100)) {
+            Ok(s) => s,
+            Err(e) => return fail(2, e.message),
+        };
+        check_kernel_settings();
+        Source::Conntrack(s)
+    };
     let mut fan = FanOut::default();
     if cli.log.is_some() || no_output {
         match TextOut::open(cli.log.as_deref(), "log") {
@@ -145,12 +160,12 @@ fn main() -> ExitCode {
     let open_store = |db: &Path| -> Result<Store, String> {
         let mut s = Store::open(db).map_err(|e| format!("ipclog: {e}"))?;
         let command: Vec<String> = std::env::args().collect();
-        let source = if cli.capture.is_capture() {
+        let source_name = if cli.capture.is_capture() {
             "pcap"
         } else {
             "conntrack"
         };
-        s.start_run(Utc::now(), source, &command.join(" "))
+        s.start_run(Utc::now(), source_name, &command.join(" "))
             .map_err(|e| format!("ipclog: {}: cannot write: {e}", db.display()))?;
         Ok(s)
     };
@@ -180,18 +195,6 @@ fn main() -> ExitCode {
         None => None,
     };
     let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
-
-    let sock = if cli.capture.is_capture() {
-        None
-    } else {
-        // Permission first: without CAP_NET_ADMIN that is the one line to say.
-        let s = match ctsock::EventSocket::open(cli.rcvbuf, Duration::from_millis(100)) {
-            Ok(s) => s,
-            Err(e) => return fail(2, e.message),
-        };
-        check_kernel_settings();
-        Some(s)
-    };
 
     if cli.daemon {
         if let Err(e) = daemon::daemonize() {
@@ -228,8 +231,8 @@ fn main() -> ExitCode {
     }
     let mut sinks = Filtered { filter, inner: fan };
 
-    let code = match sock {
-        Some(sock) => {
+    let code = match source {
+        Source::Conntrack(sock) => {
             let cfg = conntrack::Config {
                 queue: cli.queue,
                 evict_every: (cli.evict_every > 0.0)
@@ -238,18 +241,30 @@ fn main() -> ExitCode {
             };
             conntrack::run(cfg, sock, sinks)
         }
-        None => run_capture(&cli, &mut sinks, stats_every),
+        Source::Capture(capture) => run_capture(capture, &cli, &mut sinks, stats_every),
     };
     drop(pidfile);
     ExitCode::from(code as u8)
 }
 
+/// Where events come from: the conntrack event socket, or an opened capture.
+enum Source {
+    Conntrack(ctsock::EventSocket),
+    Capture(ipclog_capture::OpenCapture),
+}
+
 /// Packets as the source: the capture crate drives the same sinks.
-fn run_capture(cli: &Cli, sinks: &mut Filtered<FanOut>, stats_every: Option<Duration>) -> i32 {
+fn run_capture(
+    capture: ipclog_capture::OpenCapture,
+    cli: &Cli,
+    sinks: &mut Filtered<FanOut>,
+    stats_every: Option<Duration>,
+) -> i32 {
     let now = Utc::now();
     sinks.program(now, "ipclog started");
     sinks.inner.raw_line(&shared::logfmt::header_line(now));
-    let result = ipclog_capture::run(&cli.capture, sinks, &daemon::STOP, stats_every);
+    let result =
+        ipclog_capture::run_opened(capture, &cli.capture, sinks, &daemon::STOP, stats_every);
     let (code, errors, lost, dropped) = match &result {
         Ok(summary) => {
             // Packets the kernel dropped before libpcap saw them are lost events; the ones

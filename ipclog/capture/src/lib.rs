@@ -586,28 +586,20 @@ const MAX_CONSECUTIVE_DAMAGE: u32 = 3;
 /// How many parsed packets a file read keeps queued for prefetching (see `Reader::submit`).
 const PIPELINE: usize = 8;
 
-/// Reads the capture `args` names (file or interface) to its end (or until `stop` is set),
-/// sending every event to `sink`; with `stats_every`, prints statistics to stderr that often.
-pub fn run(
-    args: &CaptureArgs,
-    sink: &mut dyn EventSink,
-    stop: &AtomicBool,
-    stats_every: Option<Duration>,
-) -> Result<CaptureSummary, CaptureError> {
-    run_with(args, sink, stop, stats_every, true)
+/// A capture source that is open, of a supported link type, with its filter compiled: what
+/// can go wrong before the first packet has gone wrong already, so ipclog can refuse to start
+/// without writing a log line.
+pub struct OpenCapture {
+    cap: Capture<dyn Activated>,
+    name: String,
+    live_fd: Option<std::os::fd::RawFd>,
+    link: Link,
+    link_name: String,
 }
 
-/// [`run`], reading a regular file ahead on a second thread only when `read_ahead` (tests
-/// compare both ways).
-fn run_with(
-    args: &CaptureArgs,
-    sink: &mut dyn EventSink,
-    stop: &AtomicBool,
-    stats_every: Option<Duration>,
-    read_ahead: bool,
-) -> Result<CaptureSummary, CaptureError> {
+/// Opens the file or interface `args` names, checks its link type and compiles the filter.
+pub fn open_capture(args: &CaptureArgs) -> Result<OpenCapture, CaptureError> {
     let (mut cap, name, live_fd) = open(args)?;
-    let live = live_fd.is_some();
     let lt = cap.get_datalink();
     let lt_name = lt.get_name().unwrap_or_else(|_| format!("DLT_{}", lt.0));
     let Some(link) = Link::from_linktype(lt.0) else {
@@ -622,6 +614,55 @@ fn run_with(
         cap.filter(&expr, true)
             .map_err(|e| usage_error(format!("bad filter expression '{expr}': {e}")))?;
     }
+    Ok(OpenCapture {
+        cap,
+        name,
+        live_fd,
+        link,
+        link_name: lt_name,
+    })
+}
+
+/// Reads the capture `args` names (file or interface) to its end (or until `stop` is set),
+/// sending every event to `sink`; with `stats_every`, prints statistics to stderr that often.
+pub fn run(
+    args: &CaptureArgs,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+    stats_every: Option<Duration>,
+) -> Result<CaptureSummary, CaptureError> {
+    run_opened(open_capture(args)?, args, sink, stop, stats_every)
+}
+
+/// [`run`] on a capture [`open_capture`] has opened (`args` for the tracker's options).
+pub fn run_opened(
+    opened: OpenCapture,
+    args: &CaptureArgs,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+    stats_every: Option<Duration>,
+) -> Result<CaptureSummary, CaptureError> {
+    run_with(opened, args, sink, stop, stats_every, true)
+}
+
+/// [`run_opened`], reading a regular file ahead on a second thread only when `read_ahead`
+/// (tests compare both ways).
+fn run_with(
+    opened: OpenCapture,
+    args: &CaptureArgs,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+    stats_every: Option<Duration>,
+    read_ahead: bool,
+) -> Result<CaptureSummary, CaptureError> {
+    let OpenCapture {
+        mut cap,
+        name,
+        live_fd,
+        link,
+        link_name: lt_name,
+    } = opened;
+    let live = live_fd.is_some();
     let opts = Options::from_args(args);
     let mut r = Reader {
         link,

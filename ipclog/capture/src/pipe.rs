@@ -239,7 +239,7 @@ mod tests {
     use e2e::pcapgen::{self, Link, Record as PcapRecord, Session};
     use shared::sink::VecSink;
 
-    use crate::{run_with, CaptureArgs, CaptureSummary};
+    use crate::{open_capture, run_with, CaptureArgs, CaptureSummary};
 
     const T0: i64 = 1_700_000_000_000_000;
 
@@ -298,7 +298,15 @@ mod tests {
         };
         let mut sink = VecSink::default();
         let stop = AtomicBool::new(stop);
-        let sum = run_with(&args, &mut sink, &stop, None, ahead).unwrap();
+        let sum = run_with(
+            open_capture(&args).unwrap(),
+            &args,
+            &mut sink,
+            &stop,
+            None,
+            ahead,
+        )
+        .unwrap();
         (sink, sum)
     }
 
