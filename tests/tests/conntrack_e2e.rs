@@ -232,9 +232,21 @@ struct Ipclog {
 
 impl Ipclog {
     fn start(ns: &Netns, dir: &Path, extra: &[&str]) -> Ipclog {
+        Ipclog::start_under(ns, dir, &[], extra)
+    }
+
+    /// Starts ipclog through `wrapper` (a command and its arguments that then run ipclog).
+    fn start_under(ns: &Netns, dir: &Path, wrapper: &[&str], extra: &[&str]) -> Ipclog {
         let log = dir.join("ipclog.log");
         let stderr = dir.join("ipclog.stderr");
-        let mut c = ns.command(bin("ipclog"));
+        let mut c = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = ns.command(program);
+                c.args(args).arg(bin("ipclog"));
+                c
+            }
+            None => ns.command(bin("ipclog")),
+        };
         c.arg("-f")
             .arg(&log)
             .args(["--evict-every", "1"])
@@ -1324,4 +1336,44 @@ fn names_with_resolve_option() {
     let text = numeric_ports.stop();
     assert!(text.contains("dst_name=server.test"), "{text}");
     assert!(!text.contains("service="), "{text}");
+}
+
+#[test]
+fn cap_net_admin_is_all_it_needs() {
+    require_netns!();
+    let lab = Lab::new();
+    let dir = scratch("ct-capnetadmin");
+    // Root's files, but of all capabilities only CAP_NET_ADMIN (as the systemd unit in
+    // ipclog/contrib runs it).
+    let ipc = Ipclog::start_under(
+        &lab.router,
+        &dir,
+        &["setpriv", "--bounding-set", "-all,+net_admin", "--"],
+        &["--db", dir.join("h.db").to_str().unwrap()],
+    );
+    // `ip netns exec` and setpriv exec ipclog in place: the child is ipclog itself.
+    let status = fs::read_to_string(format!("/proc/{}/status", ipc.child.id())).unwrap();
+    let cap_eff = status.lines().find(|l| l.starts_with("CapEff:")).unwrap();
+    assert!(cap_eff.ends_with("0000000000001000"), "{cap_eff}"); // bit 12: CAP_NET_ADMIN
+    let out = lab
+        .client
+        .command("python3")
+        .args(["-c", CLIENT_PY, "udp", SERVER, "5353", "10"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let sport: u16 = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .expect("client prints its port");
+    let closed = wait_closed(&ipc, Some(sport), Some(5353), 17);
+    assert!(closed.iter().any(|l| l.starts_with("C ")), "{closed:?}");
+    let text = ipc.stop();
+    assert!(text.contains(&format!(" {sport} ")), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    for f in ["ipclog.log", "h.db"] {
+        let mode = fs::metadata(dir.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o640, "{f}");
+    }
 }
