@@ -249,6 +249,16 @@ struct Endpoint {
     bad_csum: (u32, u32),
     syn_seq: Option<u32>,
     synack_seq: Option<u32>,
+    /// Zeek's TCP_Reassembler `last_reassem_seq`: relative sequence number (first data byte
+    /// = 1) up to which this side's data was seen without a hole.
+    reassem: i64,
+    /// Data seen above a hole, as one range [lo, hi) (empty when lo >= hi). Disjoint ranges
+    /// are merged into one, so a second hole between them is taken as filled: with that the
+    /// `g` letter is only ever missed, never invented, and nothing is allocated.
+    above: (i64, i64),
+    /// Zeek's FIN_seq: relative sequence number one past this side's last FIN.
+    fin_rel: i64,
+    gaps: (u32, u32),
 }
 
 impl Endpoint {
@@ -273,6 +283,10 @@ impl Endpoint {
             syn_seq: None,
             synack_seq: None,
             segs: Segs::new(),
+            reassem: 1,
+            above: (0, 0),
+            fin_rel: 0,
+            gaps: (0, 1),
         }
     }
 
@@ -359,6 +373,8 @@ struct Flow {
     /// The direction (as returned by Key::new) in which the originator sends.
     orig_swapped: bool,
     fin_seen: bool,
+    /// Zeek's TCP_Analyzer::IsPartial(): an endpoint began without a SYN.
+    partial: bool,
     reported: ConnState,
     ep: [Endpoint; 2],
     hist: History,
@@ -393,6 +409,7 @@ impl Flow {
         let slot = match which {
             0 => &mut e.rxmit,
             1 => &mut e.zero_win,
+            3 => &mut e.gaps,
             _ => &mut e.bad_csum,
         };
         slot.0 = slot.0.saturating_add(1);
@@ -841,6 +858,7 @@ impl Tracker {
             reported: ConnState::Other,
             anom: Anomalies::default(),
             fin_seen: false,
+            partial: false,
         };
         let i = match self.free.pop() {
             Some(i) => {
@@ -1083,6 +1101,7 @@ fn tcp_packet(
     }
     if fin {
         f.ep[d].fin_cnt += 1;
+        f.ep[d].fin_rel = rel_seq + seg_len;
         f.fin_seen = true;
     }
 
@@ -1151,7 +1170,75 @@ fn tcp_packet(
     }
 
     update_state(f, d, fl, len);
+    // As in Zeek, the ACK is checked for a content gap only after the state update, so that
+    // an ACK in a RST (or after one) is seen in an unclean state and not flagged; then this
+    // packet's own data reaches the reassembly point.
+    if ack {
+        content_gap(f, d, s.l4.ack);
+    }
+    if len > 0 && !rst {
+        data_seen(&mut f.ep[d], rel_seq + syn as i64, len);
+    }
     (segments, seg_drops)
+}
+
+/// Zeek's TCP_Reassembler::AckReceived / Undelivered / Gap for the data of `d`'s peer: an
+/// acknowledgement beyond the data seen without a hole means the peer sent data this capture
+/// does not hold, a content gap (`G` originator, `g` responder, again at 10, 100, ... gaps).
+/// Like Zeek it is only recorded while both sides are established or closed from established,
+/// and an ACK of at most 2 in a partial connection is not one (its numbering is made up).
+#[inline]
+fn content_gap(f: &mut Flow, d: usize, ack: u32) {
+    let pd = 1 - d;
+    let p = &mut f.ep[pd];
+    if p.state == Ep::Inactive {
+        return;
+    }
+    let mut up_to = Endpoint::full(p.ack, ack) - p.start;
+    // The FIN takes one sequence number but carries no data: acknowledging it is no gap.
+    if p.fin_cnt > 0 && up_to >= p.fin_rel {
+        up_to = p.fin_rel - 1;
+    }
+    if up_to <= p.reassem || (up_to <= 2 && f.partial) {
+        return;
+    }
+    // Data seen above the hole that the ACK now passes is delivered with it (Zeek's
+    // BlockInserted after the gap).
+    p.reassem = up_to;
+    let (lo, hi) = p.above;
+    if lo < hi && lo <= up_to {
+        p.reassem = p.reassem.max(hi);
+        p.above = (0, 0);
+    }
+    let clean = |e: &Endpoint| {
+        e.state == Ep::Established || (e.state == Ep::Closed && e.prev == Ep::Established)
+    };
+    if clean(&f.ep[0]) && clean(&f.ep[1]) {
+        f.scaled(pd, 3, b'G');
+    }
+}
+
+/// Zeek's TCP_Reassembler::DataSent for `len` bytes at relative sequence `seq`: in-order data
+/// advances the reassembly point (taking along data seen above it), data past a hole is kept
+/// as a range.
+#[inline]
+fn data_seen(e: &mut Endpoint, seq: i64, len: i64) {
+    let end = seq + len;
+    if end <= e.reassem {
+        return;
+    }
+    let (lo, hi) = e.above;
+    if seq <= e.reassem {
+        e.reassem = end;
+        if lo < hi && lo <= end {
+            e.reassem = end.max(hi);
+            e.above = (0, 0);
+        }
+    } else if lo < hi {
+        e.above = (lo.min(seq), hi.max(end));
+    } else {
+        e.above = (seq, end);
+    }
 }
 
 fn split(ep: &mut [Endpoint; 2], d: usize) -> (&mut Endpoint, &mut Endpoint) {
@@ -1199,6 +1286,7 @@ fn update_state(f: &mut Flow, d: usize, fl: u8, len: i64) {
                     e.set(Ep::Established);
                 } else {
                     e.set(Ep::Partial);
+                    f.partial = true;
                 }
             }
         }

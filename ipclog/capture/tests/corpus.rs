@@ -175,6 +175,24 @@ fn client_half_duplex_ssh_sessions() {
 }
 
 #[test]
+fn acknowledged_but_missing_data_is_a_content_gap() {
+    // zeek/07 (Zeek's miss_end_data.pcap): the server's FIN comes at seq 2903 without any of
+    // the 2902 bytes before it in the trace, and the client acknowledges 2904. Zeek's
+    // baseline conn.log: SF, history ShADafgF (the `g` at that ACK, before the client's
+    // FIN), 538 / 2902 bytes, 5 / 4 packets; its content_gap event: responder, seq 1, 2902.
+    let Some(p) = corpus("zeek/07-miss-end-data-gap/miss_end_data.pcap") else {
+        return;
+    };
+    let (ev, _) = read(&p);
+    let c = closes(&ev);
+    assert_eq!(c.len(), 1);
+    assert_eq!(state_hist(c[0]), ("SF", "ShADafgF"));
+    let k = c[0].counters.unwrap();
+    assert_eq!((k.orig_bytes, k.resp_bytes), (Some(538), Some(2902)));
+    assert_eq!((k.orig_pkts, k.resp_pkts), (5, 4));
+}
+
+#[test]
 fn capture_starting_mid_connection() {
     // zeek/06 starts with the server's SYN-ACK: roles flip (^), then the exchange and both FINs.
     let Some(p) = corpus("zeek/06-missing-syn-midstream/missing-syn.pcap") else {
@@ -382,6 +400,17 @@ fn sequence_wrap_in_a_long_transfer() {
     };
     let (ev, sum) = read(&p);
     check_accounting(&ev, &sum, "bigtransfer");
+    // The trace was cut on purpose (Zeek's test says so): the FTP data connection's server
+    // data jumps from seq 1:14481 to 380370193 (tcpdump -nn -r), and the client acknowledges
+    // across the hole, so its history has the responder's content gap `g` (once: fewer than
+    // 10 holes) and no `G` (the client sends no data).
+    let data: Vec<_> = closes(&ev)
+        .into_iter()
+        .filter(|e| e.orig.dport == Some(37150))
+        .collect();
+    assert_eq!(data.len(), 1);
+    let h = data[0].history.as_deref().unwrap();
+    assert_eq!((h.matches('g').count(), h.contains('G')), (1, false), "{h}");
     for e in closes(&ev) {
         let k = e.counters.unwrap();
         assert!(k.orig_bytes.unwrap() < 1 << 40 && k.resp_bytes.unwrap() < 1 << 40);

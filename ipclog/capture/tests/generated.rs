@@ -697,3 +697,87 @@ fn random_frames_on_every_link_type_never_panic_and_are_all_accounted_for() {
         assert_eq!(sum.packets, 3000, "{link:?}");
     }
 }
+
+/// Zeek's content gap letter: the peer acknowledges data the capture never held. `drop` lists
+/// the client data segments (by index) left out of the capture; the server acknowledges each.
+fn gap_session(segments: usize, drop: &[usize], server_data: bool) -> Session {
+    let mut s = Session::new("10.0.0.1:40000", "10.0.0.2:80", 1000, 5000);
+    s.handshake(T0);
+    for k in 0..segments {
+        let t = T0 + (10 + 2 * k as i64) * MS;
+        s.data(t, true, 100);
+        if drop.contains(&k) {
+            s.packets.pop();
+        }
+        s.ack(t + MS, false);
+    }
+    if server_data {
+        s.data(T0 + 900 * MS, false, 300).ack(T0 + 901 * MS, true);
+    }
+    s.close(T0 + S);
+    s
+}
+
+fn history_of(s: &Session, name: &str) -> String {
+    let p = file(name, &Link::Ethernet(vec![]), false, &s.packets);
+    let (ev, sum) = read(&p);
+    check_accounting(&ev, &sum, name);
+    let c = closes(&ev);
+    assert_eq!(c.len(), 1, "{name}");
+    c[0].history.clone().unwrap()
+}
+
+#[test]
+fn acknowledged_data_missing_from_the_capture_is_a_content_gap() {
+    // The client's second segment is not in the capture, the server acknowledges it: `G`
+    // right after the server's ACK (`a`), as in Zeek's miss_end_data trace ("ShADafgF").
+    let h = history_of(&gap_session(3, &[1], false), "gap.cap");
+    assert_eq!(h, "ShADaGFf");
+
+    // Nothing missing: the same exchange has no gap letter, neither for a FIN acknowledged
+    // (it takes a sequence number but carries no data) nor for in-order data.
+    let h = history_of(&gap_session(3, &[], true), "nogap.cap");
+    assert_eq!(h, "ShADadFf");
+    assert!(!h.contains(['g', 'G']), "{h}");
+    let h = history_of(&normal("10.0.0.1:40000", "10.0.0.2:80"), "normal.cap");
+    assert!(!h.contains(['g', 'G']), "{h}");
+}
+
+#[test]
+fn reordered_data_is_no_gap_and_gaps_scale_like_zeek() {
+    // The second segment arrives before the first; the ACK after both covers data that was
+    // all seen, only out of order: no gap (the early segment waits above the hole).
+    let mut s = Session::new("10.0.0.1:40000", "10.0.0.2:80", 1000, 5000);
+    s.handshake(T0).data(T0 + 10 * MS, true, 100);
+    let first = s.packets.pop().unwrap();
+    s.data(T0 + 11 * MS, true, 100);
+    s.packets.push((T0 + 12 * MS, first.1));
+    s.ack(T0 + 13 * MS, false).close(T0 + S);
+    let h = history_of(&s, "reorder.cap");
+    assert!(!h.contains(['g', 'G']), "{h}");
+
+    // Like retransmissions, gaps are letters again at 10, 100, ... of them (Zeek's
+    // ScaledHistoryEntry): 9 holes give one `G`, 10 give two.
+    let nine: Vec<usize> = (0..9).map(|k| 2 * k).collect();
+    let ten: Vec<usize> = (0..10).map(|k| 2 * k).collect();
+    let h = history_of(&gap_session(20, &nine, false), "gap9.cap");
+    assert_eq!(h.matches('G').count(), 1, "{h}");
+    let h = history_of(&gap_session(20, &ten, false), "gap10.cap");
+    assert_eq!(h.matches('G').count(), 2, "{h}");
+
+    // The responder's missing data, acknowledged by the client: lower-case `g`.
+    let mut s = Session::new("10.0.0.1:40000", "10.0.0.2:80", 1000, 5000);
+    s.handshake(T0).data(T0 + 10 * MS, false, 500);
+    s.packets.pop();
+    s.ack(T0 + 11 * MS, true).close(T0 + S);
+    assert_eq!(history_of(&s, "gapr.cap"), "ShAgFf");
+
+    // An ACK in a RST is not trusted: missing data it acknowledges is no gap (Zeek checks
+    // after the state update, and a reset side is not cleanly established).
+    let mut s = Session::new("10.0.0.1:40000", "10.0.0.2:80", 1000, 5000);
+    s.handshake(T0).data(T0 + 10 * MS, true, 100);
+    s.packets.pop();
+    s.rst(T0 + 11 * MS, false);
+    let h = history_of(&s, "gaprst.cap");
+    assert!(!h.contains(['g', 'G']), "{h}");
+}
