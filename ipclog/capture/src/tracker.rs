@@ -240,6 +240,12 @@ struct Endpoint {
     start: i64,
     last: i64,
     ack: i64,
+    /// Zeek's TCP_Reassembler `last_reassem_seq`: relative sequence number (first data byte
+    /// = 1) up to which this side's data was seen without a hole. Checked on every ACK, so
+    /// kept with the other per-packet fields.
+    reassem: i64,
+    /// Zeek's FIN_seq: relative sequence number one past this side's last FIN.
+    fin_rel: i64,
     segs: Segs,
     last_syn: i64,
     last_fin: i64,
@@ -249,15 +255,10 @@ struct Endpoint {
     bad_csum: (u32, u32),
     syn_seq: Option<u32>,
     synack_seq: Option<u32>,
-    /// Zeek's TCP_Reassembler `last_reassem_seq`: relative sequence number (first data byte
-    /// = 1) up to which this side's data was seen without a hole.
-    reassem: i64,
     /// Data seen above a hole, as one range [lo, hi) (empty when lo >= hi). Disjoint ranges
     /// are merged into one, so a second hole between them is taken as filled: with that the
     /// `g` letter is only ever missed, never invented, and nothing is allocated.
     above: (i64, i64),
-    /// Zeek's FIN_seq: relative sequence number one past this side's last FIN.
-    fin_rel: i64,
     gaps: (u32, u32),
 }
 
