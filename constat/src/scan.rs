@@ -128,15 +128,8 @@ impl Interner {
     }
 }
 
-/// The anomaly keys constat counts, in report order (shared::Anomalies::entries' names).
-pub const ANOMALY_KEYS: [&str; 6] = [
-    "retrans",
-    "syn_retrans",
-    "rst",
-    "long_delay",
-    "frag",
-    "long_conn",
-];
+/// The anomaly keys constat counts, in report order: the log's own.
+pub const ANOMALY_KEYS: [&str; 6] = shared::Anomalies::KEYS;
 
 fn anomaly_bit(key: &str) -> Option<u8> {
     ANOMALY_KEYS

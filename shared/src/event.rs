@@ -273,29 +273,42 @@ impl Anomalies {
         *self == Anomalies::default()
     }
 
-    /// The anomaly names and values, in the order the log writes them. Names are the log's
-    /// `key=value` keys and the SQLite/JSON field names.
+    /// The anomaly keys, in the order the log writes them: the log's `key=value` keys and the
+    /// SQLite/JSON field names.
+    pub const KEYS: [&'static str; 6] = [
+        "retrans",
+        "syn_retrans",
+        "rst",
+        "long_delay",
+        "frag",
+        "long_conn",
+    ];
+
+    /// The anomaly names ([`Anomalies::KEYS`]) and values.
     pub fn entries(&self) -> [(&'static str, u32); 6] {
-        [
-            ("retrans", self.retransmits),
-            ("syn_retrans", self.syn_retransmits),
-            ("rst", self.resets),
-            ("long_delay", self.long_delays),
-            ("frag", self.fragments),
-            ("long_conn", self.long_connect as u32),
-        ]
+        let values = [
+            self.retransmits,
+            self.syn_retransmits,
+            self.resets,
+            self.long_delays,
+            self.fragments,
+            self.long_connect as u32,
+        ];
+        std::array::from_fn(|i| (Self::KEYS[i], values[i]))
     }
 
     /// Sets one anomaly from its log key; false when the key is not an anomaly key.
     pub fn set(&mut self, key: &str, value: u32) -> bool {
-        match key {
-            "retrans" => self.retransmits = value,
-            "syn_retrans" => self.syn_retransmits = value,
-            "rst" => self.resets = value,
-            "long_delay" => self.long_delays = value,
-            "frag" => self.fragments = value,
-            "long_conn" => self.long_connect = value != 0,
-            _ => return false,
+        let Some(i) = Self::KEYS.iter().position(|k| *k == key) else {
+            return false;
+        };
+        match i {
+            0 => self.retransmits = value,
+            1 => self.syn_retransmits = value,
+            2 => self.resets = value,
+            3 => self.long_delays = value,
+            4 => self.fragments = value,
+            _ => self.long_connect = value != 0,
         }
         true
     }

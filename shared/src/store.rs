@@ -50,7 +50,7 @@ use chrono::{DateTime, Local, Utc};
 use rusqlite::{params, Connection, OptionalExtension};
 use rustc_hash::FxHashMap;
 
-use crate::event::{Anomalies, ConnEvent, ConnState, EventKind, FlowTuple, Source};
+use crate::event::{epoch_secs, Anomalies, ConnEvent, ConnState, EventKind, FlowTuple, Source};
 
 /// The schema version this code reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -158,19 +158,6 @@ fn key(ev: &ConnEvent) -> ConnKey {
     (ev.source, ev.conn_id, ev.proto, ev.orig)
 }
 
-fn epoch(t: DateTime<Utc>) -> f64 {
-    t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9
-}
-
-fn state_name(s: ConnState) -> &'static str {
-    match s {
-        ConnState::Tcp(t) => t.as_str(),
-        ConnState::Unreplied => "UNREPLIED",
-        ConnState::Replied => "REPLIED",
-        ConnState::Other => "OTHER",
-    }
-}
-
 /// Creates `path` with mode 0640 if it does not exist, so the history is not world-readable.
 pub fn create_private(path: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -274,7 +261,7 @@ impl Store {
     ) -> rusqlite::Result<i64> {
         self.conn.execute(
             "INSERT INTO runs (started, source, command) VALUES (?1, ?2, ?3)",
-            params![epoch(started), source, command],
+            params![epoch_secs(started), source, command],
         )?;
         let id = self.conn.last_insert_rowid();
         self.run_id = Some(id);
@@ -308,7 +295,7 @@ impl Store {
         self.conn
             .execute(
                 "UPDATE runs SET stopped = ?1 WHERE id = ?2",
-                params![epoch(stopped), self.run_id],
+                params![epoch_secs(stopped), self.run_id],
             )
             .map(drop)
     }
@@ -480,7 +467,7 @@ impl<'a> NewRow<'a> {
             anomalies: Anomalies::default(),
             mark: ev.mark,
             zone: ev.zone,
-            kstart: ev.kernel_start.map(epoch),
+            kstart: ev.kernel_start.map(epoch_secs),
             kstop: None,
             uid: ev.uid.as_deref(),
             id: 0,
@@ -492,7 +479,7 @@ impl<'a> NewRow<'a> {
     fn apply(&mut self, ev: &'a ConnEvent) {
         self.updated = true;
         self.closed = ev.kind == EventKind::Close;
-        self.close_ts = self.closed.then(|| epoch(ev.ts));
+        self.close_ts = self.closed.then(|| epoch_secs(ev.ts));
         self.state = ev.state;
         self.duration = ev.duration.or(self.duration);
         let new = counter_values(ev);
@@ -504,8 +491,8 @@ impl<'a> NewRow<'a> {
         self.anomalies = ev.anomalies;
         self.mark = ev.mark.or(self.mark);
         self.zone = ev.zone.or(self.zone);
-        self.kstart = ev.kernel_start.map(epoch).or(self.kstart);
-        self.kstop = ev.kernel_stop.map(epoch).or(self.kstop);
+        self.kstart = ev.kernel_start.map(epoch_secs).or(self.kstart);
+        self.kstop = ev.kernel_stop.map(epoch_secs).or(self.kstop);
         self.uid = ev.uid.as_deref().or(self.uid);
     }
 }
@@ -732,8 +719,8 @@ fn bind_row(
     // events); the open time is then the best estimate and the row is marked as found.
     let missed_open = ev.kind != EventKind::Open;
     let open_ts = match (missed_open, ev.duration) {
-        (true, Some(d)) => epoch(ev.ts) - d,
-        _ => epoch(ev.ts),
+        (true, Some(d)) => epoch_secs(ev.ts) - d,
+        _ => epoch_secs(ev.ts),
     };
     let r = ev.reply;
     let text = |a: Option<IpAddr>| a.map(AddrText::new);
@@ -760,7 +747,7 @@ fn bind_row(
     sticky.bind(stmt, o + 20, Some(days.day(open_ts.floor() as i64, ev.ts)))?;
     bind!(stmt, o + 21, open_ts);
     bind!(stmt, o + 22, (ev.found_at_start || missed_open) as i64);
-    sticky.bind(stmt, o + 23, Some(state_name(row.state)))?;
+    sticky.bind(stmt, o + 23, Some(row.state.name()))?;
     sticky.bind(stmt, o + 24, Some(row.state.flag().encode_utf8(&mut flag)))?;
     bind!(stmt, o + 25, row.mark);
     bind!(stmt, o + 26, row.zone);
@@ -794,8 +781,12 @@ fn update_row(
     let a = &ev.anomalies;
     let mut flag = [0u8; 4];
     bind!(stmt, 1, row);
-    bind!(stmt, 2, (ev.kind == EventKind::Close).then(|| epoch(ev.ts)));
-    sticky.bind(stmt, 3, Some(state_name(ev.state)))?;
+    bind!(
+        stmt,
+        2,
+        (ev.kind == EventKind::Close).then(|| epoch_secs(ev.ts))
+    );
+    sticky.bind(stmt, 3, Some(ev.state.name()))?;
     sticky.bind(stmt, 4, Some(ev.state.flag().encode_utf8(&mut flag)))?;
     bind!(stmt, 5, ev.duration);
     for (i, c) in counter_values(ev).into_iter().enumerate() {
@@ -811,8 +802,8 @@ fn update_row(
     bind!(stmt, 19, a.long_connect as i64);
     bind!(stmt, 20, ev.mark);
     bind!(stmt, 21, ev.zone);
-    bind!(stmt, 22, ev.kernel_start.map(epoch));
-    bind!(stmt, 23, ev.kernel_stop.map(epoch));
+    bind!(stmt, 22, ev.kernel_start.map(epoch_secs));
+    bind!(stmt, 23, ev.kernel_stop.map(epoch_secs));
     bind!(stmt, 24, ev.uid.as_deref());
     stmt.raw_execute().map(drop)
 }
