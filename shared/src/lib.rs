@@ -9,6 +9,7 @@ pub mod logfmt;
 pub mod proto;
 pub mod sink;
 pub mod store;
+pub mod text;
 
 pub use event::{
     Anomalies, ConnEvent, ConnState, Counters, Direction, EventKind, FlowTuple, Source, TcpState,
