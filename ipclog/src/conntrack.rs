@@ -755,7 +755,6 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
     let mut last_stats = Instant::now();
     let mut stats_events = 0u64;
     let mut since_flush = 0usize;
-    let mut reported_db_dropped = 0u64;
     loop {
         match rx.recv_timeout(TICK) {
             Ok(msg) => {
@@ -789,14 +788,6 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
         if last_addr_poll.elapsed() >= Duration::from_secs(2) {
             last_addr_poll = Instant::now();
             p.poll_addrs();
-            let d = p.sinks.inner.db_dropped();
-            if d > reported_db_dropped {
-                p.program(&format!(
-                    "database: {} events not written (queue full)",
-                    d - reported_db_dropped
-                ));
-                reported_db_dropped = d;
-            }
         }
         if let Some(every) = cfg.stats_every {
             if last_stats.elapsed() >= every {
@@ -831,8 +822,11 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
     if decode_errors > 0 {
         p.program(&format!("{decode_errors} undecodable conntrack messages"));
     }
-    p.sinks.inner.finish(decode_errors, lost, qdropped);
-    p.exit_code
+    let outcome =
+        p.sinks
+            .inner
+            .finish(decode_errors, lost, qdropped, crate::sinks::RunTimes::now());
+    outcome.exit_code(p.exit_code)
 }
 
 /// `ipc` / `-1`: the open connections, as O lines with the seconds open so far.
@@ -869,7 +863,9 @@ pub fn snapshot(
         out.push('\n');
     }
     use std::io::Write;
-    std::io::stdout()
-        .write_all(out.as_bytes())
-        .map_err(|e| format!("ipc: standard output: {e}"))
+    match std::io::stdout().write_all(out.as_bytes()) {
+        // `ipc | head`: the reader had what it wanted.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| format!("ipc: standard output: {e}")),
+    }
 }

@@ -8,6 +8,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 pub static STOP: AtomicBool = AtomicBool::new(false);
 /// Incremented by SIGHUP; sinks that write files reopen them when it changes.
 pub static HUP: AtomicU64 = AtomicU64::new(0);
+/// An output pipe was closed by its reader: stop the run like any Unix filter, quietly
+/// (exit status 0).
+pub fn output_closed() {
+    STOP.store(true, Ordering::SeqCst);
+}
 
 extern "C" fn on_stop(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
@@ -33,7 +38,8 @@ pub fn install_signal_handlers() {
             libc::sigemptyset(&mut sa.sa_mask);
             libc::sigaction(sig, &sa, std::ptr::null_mut());
         }
-        // A closed stdout must be a counted write error, not a silent death.
+        // A closed pipe must be seen as EPIPE, so the run can stop cleanly (finish the
+        // database, say nothing more), not be a death in the middle of a write.
         libc::signal(libc::SIGPIPE, libc::SIG_IGN);
     }
 }

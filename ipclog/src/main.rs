@@ -226,8 +226,14 @@ fn main() -> ExitCode {
             l.set_names(names::Names::start(!cli.numeric_ports));
         }
     }
-    if let Some(s) = store {
-        fan.db = Some(sinks::DbSink::start(s, cli.db_queue.max(16)));
+    if let (Some(s), Some(db)) = (store, &cli.db) {
+        // A capture file (or pipe) can wait for the database; a live source cannot.
+        let when_full = if cli.capture.read_file.is_some() {
+            sinks::WhenFull::Wait
+        } else {
+            sinks::WhenFull::Drop
+        };
+        fan.db = Some(sinks::DbSink::start(s, cli.db_queue.max(16), when_full, db));
     }
     let mut sinks = Filtered { filter, inner: fan };
 
@@ -244,7 +250,7 @@ fn main() -> ExitCode {
         Source::Capture(capture) => run_capture(capture, &cli, &mut sinks, stats_every),
     };
     drop(pidfile);
-    ExitCode::from(code as u8)
+    ExitCode::from(code.clamp(0, 255) as u8)
 }
 
 /// Where events come from: the conntrack event socket, or an opened capture.
@@ -254,17 +260,44 @@ enum Source {
 }
 
 /// Packets as the source: the capture crate drives the same sinks.
+///
+/// A capture file keeps one clock in its log: its P and H lines carry packet time like its
+/// O/S/C lines (the start line the time of the first connection, the summary and stop lines
+/// the last packet's), so what a capture lost counts on the day it happened, not the day it
+/// was read. A live capture's packet time is the wall clock anyway.
 fn run_capture(
     capture: ipclog_capture::OpenCapture,
     cli: &Cli,
     sinks: &mut Filtered<FanOut>,
     stats_every: Option<Duration>,
 ) -> i32 {
-    let now = Utc::now();
-    sinks.program(now, "ipclog started");
-    sinks.inner.raw_line(&shared::logfmt::header_line(now));
-    let result =
-        ipclog_capture::run_opened(capture, &cli.capture, sinks, &daemon::STOP, stats_every);
+    let from_file = cli.capture.read_file.is_some();
+    let mut clocked = PacketClock {
+        inner: sinks,
+        start_pending: true,
+        started: None,
+    };
+    if !from_file {
+        clocked.start(Utc::now());
+    }
+    let result = ipclog_capture::run_opened(
+        capture,
+        &cli.capture,
+        &mut clocked,
+        &daemon::STOP,
+        stats_every,
+    );
+    let end = match &result {
+        Ok(s) => s
+            .last_packet_us
+            .and_then(chrono::DateTime::from_timestamp_micros)
+            .filter(|_| from_file),
+        Err(_) => None,
+    };
+    let started = clocked.started;
+    // A capture with no connection (or none that passed) still says when it was read.
+    let stopped = end.or(started).unwrap_or_else(Utc::now);
+    clocked.start(started.unwrap_or(stopped));
     let (code, errors, lost, dropped) = match &result {
         Ok(summary) => {
             // Packets the kernel dropped before libpcap saw them are lost events; the ones
@@ -275,15 +308,56 @@ fn run_capture(
                 .filter(|(k, _)| k == "kernel_drop")
                 .map(|(_, n)| n)
                 .sum();
-            sinks.program(Utc::now(), &summary.describe());
+            sinks.program(stopped, &summary.describe());
             (0, 0, lost, summary.dropped_packets())
         }
         Err(e) => {
             eprintln!("ipclog: {e}");
-            sinks.program(Utc::now(), &format!("error: {e}"));
+            sinks.program(stopped, &format!("error: {e}"));
             (e.exit_code, 1, 0, 0)
         }
     };
-    sinks.inner.finish(errors, lost, dropped);
-    code
+    let times = sinks::RunTimes {
+        started: started.filter(|_| from_file),
+        stopped,
+    };
+    let outcome = sinks.inner.finish(errors, lost, dropped, times);
+    outcome.exit_code(code)
+}
+
+/// Writes a capture's start lines on the capture's clock: at the first connection event,
+/// with its time (see `run_capture`).
+struct PacketClock<'a> {
+    inner: &'a mut Filtered<FanOut>,
+    start_pending: bool,
+    started: Option<chrono::DateTime<Utc>>,
+}
+
+impl PacketClock<'_> {
+    fn start(&mut self, at: chrono::DateTime<Utc>) {
+        if std::mem::take(&mut self.start_pending) {
+            self.started = Some(at);
+            self.inner.program(at, "ipclog started");
+            self.inner.inner.raw_line(&shared::logfmt::header_line(at));
+        }
+    }
+}
+
+impl EventSink for PacketClock<'_> {
+    fn event(&mut self, ev: &shared::ConnEvent) {
+        self.start(ev.ts);
+        self.inner.event(ev);
+    }
+
+    fn program(&mut self, ts: chrono::DateTime<Utc>, message: &str) {
+        self.inner.program(ts, message);
+    }
+
+    fn flush(&mut self) {
+        self.inner.flush();
+    }
+
+    fn errors(&self) -> u64 {
+        self.inner.errors()
+    }
 }

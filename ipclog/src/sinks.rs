@@ -28,7 +28,9 @@ use crate::daemon::HUP;
 /// Opens `path` for appending, creating it with mode 0640.
 pub fn open_append(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    // Readable too: a torn last line left by an earlier run is looked for (`torn_tail`).
     std::fs::OpenOptions::new()
+        .read(true)
         .append(true)
         .create(true)
         .mode(0o640)
@@ -37,6 +39,12 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 
 /// A text destination: standard output or a file that SIGHUP reopens (logrotate moves the
 /// old one away; the next write creates the new one).
+///
+/// Lines are written whole or counted as not written: after a short write (a disk that filled
+/// up in the middle of a buffer) the next write starts with a newline, so the torn fragment
+/// stays one bad line instead of gluing itself to the next one, and a torn last line left by
+/// an earlier run is ended the same way when the file is opened. A reader that went away
+/// (EPIPE) is not an error: the output closes and the run stops, like any Unix filter.
 pub struct TextOut {
     path: Option<PathBuf>,
     out: Box<dyn Write + Send>,
@@ -46,53 +54,71 @@ pub struct TextOut {
     /// Lines discarded because their write failed.
     pub lines_lost: u64,
     lines_in_buf: u64,
+    /// The destination holds a line without its newline (a short write, or an earlier run).
+    torn: bool,
+    /// Bytes of a torn last line found when the file was opened, not yet reported.
+    torn_at_open: Option<u64>,
+    /// The reader of a pipe went away: nothing more is written.
+    closed: bool,
+    /// The same file as `out` when it is a regular file: a torn fragment can then be cut off
+    /// again, so the file holds whole lines only.
+    regular: Option<File>,
     what: &'static str,
 }
 
 impl TextOut {
     /// Standard output, or `path` opened now (an unwritable path is a start-up error).
     pub fn open(path: Option<&Path>, what: &'static str) -> io::Result<TextOut> {
-        let (path, out): (Option<PathBuf>, Box<dyn Write + Send>) = match path {
-            None => (None, Box::new(io::stdout())),
+        let mut regular = None;
+        let (path, out, torn_at_open): (Option<PathBuf>, Box<dyn Write + Send>, _) = match path {
+            None => (None, Box::new(stdout_unbuffered()?), None),
             Some(p) => {
                 let f = open_append(p)?;
+                regular = f
+                    .try_clone()
+                    .ok()
+                    .filter(|c| c.metadata().is_ok_and(|m| m.is_file()));
+                let torn = torn_tail(&f);
                 // Absolute, so a reopen after the daemon's chdir("/") finds the same file.
                 let abs = if p.is_absolute() {
                     p.to_path_buf()
                 } else {
                     std::env::current_dir()?.join(p)
                 };
-                (Some(abs), Box::new(f))
+                (Some(abs), Box::new(f), torn)
             }
         };
-        Ok(TextOut {
-            path,
-            out,
+        let mut t = TextOut::from_writer(out);
+        t.path = path;
+        t.what = what;
+        t.torn = torn_at_open.is_some();
+        t.torn_at_open = torn_at_open;
+        t.regular = regular;
+        Ok(t)
+    }
+
+    /// Any writer (tests, and the pieces `open` puts together).
+    pub fn from_writer(w: Box<dyn Write + Send>) -> TextOut {
+        TextOut {
+            path: None,
+            out: w,
             buf: Vec::with_capacity(1 << 16),
             hup_seen: HUP.load(Ordering::Relaxed),
             errors: 0,
             lines_lost: 0,
             lines_in_buf: 0,
-            what,
-        })
-    }
-
-    /// For tests: any writer.
-    #[cfg(test)]
-    pub fn from_writer(w: Box<dyn Write + Send>) -> TextOut {
-        TextOut {
-            path: None,
-            out: w,
-            buf: Vec::new(),
-            hup_seen: 0,
-            errors: 0,
-            lines_lost: 0,
-            lines_in_buf: 0,
-            what: "test",
+            torn: false,
+            torn_at_open: None,
+            closed: false,
+            regular: None,
+            what: "output",
         }
     }
 
     pub fn line(&mut self, line: &str) {
+        if self.closed {
+            return;
+        }
         self.buf.extend_from_slice(line.as_bytes());
         self.buf.push(b'\n');
         self.lines_in_buf += 1;
@@ -101,20 +127,38 @@ impl TextOut {
         }
     }
 
+    /// The size of a torn last line found when the file was opened, once (for a P line).
+    pub fn take_torn_at_open(&mut self) -> Option<u64> {
+        self.torn_at_open.take()
+    }
+
     /// Writes what is buffered; on SIGHUP, first to the old file, then reopens.
     pub fn flush(&mut self) {
+        if self.closed {
+            self.buf.clear();
+            self.lines_in_buf = 0;
+        }
         if !self.buf.is_empty() {
-            let r = self.out.write_all(&self.buf).and_then(|_| self.out.flush());
-            if let Err(e) = r {
-                self.errors += 1;
-                self.lines_lost += self.lines_in_buf;
-                // Said once per failure streak would be nicer; once per failed flush is
-                // bounded by the flush rate and tells the operator what is wrong.
-                eprintln!(
-                    "ipclog: {} write failed ({} lines lost): {e}",
-                    self.shown(),
-                    self.lines_in_buf
-                );
+            let result = self.write_buffer();
+            if let Err(e) = result {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    // The reader is gone (`ipclog ... | head`): stop quietly. What it did not
+                    // read was never asked for.
+                    self.closed = true;
+                    crate::daemon::output_closed();
+                } else {
+                    self.errors += 1;
+                    // Said for the first failures of a streak and then every 1000th, so a full
+                    // disk does not flood standard error; the total is said at the end.
+                    if self.errors <= 3 || self.errors.is_multiple_of(1000) {
+                        eprintln!(
+                            "ipclog: {} write failed ({} lines not written, {} in all): {e}",
+                            self.shown(),
+                            self.lines_in_buf,
+                            self.lines_lost,
+                        );
+                    }
+                }
             }
             // Lines whose write failed are dropped (and counted) rather than kept: memory
             // must not grow while a disk is full.
@@ -126,19 +170,71 @@ impl TextOut {
             self.hup_seen = hup;
             if let Some(p) = &self.path {
                 match open_append(p) {
-                    Ok(f) => self.out = Box::new(f),
+                    Ok(f) => {
+                        // A file logrotate left in place (copytruncate) may end in a torn line.
+                        self.torn = torn_tail(&f).is_some();
+                        self.regular = f
+                            .try_clone()
+                            .ok()
+                            .filter(|c| c.metadata().is_ok_and(|m| m.is_file()));
+                        self.out = Box::new(f);
+                    }
                     Err(e) => {
                         self.errors += 1;
-                        eprintln!("ipclog: cannot reopen {}: {e}", p.display());
+                        eprintln!("ipclog: cannot reopen {}: {e}", self.shown());
                     }
                 }
             }
         }
     }
 
-    fn shown(&self) -> String {
+    /// Writes the buffer with as many `write` calls as it takes; on failure counts the lines
+    /// that did not get out whole and remembers a torn one.
+    fn write_buffer(&mut self) -> io::Result<()> {
+        if self.torn {
+            write_fully(&mut self.out, b"\n").map_err(|(_, e)| {
+                self.lines_lost += self.lines_in_buf;
+                e
+            })?;
+            self.torn = false;
+        }
+        match write_fully(&mut self.out, &self.buf)
+            .and_then(|()| self.out.flush().map_err(|e| (self.buf.len(), e)))
+        {
+            Ok(()) => Ok(()),
+            Err((written, e)) => {
+                let whole = memchr_count(&self.buf[..written]);
+                self.lines_lost += self.lines_in_buf - whole;
+                let fragment = self.buf[..written]
+                    .iter()
+                    .rev()
+                    .take_while(|&&c| c != b'\n')
+                    .count() as u64;
+                self.torn = fragment > 0 && !self.cut_fragment(fragment);
+                Err(e)
+            }
+        }
+    }
+
+    /// Cuts the last `fragment` bytes (a line that got out only in part) off a regular
+    /// file; false when that cannot be done (not a regular file, or the file moved on).
+    fn cut_fragment(&mut self, fragment: u64) -> bool {
+        let Some(f) = &self.regular else {
+            return false;
+        };
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            return false;
+        };
+        len >= fragment && f.set_len(len - fragment).is_ok()
+    }
+
+    pub fn shown(&self) -> String {
         match &self.path {
-            Some(p) => format!("{} {}", self.what, p.display()),
+            Some(p) => format!(
+                "{} {}",
+                self.what,
+                shared::text::escaped(&p.to_string_lossy())
+            ),
             None => format!("{} on standard output", self.what),
         }
     }
@@ -146,6 +242,64 @@ impl TextOut {
     pub fn errors(&self) -> u64 {
         self.errors
     }
+
+    /// What was not written, for the summary at the end: `None` when everything was.
+    pub fn not_written(&self) -> Option<String> {
+        (self.errors > 0).then(|| {
+            format!(
+                "{}: {} lines not written ({} failed writes)",
+                self.shown(),
+                self.lines_lost,
+                self.errors
+            )
+        })
+    }
+}
+
+/// Standard output as an unbuffered file (a duplicate of descriptor 1): `io::Stdout` keeps
+/// its own line buffer, which would hide how much of a write really got out.
+fn stdout_unbuffered() -> io::Result<File> {
+    use std::os::fd::AsFd;
+    Ok(File::from(io::stdout().as_fd().try_clone_to_owned()?))
+}
+
+/// Writes all of `data`, retrying on EINTR; on failure, how many bytes got out and why not.
+fn write_fully(out: &mut dyn Write, data: &[u8]) -> Result<(), (usize, io::Error)> {
+    let mut written = 0;
+    while written < data.len() {
+        match out.write(&data[written..]) {
+            Ok(0) => return Err((written, io::ErrorKind::WriteZero.into())),
+            Ok(n) => written += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err((written, e)),
+        }
+    }
+    Ok(())
+}
+
+fn memchr_count(b: &[u8]) -> u64 {
+    b.iter().filter(|&&c| c == b'\n').count() as u64
+}
+
+/// When a regular file does not end with a newline (an earlier run was killed or hit a full
+/// disk mid-line), how many bytes its last line has.
+fn torn_tail(f: &File) -> Option<u64> {
+    use std::os::unix::fs::FileExt;
+    let len = f.metadata().ok().filter(|m| m.is_file())?.len();
+    if len == 0 {
+        return None;
+    }
+    let mut last = [0u8; 1];
+    f.read_exact_at(&mut last, len - 1).ok()?;
+    if last[0] == b'\n' {
+        return None;
+    }
+    // Only for the message: how long the fragment is (up to 1 MiB back).
+    let back = len.min(1 << 20);
+    let mut tail = vec![0u8; back as usize];
+    f.read_exact_at(&mut tail, len - back).ok()?;
+    let start = tail.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+    Some((tail.len() - start) as u64)
 }
 
 /// The line log (P/H/I/O/S/C lines, see `shared::logfmt`).
@@ -155,15 +309,27 @@ pub struct LineLog {
     line: String,
     /// `-n`: name tokens after the others.
     names: Option<crate::names::Names>,
+    /// A torn last line an earlier run left, to be said in the log after the first P line.
+    torn_notice: Option<String>,
 }
 
 impl LineLog {
-    pub fn new(out: TextOut, opts: WriteOptions, names: Option<crate::names::Names>) -> Self {
+    pub fn new(mut out: TextOut, opts: WriteOptions, names: Option<crate::names::Names>) -> Self {
+        let torn_notice = out.take_torn_at_open().map(|n| {
+            let m = format!(
+                "{}: its last line was incomplete ({n} bytes, left by an earlier run that \
+                 stopped mid-line); ended it with a newline",
+                out.shown()
+            );
+            eprintln!("ipclog: {m}");
+            m
+        });
         LineLog {
             out,
             opts,
             line: String::with_capacity(256),
             names,
+            torn_notice,
         }
     }
 
@@ -185,6 +351,9 @@ impl EventSink for LineLog {
 
     fn program(&mut self, ts: DateTime<Utc>, message: &str) {
         self.out.line(&logfmt::program_line(ts, message));
+        if let Some(m) = self.torn_notice.take() {
+            self.out.line(&logfmt::program_line(ts, &m));
+        }
     }
 
     fn flush(&mut self) {
@@ -193,6 +362,10 @@ impl EventSink for LineLog {
 
     fn errors(&self) -> u64 {
         self.out.errors()
+    }
+
+    fn not_written(&self) -> Option<String> {
+        self.out.not_written()
     }
 }
 
@@ -343,6 +516,10 @@ impl EventSink for JsonSink {
     fn errors(&self) -> u64 {
         self.out.errors()
     }
+
+    fn not_written(&self) -> Option<String> {
+        self.out.not_written()
+    }
 }
 
 /// syslog(3), facility daemon: the line log's lines without their timestamp (syslog adds its
@@ -406,7 +583,7 @@ impl EventSink for SyslogSink {
 enum DbMsg {
     Event(Box<ConnEvent>),
     Finish {
-        stopped: DateTime<Utc>,
+        times: RunTimes,
         errors: u64,
         lost: u64,
         dropped: u64,
@@ -426,41 +603,78 @@ pub struct DbCounters {
     pub lost: AtomicU64,
     /// Events queued and not yet taken by the database thread.
     pub depth: AtomicU64,
+    /// Of `dropped`, those lost with a batch that could not be written.
+    pub write_dropped: AtomicU64,
+}
+
+/// What the SQLite sink does when its queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WhenFull {
+    /// Wait for room: the source can wait (a capture file or pipe), so nothing is lost.
+    Wait,
+    /// Drop and count: the source is live (conntrack, an interface) and must keep reading.
+    Drop,
 }
 
 /// The SQLite history, written in batches by its own thread so a slow disk never stalls the
-/// event reader. Events that do not fit in the bounded queue are dropped and counted.
+/// event reader. With a live source, events that do not fit in the bounded queue are dropped
+/// and counted; with a file source the sender waits.
 pub struct DbSink {
     tx: Option<SyncSender<DbMsg>>,
     capacity: u64,
+    when_full: WhenFull,
     thread: Option<JoinHandle<()>>,
     pub counters: Arc<DbCounters>,
+    shown: String,
 }
 
 impl DbSink {
     /// Starts the writer thread on an already opened store (opened at start so errors are
     /// start-up errors).
-    pub fn start(store: Store, capacity: usize) -> DbSink {
+    pub fn start(store: Store, capacity: usize, when_full: WhenFull, path: &Path) -> DbSink {
         let (tx, rx) = mpsc::sync_channel(capacity);
         let counters = Arc::new(DbCounters::default());
         let c = counters.clone();
         let thread = std::thread::Builder::new()
             .name("ipclog-db".into())
-            .spawn(move || db_thread(store, rx, c))
+            .spawn(move || db_thread(store, rx, c, capacity))
             .expect("spawn database thread");
         DbSink {
             tx: Some(tx),
             capacity: capacity as u64,
+            when_full,
             thread: Some(thread),
             counters,
+            shown: format!(
+                "database {}",
+                shared::text::escaped(&path.to_string_lossy())
+            ),
         }
     }
 
+    /// Events the database did not get (queue full, or a batch that kept failing).
+    pub fn dropped(&self) -> u64 {
+        self.counters.dropped.load(Ordering::Relaxed)
+    }
+
+    /// A live source's events that did not fit in the queue: counted and said, but not a
+    /// write failure.
+    pub fn queue_dropped_note(&self) -> Option<String> {
+        let n = self.dropped() - self.counters.write_dropped.load(Ordering::Relaxed);
+        (n > 0).then(|| {
+            format!(
+                "{}: {n} events dropped because the queue was full (--db-queue); they are \
+                 counted in the runs table and in P lines",
+                self.shown
+            )
+        })
+    }
+
     /// Queue depth is not observable on std channels; the written/dropped counts are.
-    pub fn finish(&mut self, stopped: DateTime<Utc>, errors: u64, lost: u64, dropped: u64) {
+    pub fn finish(&mut self, times: RunTimes, errors: u64, lost: u64, dropped: u64) {
         if let Some(tx) = self.tx.take() {
             let _ = tx.send(DbMsg::Finish {
-                stopped,
+                times,
                 errors,
                 lost,
                 dropped,
@@ -484,6 +698,15 @@ impl Drop for DbSink {
 impl EventSink for DbSink {
     fn event(&mut self, ev: &ConnEvent) {
         if let Some(tx) = &self.tx {
+            if self.when_full == WhenFull::Wait {
+                self.counters.depth.fetch_add(1, Ordering::Relaxed);
+                if tx.send(DbMsg::Event(Box::new(ev.clone()))).is_err() {
+                    // The database thread is gone (it never panics; this is defensive).
+                    self.counters.depth.fetch_sub(1, Ordering::Relaxed);
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
             // A full queue drops without paying for the copy first.
             if self.counters.depth.load(Ordering::Relaxed) >= self.capacity {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
@@ -508,9 +731,20 @@ impl EventSink for DbSink {
     fn errors(&self) -> u64 {
         self.counters.errors.load(Ordering::Relaxed)
     }
+
+    fn not_written(&self) -> Option<String> {
+        let errors = self.errors();
+        let in_writes = self.counters.write_dropped.load(Ordering::Relaxed);
+        (in_writes > 0 || errors > 0).then(|| {
+            format!(
+                "{}: {in_writes} events not written ({errors} failed writes)",
+                self.shown
+            )
+        })
+    }
 }
 
-fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
+fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>, capacity: usize) {
     // Ordinary priority: still behind the reader (-10) and the processor (-5), so when the CPU
     // is short what the database cannot take is dropped and counted, never the kernel's
     // events; at +10 it starved under a 50k flows/s flood (166k events dropped, 0 at 0).
@@ -538,11 +772,11 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
                     batch.push(*e)
                 }
                 DbMsg::Finish {
-                    stopped,
+                    times,
                     errors,
                     lost,
                     dropped,
-                } => finish = Some((stopped, errors, lost, dropped)),
+                } => finish = Some((times, errors, lost, dropped)),
             }
             if batch.len() >= BATCH || finish.is_some() {
                 break;
@@ -550,7 +784,9 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            let full = batch.len() >= BATCH;
+            // A batch that took the whole queue means senders are waiting (or dropping): no
+            // pause before the next one.
+            let full = batch.len() >= BATCH.min(capacity);
             write_with_retry(&mut store, &mut batch, &c);
             if !full && finish.is_none() {
                 // Let the next batch gather: fewer, larger transactions under load.
@@ -576,10 +812,18 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>) {
     if !batch.is_empty() {
         write_with_retry(&mut store, &mut batch, &c);
     }
-    if let Some((stopped, errors, lost, dropped)) = finish {
+    if let Some((times, errors, lost, dropped)) = finish {
         let db_errors = c.errors.load(Ordering::Relaxed);
         let dropped = dropped + c.dropped.load(Ordering::Relaxed);
-        if let Err(e) = store.finish_run(stopped, errors + db_errors, lost, dropped) {
+        let r = store.finish_run(
+            times.started,
+            times.stopped,
+            errors + db_errors,
+            lost,
+            dropped,
+        );
+        if let Err(e) = r {
+            c.errors.fetch_add(1, Ordering::Relaxed);
             eprintln!("ipclog: database: cannot record the end of the run: {e}");
         }
     }
@@ -642,6 +886,8 @@ fn write_with_retry(store: &mut Store, batch: &mut Vec<ConnEvent>, c: &DbCounter
         }
     }
     c.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    c.write_dropped
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
     batch.clear();
 }
 
@@ -651,6 +897,34 @@ pub struct FanOut {
     pub line_log: Option<LineLog>,
     pub others: Vec<Box<dyn EventSink + Send>>,
     pub db: Option<DbSink>,
+    /// Database drops already said in a P line.
+    db_dropped_said: u64,
+    /// When the last drop line was written (at most one every few seconds).
+    db_dropped_said_at: Option<std::time::Instant>,
+}
+
+/// How a run's output went, for the exit status and the last words on standard error.
+#[derive(Debug, Default)]
+pub struct RunOutcome {
+    /// One line per sink that failed to write something, with exact counts.
+    pub not_written: Vec<String>,
+    /// Other losses to say at the end (a live source's queue drops), not write failures.
+    pub notes: Vec<String>,
+}
+
+impl RunOutcome {
+    /// Says on standard error what was not written; 1 when anything was not, else `code`.
+    /// An output pipe its reader closed is no failure (`ipclog -r f | head` exits 0).
+    pub fn exit_code(&self, code: i32) -> i32 {
+        for l in self.notes.iter().chain(&self.not_written) {
+            eprintln!("ipclog: {l}");
+        }
+        if code == 0 && !self.not_written.is_empty() {
+            1
+        } else {
+            code
+        }
+    }
 }
 
 impl FanOut {
@@ -668,31 +942,80 @@ impl FanOut {
 
     /// Events the database did not get (queue full, or a batch that kept failing).
     pub fn db_dropped(&self) -> u64 {
-        self.db
-            .as_ref()
-            .map_or(0, |d| d.counters.dropped.load(Ordering::Relaxed))
+        self.db.as_ref().map_or(0, |d| d.dropped())
+    }
+
+    /// Writes a `P … dropped N events (database …)` line for drops not said yet, so a loss
+    /// lands in the log on the day it happened (constat counts these lines).
+    fn say_db_drops(&mut self, now: DateTime<Utc>, force: bool) {
+        let d = self.db_dropped();
+        if d <= self.db_dropped_said {
+            return;
+        }
+        let due = self
+            .db_dropped_said_at
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(2));
+        if force || due {
+            let n = d - self.db_dropped_said;
+            self.db_dropped_said = d;
+            self.db_dropped_said_at = Some(std::time::Instant::now());
+            self.program(
+                now,
+                &format!("dropped {n} events (database: queue full or write failed)"),
+            );
+        }
     }
 
     /// Ends a run: the database thread finishes its queue and records the run, then the
     /// `P ... ipclog stopped, N errors` line (N = write errors of all sinks plus
-    /// `extra_errors`), preceded by a P line if the database missed events.
-    pub fn finish(&mut self, extra_errors: u64, lost: u64, dropped: u64) {
+    /// `extra_errors`), preceded by a P line if the database missed events. `times` are the
+    /// run's start and end on the log's clock (packet time for a capture); the database's
+    /// run row gets them too.
+    pub fn finish(
+        &mut self,
+        extra_errors: u64,
+        lost: u64,
+        dropped: u64,
+        times: RunTimes,
+    ) -> RunOutcome {
         self.flush();
-        let now = Utc::now();
+        let now = times.stopped;
         let mut errors = self.errors_without_db() + extra_errors;
         if let Some(db) = &mut self.db {
-            db.finish(now, errors, lost, dropped);
+            db.finish(times, errors, lost, dropped);
             errors += db.counters.errors.load(Ordering::Relaxed);
         }
-        let db_dropped = self.db_dropped();
-        if db_dropped > 0 {
-            self.program(
-                now,
-                &format!("database: {db_dropped} events not written in all (queue full or write failures)"),
-            );
-        }
+        self.say_db_drops(now, true);
         self.program(now, &format!("ipclog stopped, {errors} errors"));
         self.flush();
+        let mut not_written: Vec<String> = Vec::new();
+        if let Some(l) = &self.line_log {
+            not_written.extend(l.not_written());
+        }
+        not_written.extend(self.others.iter().filter_map(|s| s.not_written()));
+        let mut notes = Vec::new();
+        if let Some(d) = &self.db {
+            not_written.extend(d.not_written());
+            notes.extend(d.queue_dropped_note());
+        }
+        RunOutcome { not_written, notes }
+    }
+}
+
+/// A run's start (when known on the log's clock) and end.
+#[derive(Debug, Clone, Copy)]
+pub struct RunTimes {
+    /// For a capture: its first packet; `None` keeps the wall-clock start the run row has.
+    pub started: Option<DateTime<Utc>>,
+    pub stopped: DateTime<Utc>,
+}
+
+impl RunTimes {
+    pub fn now() -> RunTimes {
+        RunTimes {
+            started: None,
+            stopped: Utc::now(),
+        }
     }
 }
 
@@ -719,6 +1042,9 @@ impl EventSink for FanOut {
     }
 
     fn flush(&mut self) {
+        if self.db.is_some() {
+            self.say_db_drops(Utc::now(), false);
+        }
         if let Some(l) = &mut self.line_log {
             l.flush();
         }

@@ -21,6 +21,12 @@ pub trait EventSink {
     fn errors(&self) -> u64 {
         0
     }
+
+    /// What this sink failed to write, said once at the end (`log /var/log/x: 12 lines not
+    /// written (2 failed writes)`); `None` when everything got out.
+    fn not_written(&self) -> Option<String> {
+        None
+    }
 }
 
 /// A sink that keeps events in memory: for tests and for `ipc`-style snapshots.

@@ -283,15 +283,24 @@ impl Store {
             .map(drop)
     }
 
-    /// Records the end of the current run.
+    /// Records the end of the current run. `started`, when given, replaces the start time
+    /// the run was opened with: a capture's runs span its packets' time, not the wall-clock
+    /// time it was read at, so its losses count on the day they happened.
     pub fn finish_run(
         &mut self,
+        started: Option<DateTime<Utc>>,
         stopped: DateTime<Utc>,
         errors: u64,
         lost: u64,
         dropped: u64,
     ) -> rusqlite::Result<()> {
         self.update_run(errors, lost, dropped)?;
+        if let Some(t) = started {
+            self.conn.execute(
+                "UPDATE runs SET started = ?1 WHERE id = ?2",
+                params![epoch_secs(t), self.run_id],
+            )?;
+        }
         self.conn
             .execute(
                 "UPDATE runs SET stopped = ?1 WHERE id = ?2",

@@ -908,7 +908,7 @@ fn hostile_environment_is_refused_at_start() {
 }
 
 #[test]
-fn write_errors_are_counted_not_fatal() {
+fn write_errors_are_counted_not_fatal_and_exit_1() {
     require_netns!();
     let lab = Lab::new();
     let dir = scratch("ct-full");
@@ -945,10 +945,17 @@ fn write_errors_are_counted_not_fatal() {
     // SAFETY: our child.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let st = wait_for(Duration::from_secs(10), || child.try_wait().unwrap()).unwrap();
-    assert!(st.success(), "{st}");
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    // Logging went on, but what was not written makes the exit status 1, with the count.
+    assert_eq!(st.code(), Some(1), "{err}");
     assert!(err.contains("/dev/full write failed"), "{err}");
+    assert!(
+        err.lines().last().is_some_and(
+            |l| l.starts_with("ipclog: log /dev/full: ") && l.contains(" lines not written (")
+        ),
+        "{err}"
+    );
     let errors: i64 = conn_db
         .query_row("SELECT errors FROM runs", [], |r| r.get(0))
         .unwrap();

@@ -279,7 +279,7 @@ fn lost_events_of_runs_on_the_day_are_reported() {
             .start_run(parse_epoch("1091700000").unwrap(), "conntrack", "test")
             .unwrap();
         store
-            .finish_run(parse_epoch("1091707200").unwrap(), 0, 7, 0)
+            .finish_run(None, parse_epoch("1091707200").unwrap(), 0, 7, 0)
             .unwrap();
     }
     let run = |day: &str| {

@@ -79,6 +79,9 @@ pub struct CaptureSummary {
     /// How many connections showed each anomaly (log key, count), only non-zero ones: miruo's
     /// session statistics.
     pub anomalies: Vec<(String, u64)>,
+    /// The latest packet time seen (microseconds since the epoch), the capture's own clock
+    /// for the lines that end a run; `None` when no packet reached the tracker.
+    pub last_packet_us: Option<i64>,
 }
 
 impl CaptureSummary {
@@ -732,5 +735,6 @@ fn run_with(
             .filter(|(_, n)| *n > 0)
             .map(|((k, _), n)| (k.to_string(), n))
             .collect(),
+        last_packet_us: Some(r.tracker.now_us()).filter(|&t| t != i64::MIN),
     })
 }
