@@ -66,7 +66,7 @@ impl OpenError {
 impl fmt::Display for OpenError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            OpenError::Symlink => f.write_str("is a symbolic link; not writing through it"),
+            OpenError::Symlink => f.write_str(SYMLINK_REFUSED),
             OpenError::Kind {
                 what,
                 accept: Accept::Regular,
@@ -96,6 +96,9 @@ impl From<OpenError> for io::Error {
         }
     }
 }
+
+/// What [`OpenError::Symlink`] says (programs add how to allow it).
+pub const SYMLINK_REFUSED: &str = "is a symbolic link; not writing through it";
 
 /// An opened output.
 #[derive(Debug)]
@@ -322,10 +325,15 @@ pub fn create_temp(dir: &Path, stem: &str) -> io::Result<(File, PathBuf)> {
     ))
 }
 
-/// The device and inode of what `path` names (not following a link at its end), to tell
-/// whether a name still refers to a file we hold open.
-pub fn same_file(path: &Path, file: &File) -> bool {
-    match (kind_at(path), file.metadata()) {
+/// Whether `path` still names `file` (same device and inode), following a link at its end
+/// only under a policy that does.
+pub fn same_file(path: &Path, file: &File, policy: &Policy) -> bool {
+    let named = if policy.follow_symlinks {
+        std::fs::metadata(path).ok()
+    } else {
+        kind_at(path)
+    };
+    match (named, file.metadata()) {
         (Some(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }
