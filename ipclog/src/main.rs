@@ -230,8 +230,10 @@ fn main() -> ExitCode {
     // before any thread starts, as capabilities are per thread.
     let keep: &[u32] = match &source {
         Source::Conntrack(_) => {
-            // The reader's raised priority without CAP_SYS_NICE.
-            privs::allow_nice(-10);
+            // Raising a nice value needs no privilege, lowering it needs CAP_SYS_NICE: so this
+            // thread takes the reader's priority now, and every thread started later inherits
+            // it and moves to its own (conntrack::run, the database and name threads).
+            daemon::set_thread_nice(-10);
             &[privs::CAP_NET_ADMIN]
         }
         Source::Capture(_) => &[],

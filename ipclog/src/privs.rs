@@ -17,7 +17,6 @@ pub const CAP_NET_ADMIN: u32 = 12;
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 const CAP_SETPCAP: u32 = 8;
-const CAP_SYS_RESOURCE: u32 = 24;
 
 /// The account `--user` names.
 #[derive(Debug, Clone)]
@@ -152,26 +151,6 @@ fn last_cap() -> u32 {
         .and_then(|s| s.trim().parse().ok())
         .filter(|&n: &u32| n < 64)
         .unwrap_or(40)
-}
-
-/// Lets the process lower its nice value down to `nice` without CAP_SYS_NICE (RLIMIT_NICE), so
-/// the conntrack reader keeps the priority it asks for once the capability is gone. Quietly
-/// does nothing without CAP_SYS_RESOURCE: then it never had the priority either.
-pub fn allow_nice(nice: i32) {
-    let want = (20 - nice).clamp(1, 40) as libc::rlim_t;
-    let Ok((eff, _)) = capget() else { return };
-    if eff & bit(CAP_SYS_RESOURCE) == 0 {
-        return;
-    }
-    // SAFETY: getrlimit/setrlimit with a struct we own.
-    unsafe {
-        let mut r: libc::rlimit = std::mem::zeroed();
-        if libc::getrlimit(libc::RLIMIT_NICE, &mut r) == 0 && r.rlim_cur < want {
-            r.rlim_cur = want;
-            r.rlim_max = r.rlim_max.max(want);
-            libc::setrlimit(libc::RLIMIT_NICE, &r);
-        }
-    }
 }
 
 /// Keeps the capabilities `keep` (bit numbers) of those the process has, drops every other

@@ -510,6 +510,36 @@ fn stop(mut child: Child, dir: &Path, log: &Path) -> String {
     text
 }
 
+/// Whether this test (and so the ipclog it starts) may raise thread priorities.
+fn have_cap_sys_nice() -> bool {
+    let st = fs::read_to_string("/proc/self/status").unwrap();
+    let eff = st
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    eff & (1 << 23) != 0
+}
+
+/// (thread name, nice value) of every thread of `pid`.
+fn thread_nice(pid: u32) -> Vec<(String, i32)> {
+    let mut out = Vec::new();
+    for t in fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let t = t.unwrap().path();
+        let (Ok(comm), Ok(stat)) = (
+            fs::read_to_string(t.join("comm")),
+            fs::read_to_string(t.join("stat")),
+        ) else {
+            continue;
+        };
+        // Nice is field 19 of the line, the 17th after the parenthesised name.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let n = after.split(' ').nth(16).unwrap().parse().unwrap();
+        out.push((comm.trim().to_string(), n));
+    }
+    out
+}
+
 #[test]
 fn conntrack_keeps_cap_net_admin_alone() {
     require_netns!();
@@ -517,8 +547,26 @@ fn conntrack_keeps_cap_net_admin_alone() {
     let d = scratch("trust-caps-ct");
     let log = d.join("a.log");
     let child = start_conntrack(&ns, &d, &["-f", s(&log)]);
-    assert_caps(child.id(), "0000000000001000"); // bit 12: CAP_NET_ADMIN
-                                                 // The table dumps (at start and every second) still work with it alone.
+    // Bit 12: CAP_NET_ADMIN.
+    assert_caps(child.id(), "0000000000001000");
+    // The priorities the threads asked for while CAP_SYS_NICE was there are kept (the
+    // threads start just after the pidfile is written).
+    let want = [
+        ("ipclog-reader", -10),
+        ("ipclog", -5),
+        ("ipclog-dumper", -5),
+    ];
+    if have_cap_sys_nice() {
+        let mut nice = Vec::new();
+        let ok = wait_for(Duration::from_secs(10), || {
+            nice = thread_nice(child.id());
+            want.iter()
+                .all(|(t, n)| nice.contains(&(t.to_string(), *n)))
+                .then_some(())
+        });
+        assert!(ok.is_some(), "{nice:?}, want {want:?}");
+    }
+    // The table dumps (at start and every second) still work with it alone.
     udp_from(&ns, 40111);
     wait_text(&log, " 40111 9 ");
     std::thread::sleep(Duration::from_millis(1500));
@@ -593,9 +641,12 @@ fn user_nobody_owns_its_files_and_reopens_them_on_sighup() {
     fs::rename(&log, &rotated).unwrap();
     // SAFETY: signalling our own child.
     unsafe { libc::kill(pid as i32, libc::SIGHUP) };
+    // Reopened (created by the user) at the next flush; traffic before that is in the old file.
+    wait_for(Duration::from_secs(15), || log.exists().then_some(()))
+        .expect("log reopened within 15 s of SIGHUP");
+    owned(&log);
     udp_from(&ns, 40202);
     wait_text(&log, " 40202 9 ");
-    owned(&log);
     wait_text(&json, "40202");
     let text = stop(child, &d, &log);
     assert!(!text.contains(" 40201 9 "), "{text}");
