@@ -3,9 +3,9 @@
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use shared::outfile;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Set by SIGTERM / SIGINT.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -61,7 +61,7 @@ impl PidFile {
     /// daemon across the fork and ends with the last ipclog process.
     pub fn acquire(path: &Path, policy: &outfile::Policy) -> Result<PidFile, String> {
         use std::io::Read;
-        let shown = path.display();
+        let shown = shared::text::escaped(&path.to_string_lossy()).into_owned();
         let err = |e: &dyn std::fmt::Display| {
             crate::sinks::with_symlink_hint(format!("ipclog: {shown}: cannot use pidfile: {e}"))
         };

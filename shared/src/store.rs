@@ -163,7 +163,10 @@ fn key(ev: &ConnEvent) -> ConnKey {
 /// it, a regular file) and opens it with SQLite under a name SQLite cannot be led away from.
 fn open_sqlite(path: &Path, policy: &Policy, shown: &str) -> Result<Connection, StoreError> {
     let open_err = |p: &Path, e: &dyn std::fmt::Display| {
-        StoreError::Open(p.display().to_string(), e.to_string())
+        StoreError::Open(
+            crate::text::escaped(&p.to_string_lossy()).into_owned(),
+            e.to_string(),
+        )
     };
     let checked = outfile::open_rw(path, policy).map_err(|e| open_err(path, &e))?;
     // Closed before SQLite opens the file: closing any descriptor of a file drops every POSIX
