@@ -25,6 +25,11 @@ Line log (default on standard output when no -f/--db/--json/--syslog is given):
   (SYN_SENT/SYN_RECV), w FIN_WAIT/CLOSE_WAIT/LAST_ACK, t TIME_WAIT, c CLOSE, U unreplied
   (UDP and other protocols), - replied. time: seconds since the connection opened.
 
+Files and privileges: outputs are never written through a symbolic link (see
+--follow-symlinks) and must be regular files, FIFOs or character devices (--db, --pidfile:
+regular files). Once everything is open ipclog drops every capability but CAP_NET_ADMIN
+(conntrack's table dumps; none with -r/-i) and, with --user, runs as that user.
+
 Exit status: 0 ok, 1 failure while running, 2 bad usage, missing permission (CAP_NET_ADMIN)
 or a file/database that cannot be used at start."
 )]
@@ -74,9 +79,22 @@ pub struct Cli {
     #[arg(long, requires = "pidfile")]
     pub daemon: bool,
 
-    /// Write the process id to FILE (removed at exit).
+    /// Write the process id to FILE (removed at exit). The file stays locked while ipclog runs:
+    /// a second ipclog given the same FILE refuses to start; one left by an ipclog that died is
+    /// taken over.
     #[arg(long, value_name = "FILE")]
     pub pidfile: Option<PathBuf>,
+
+    /// Write through a symbolic link given as -f, --json, --db or --pidfile. Refused by default:
+    /// in a directory another user can write, a planted link would have root write its target.
+    #[arg(long = "follow-symlinks")]
+    pub follow_symlinks: bool,
+
+    /// Once the source and every output are open, switch to user NAME (its uid, gid and
+    /// groups). Files ipclog creates are given to NAME; files it reopens on SIGHUP must be
+    /// creatable or writable by NAME. Conntrack mode keeps CAP_NET_ADMIN for its table dumps.
+    #[arg(long = "user", value_name = "NAME")]
+    pub user: Option<String>,
 
     /// Only log these protocols (names or numbers, comma separated or repeated).
     #[arg(

@@ -218,6 +218,8 @@ fn dump_into(tx: &SyncSender<Msg>, sh: &Shared, reason: DumpReason) -> bool {
 }
 
 fn dumper(tx: SyncSender<Msg>, sh: Arc<Shared>, evict_every: Option<Duration>) {
+    // Behind the reader, with the processor (it inherits the reader's priority from main).
+    crate::daemon::set_thread_nice(-5);
     if !dump_into(&tx, &sh, DumpReason::Start) {
         return;
     }
@@ -720,9 +722,6 @@ impl Processor {
 pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
     let shared = Arc::new(Shared::default());
     let (tx, rx): (SyncSender<Msg>, Receiver<Msg>) = mpsc::sync_channel(cfg.queue.max(16));
-    // The processor too runs ahead of ordinary work (but behind the reader): a queue that
-    // fills because the processor is starved loses events just like a full socket.
-    crate::daemon::set_thread_nice(-5);
     let mut p = Processor::new(sinks, shared.clone());
     p.start();
     let rcv = sock.rcvbuf.clone();
@@ -742,6 +741,12 @@ pub fn run(cfg: Config, sock: EventSocket, sinks: Filtered<FanOut>) -> i32 {
             .expect("spawn dumper")
     };
     drop(tx);
+    // The processor too runs ahead of ordinary work (but behind the reader): a queue that
+    // fills because the processor is starved loses events just like a full socket. Set only
+    // now: the reader, started from this thread, inherits this thread's priority (main set
+    // it to the reader's before giving up CAP_SYS_NICE), and without the capability a thread
+    // can only lower its priority, never raise it.
+    crate::daemon::set_thread_nice(-5);
     if !rcv.forced {
         eprintln!(
             "ipclog: SO_RCVBUFFORCE not permitted, used SO_RCVBUF (capped by net.core.rmem_max): \

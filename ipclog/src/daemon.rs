@@ -1,8 +1,11 @@
 //! Daemon habits: signals (SIGTERM/SIGINT stop, SIGHUP reopens the log), detaching, pidfile.
 
 use std::io::{self, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use shared::outfile;
 
 /// Set by SIGTERM / SIGINT.
 pub static STOP: AtomicBool = AtomicBool::new(false);
@@ -48,40 +51,91 @@ pub fn stopping() -> bool {
     STOP.load(Ordering::Relaxed)
 }
 
-/// A pidfile, removed when dropped.
+/// The pidfile: locked (flock) for as long as this ipclog runs, so that a second one with the
+/// same file refuses to start instead of overwriting it; removed when dropped.
 pub struct PidFile {
     path: PathBuf,
     file: std::fs::File,
+    policy: outfile::Policy,
 }
 
 impl PidFile {
-    /// Creates (truncates) the pidfile now, so an unwritable path is a start-up error.
-    pub fn create(path: &Path) -> io::Result<PidFile> {
-        use std::os::unix::fs::OpenOptionsExt;
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o644)
-            .open(path)?;
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            std::env::current_dir()?.join(path)
+    /// Takes the pidfile now, so that an unusable path or another running ipclog is a start-up
+    /// error. Created 0640 if missing; never through a symbolic link (unless `policy` allows
+    /// it), only a regular file. A file nobody holds the lock on is left over from an ipclog
+    /// that died: it is taken over. The lock lives in the open file, so it passes to the
+    /// daemon across the fork and ends with the last ipclog process.
+    pub fn acquire(path: &Path, policy: &outfile::Policy) -> Result<PidFile, String> {
+        use std::io::Read;
+        let shown = shared::text::escaped(&path.to_string_lossy()).into_owned();
+        let err = |e: &dyn std::fmt::Display| {
+            crate::sinks::with_symlink_hint(format!("ipclog: {shown}: cannot use pidfile: {e}"))
         };
-        Ok(PidFile { path, file })
+        // Root's file, whatever --user says: a pidfile another user may write could name any
+        // process to the next `kill $(cat pidfile)`.
+        let policy = outfile::Policy {
+            owner: None,
+            ..*policy
+        };
+        // Removed and recreated by an exiting ipclog between our open and our lock, the
+        // file we locked may no longer be the one the name shows: try again.
+        for _ in 0..8 {
+            let mut file = outfile::open_rw(path, &policy).map_err(|e| err(&e))?.file;
+            // SAFETY: flock on a descriptor we own.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() != Some(libc::EWOULDBLOCK) {
+                    return Err(err(&e));
+                }
+                let mut text = String::new();
+                let _ = file.read_to_string(&mut text);
+                let who = match text.trim().parse::<u32>() {
+                    Ok(pid) => format!("pid {pid}"),
+                    Err(_) => "starting".to_string(),
+                };
+                return Err(err(&format!(
+                    "another ipclog ({who}) is running with this pidfile"
+                )));
+            }
+            if !outfile::same_file(path, &file, &policy) {
+                continue;
+            }
+            // What an ipclog that died left in it is no longer true.
+            file.set_len(0).map_err(|e| err(&e))?;
+            let path = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                std::env::current_dir().map_err(|e| err(&e))?.join(path)
+            };
+            return Ok(PidFile { path, file, policy });
+        }
+        Err(err(
+            &"replaced again and again while ipclog tried to lock it",
+        ))
     }
 
     /// Writes the current process id (after detaching, so it is the daemon's).
     pub fn write_pid(&mut self) -> io::Result<()> {
-        writeln!(self.file, "{}", std::process::id())?;
+        use std::os::unix::fs::FileExt;
+        self.file.set_len(0)?;
+        self.file
+            .write_all_at(format!("{}\n", std::process::id()).as_bytes(), 0)?;
         self.file.flush()
     }
 }
 
 impl Drop for PidFile {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        // Only our own file: the name may have been taken over since (by a newer ipclog after
+        // ours was removed by hand, say).
+        if outfile::same_file(&self.path, &self.file, &self.policy)
+            && std::fs::remove_file(&self.path).is_ok()
+        {
+            return;
+        }
+        // Not removable (after --user, in a directory only root may write): emptied instead,
+        // so that nobody reads a pid that is gone. Still locked until we exit.
+        let _ = self.file.set_len(0);
     }
 }
 

@@ -10,6 +10,7 @@ mod ctsock;
 mod daemon;
 mod ifaddr;
 mod names;
+mod privs;
 mod sinks;
 
 use std::path::Path;
@@ -20,6 +21,7 @@ use chrono::Utc;
 use clap::Parser;
 
 use shared::logfmt::WriteOptions;
+use shared::outfile;
 use shared::sink::EventSink;
 use shared::store::Store;
 
@@ -29,6 +31,16 @@ use sinks::{FanOut, Filter, Filtered, JsonSink, LineLog, SyslogSink, TextOut};
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
     eprintln!("{msg}");
     ExitCode::from(code)
+}
+
+/// A start-up error after detaching: standard error is /dev/null now, so it is said where an
+/// operator looks.
+fn fail_detached(opts: WriteOptions, msg: String) -> ExitCode {
+    let _ = sinks::SyslogSink::open(opts);
+    let c = std::ffi::CString::new(msg.replace('\0', " ")).unwrap_or_default();
+    // SAFETY: "%s" with one valid C string.
+    unsafe { libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr()) };
+    ExitCode::from(2)
 }
 
 /// Says once what the kernel is not providing and how to turn it on; logging goes on without.
@@ -113,6 +125,16 @@ fn main() -> ExitCode {
         );
     }
 
+    let user = match cli.user.as_deref().map(privs::lookup_user).transpose() {
+        Ok(u) => u,
+        Err(e) => return fail(2, format!("ipclog: {e}")),
+    };
+    let policy = outfile::Policy {
+        follow_symlinks: cli.follow_symlinks,
+        owner: user.as_ref().map(|u| (u.uid, u.gid)),
+    };
+    let _ = sinks::OUTPUT_POLICY.set(policy);
+
     // Everything that can fail at start is opened now: files, database, socket.
     // The source first, before any output is created or written: without CAP_NET_ADMIN (or
     // with a capture file that is not one) that is the one line to say.
@@ -128,6 +150,14 @@ fn main() -> ExitCode {
         };
         check_kernel_settings();
         Source::Conntrack(s)
+    };
+    // The pidfile next, before any output is touched: a second ipclog must stop here.
+    let mut pidfile = match &cli.pidfile {
+        Some(p) => match daemon::PidFile::acquire(p, &policy) {
+            Ok(f) => Some(f),
+            Err(e) => return fail(2, e),
+        },
+        None => None,
     };
     let mut fan = FanOut::default();
     if cli.log.is_some() || no_output {
@@ -158,7 +188,8 @@ fn main() -> ExitCode {
     // closes it again and reopens it after the fork: SQLite connections must not cross a
     // fork (the child would not hold the parent's file locks).
     let open_store = |db: &Path| -> Result<Store, String> {
-        let mut s = Store::open(db).map_err(|e| format!("ipclog: {e}"))?;
+        let mut s = Store::open_with(db, &policy)
+            .map_err(|e| sinks::with_symlink_hint(format!("ipclog: {e}")))?;
         let command: Vec<String> = std::env::args().collect();
         let source_name = if cli.capture.is_capture() {
             "pcap"
@@ -172,8 +203,8 @@ fn main() -> ExitCode {
     let mut store = None;
     if let Some(db) = &cli.db {
         if cli.daemon {
-            if let Err(e) = Store::open(db) {
-                return fail(2, format!("ipclog: {e}"));
+            if let Err(e) = Store::open_with(db, &policy) {
+                return fail(2, sinks::with_symlink_hint(format!("ipclog: {e}")));
             }
         } else {
             match open_store(db) {
@@ -182,18 +213,6 @@ fn main() -> ExitCode {
             }
         }
     }
-    let mut pidfile = match &cli.pidfile {
-        Some(p) => match daemon::PidFile::create(p) {
-            Ok(f) => Some(f),
-            Err(e) => {
-                return fail(
-                    2,
-                    format!("ipclog: {}: cannot write pidfile: {e}", p.display()),
-                )
-            }
-        },
-        None => None,
-    };
     let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
 
     if cli.daemon {
@@ -203,16 +222,29 @@ fn main() -> ExitCode {
         if let Some(db) = &cli.db {
             match open_store(db) {
                 Ok(s) => store = Some(s),
-                // Standard error is /dev/null now: say it where an operator looks.
-                Err(e) => {
-                    let _ = sinks::SyslogSink::open(opts);
-                    let c = std::ffi::CString::new(e.replace('\0', " ")).unwrap_or_default();
-                    // SAFETY: "%s" with one valid C string.
-                    unsafe { libc::syslog(libc::LOG_ERR, c"%s".as_ptr(), c.as_ptr()) };
-                    return ExitCode::from(2);
-                }
+                Err(e) => return fail_detached(opts, e),
             }
         }
+    }
+    // Everything is open: what remains needs at most CAP_NET_ADMIN (conntrack's dumps). Done
+    // before any thread starts, as capabilities are per thread.
+    let keep: &[u32] = match &source {
+        Source::Conntrack(_) => {
+            // Raising a nice value needs no privilege, lowering it needs CAP_SYS_NICE: so this
+            // thread takes the reader's priority now, and every thread started later inherits
+            // it and moves to its own (conntrack::run, the database and name threads).
+            daemon::set_thread_nice(-10);
+            &[privs::CAP_NET_ADMIN]
+        }
+        Source::Capture(_) => &[],
+    };
+    if let Err(e) = privs::drop_privileges(keep, user.as_ref()) {
+        let msg = format!("ipclog: {e}");
+        return if cli.daemon {
+            fail_detached(opts, msg)
+        } else {
+            fail(2, msg)
+        };
     }
     if let Some(p) = &mut pidfile {
         if let Err(e) = p.write_pid() {

@@ -51,6 +51,8 @@ impl Names {
         std::thread::Builder::new()
             .name("ipclog-names".into())
             .spawn(move || {
+                // Started from a thread that may run at the event reader's priority.
+                crate::daemon::set_thread_nice(0);
                 for ip in rx {
                     let name = lookup::resolve(ip);
                     if let Ok(mut m) = c.lock() {

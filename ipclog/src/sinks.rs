@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use shared::logfmt::{self, WriteOptions};
+use shared::outfile;
 use shared::proto::{proto_from_name, proto_name};
 use shared::sink::EventSink;
 use shared::store::Store;
@@ -25,16 +26,33 @@ use shared::{ConnEvent, EventKind};
 
 use crate::daemon::HUP;
 
-/// Opens `path` for appending, creating it with mode 0640.
+/// How outputs are opened (symbolic links, owner of created files): set once by main from the
+/// command line before any output is opened, used again by every reopen on SIGHUP.
+pub static OUTPUT_POLICY: std::sync::OnceLock<outfile::Policy> = std::sync::OnceLock::new();
+
+/// `msg` (an output that could not be opened) with how to allow a symbolic link, if that is
+/// why.
+pub fn with_symlink_hint(msg: String) -> String {
+    if msg.contains(outfile::SYMLINK_REFUSED) {
+        msg + " (give the real path, or --follow-symlinks to write through the link)"
+    } else {
+        msg
+    }
+}
+
+/// Opens `path` for appending, creating it with mode 0640: never through a symbolic link
+/// (unless --follow-symlinks), and only a regular file, FIFO or character device.
 pub fn open_append(path: &Path) -> io::Result<File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    // Readable too: a torn last line left by an earlier run is looked for (`torn_tail`).
-    std::fs::OpenOptions::new()
-        .read(true)
-        .append(true)
-        .create(true)
-        .mode(0o640)
-        .open(path)
+    let policy = OUTPUT_POLICY.get().copied().unwrap_or_default();
+    outfile::open_append(path, &policy, outfile::Accept::Stream)
+        .map(|o| o.file)
+        .map_err(|e| match e {
+            outfile::OpenError::Io(e) => e,
+            e => io::Error::new(
+                io::ErrorKind::InvalidInput,
+                with_symlink_hint(e.to_string()),
+            ),
+        })
 }
 
 /// A text destination: standard output or a file that SIGHUP reopens (logrotate moves the
@@ -284,8 +302,12 @@ fn memchr_count(b: &[u8]) -> u64 {
 /// When a regular file does not end with a newline (an earlier run was killed or hit a full
 /// disk mid-line), how many bytes its last line has.
 fn torn_tail(f: &File) -> Option<u64> {
+    use std::os::fd::AsRawFd;
     use std::os::unix::fs::FileExt;
     let len = f.metadata().ok().filter(|m| m.is_file())?.len();
+    // The output is open write-only; the same file is read through its descriptor (no path
+    // is looked up again, so nothing can be swapped in between).
+    let f = File::open(format!("/proc/self/fd/{}", f.as_raw_fd())).ok()?;
     if len == 0 {
         return None;
     }

@@ -470,36 +470,45 @@ impl NameCache {
         &self.path
     }
 
-    /// Writes the cache back if it changed: to a temporary file (mode 0640) renamed over the
-    /// old one, so a reader never sees half a file. Creates the directory if needed.
+    /// Writes the cache back if it changed: to a new temporary file (mode 0640, a random name
+    /// in the same directory, created with O_EXCL: a name planted there cannot be written
+    /// through) renamed over the old one, so a reader never sees half a file. Creates the
+    /// directory if needed.
     pub fn save(&mut self) -> io::Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
         if !self.dirty {
             return Ok(());
         }
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir)?;
-        }
-        let tmp = self
+        let dir = match self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)?;
+                dir
+            }
+            None => Path::new("."),
+        };
+        let stem = self
             .path
-            .with_extension(format!("tmp.{}", std::process::id()));
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "names".into());
         let mut entries: Vec<_> = self.map.iter().collect();
         entries.sort();
         let mut out = String::from("# constat reverse-DNS name cache: ADDRESS NAME EPOCH\n");
         for (a, (n, t)) in entries {
             out.push_str(&format!("{a} {n} {t}\n"));
         }
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o640)
-            .open(&tmp)?;
-        f.write_all(out.as_bytes())?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, &self.path)?;
+        let (mut f, tmp) = shared::outfile::create_temp(dir, &stem)?;
+        let written = f
+            .write_all(out.as_bytes())
+            .and_then(|_| f.sync_all())
+            .and_then(|_| {
+                drop(f);
+                std::fs::rename(&tmp, &self.path)
+            });
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
         self.dirty = false;
         Ok(())
     }
@@ -699,6 +708,44 @@ mod tests {
         ] {
             assert_eq!(s.name(port, proto), Some(name));
         }
+    }
+
+    #[test]
+    fn name_cache_temp_file_is_not_a_predictable_name() {
+        let dir = std::env::temp_dir().join(format!("lookup-tmpname-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("names");
+        // What another user could prepare knowing the PID: links at the names a temporary
+        // file named after the PID would get, pointing at a file of the victim's.
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        for guess in [
+            format!("names.tmp.{}", std::process::id()),
+            format!("names.{}.tmp", std::process::id()),
+            "names.tmp".to_string(),
+        ] {
+            std::os::unix::fs::symlink(&victim, dir.join(guess)).unwrap();
+        }
+        let mut c = NameCache::empty(&path);
+        c.insert(ip("192.0.2.1"), "a.example", 1);
+        c.save().unwrap();
+        c.insert(ip("192.0.2.2"), "b.example", 2);
+        c.save().unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        let meta = std::fs::symlink_metadata(&path).unwrap();
+        assert!(meta.file_type().is_file(), "{meta:?}");
+        let (c2, w) = NameCache::load(&path);
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c2.get(ip("192.0.2.2")), Some("b.example"));
+        // Nothing is left behind but the cache, the victim and the planted links.
+        let mut left: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left.len(), 5, "{left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

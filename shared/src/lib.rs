@@ -6,6 +6,7 @@
 
 pub mod event;
 pub mod logfmt;
+pub mod outfile;
 pub mod proto;
 pub mod sink;
 pub mod store;

@@ -47,10 +47,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rustc_hash::FxHashMap;
 
 use crate::event::{epoch_secs, Anomalies, ConnEvent, ConnState, EventKind, FlowTuple, Source};
+use crate::outfile::{self, OpenError, Policy};
 
 /// The schema version this code reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -158,16 +159,64 @@ fn key(ev: &ConnEvent) -> ConnKey {
     (ev.source, ev.conn_id, ev.proto, ev.orig)
 }
 
-/// Creates `path` with mode 0640 if it does not exist, so the history is not world-readable.
-pub fn create_private(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o640)
-        .open(path)
-        .map(drop)
+/// Creates or checks the database file (mode 0640, no symbolic link unless `policy` allows
+/// it, a regular file) and opens it with SQLite under a name SQLite cannot be led away from.
+fn open_sqlite(path: &Path, policy: &Policy, shown: &str) -> Result<Connection, StoreError> {
+    let open_err = |p: &Path, e: &dyn std::fmt::Display| {
+        StoreError::Open(
+            crate::text::escaped(&p.to_string_lossy()).into_owned(),
+            e.to_string(),
+        )
+    };
+    let checked = outfile::open_rw(path, policy).map_err(|e| open_err(path, &e))?;
+    // Closed before SQLite opens the file: closing any descriptor of a file drops every POSIX
+    // lock this process holds on it, SQLite's included.
+    drop(checked.file);
+    let (name, flags) = if policy.follow_symlinks {
+        (path.to_path_buf(), OpenFlags::default())
+    } else {
+        // SQLite resolves symbolic links in the name it is given and opens the target; with
+        // NOFOLLOW it refuses a link anywhere in the name instead. So the directory is resolved
+        // here and SQLite gets a name whose only component that could still become a link is
+        // the last one, which it then refuses (and opens with O_NOFOLLOW).
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let file = path
+            .file_name()
+            .ok_or_else(|| open_err(path, &"not a file name"))?;
+        let dir = std::fs::canonicalize(dir).map_err(|e| open_err(path, &e))?;
+        (
+            dir.join(file),
+            OpenFlags::default() | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )
+    };
+    // SQLite creates and opens these by name beside the database (the resolved one when
+    // following a link); it uses O_NOFOLLOW, but a planted link would only give an obscure
+    // "unable to open database file".
+    let base = if policy.follow_symlinks {
+        std::fs::canonicalize(path).map_err(|e| open_err(path, &e))?
+    } else {
+        name.clone()
+    };
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut side = base.clone().into_os_string();
+        side.push(suffix);
+        let side = std::path::PathBuf::from(side);
+        outfile::check_side_file(&side).map_err(|e| open_err(&side, &e))?;
+    }
+    Connection::open_with_flags(&name, flags).map_err(|e| {
+        let symlink = matches!(
+            &e,
+            rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CANTOPEN_SYMLINK
+        );
+        if symlink {
+            StoreError::Open(shown.to_string(), OpenError::Symlink.to_string())
+        } else {
+            StoreError::Open(shown.to_string(), e.to_string())
+        }
+    })
 }
 
 /// Opens an existing history read-only (constat), checking its schema version.
@@ -220,12 +269,17 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed) the history at `path` and checks now, not an hour later, that
-    /// it is ours, of this version, and writable.
+    /// it is ours, of this version, and writable. A symbolic link at `path` is refused.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, &Policy::default())
+    }
+
+    /// [`Store::open`] under `policy`: whether a symbolic link at `path` may be followed, and
+    /// to whom a database created now is given (SQLite, running as root, gives its `-wal` and
+    /// `-shm` files the database's owner).
+    pub fn open_with(path: &Path, policy: &Policy) -> Result<Store, StoreError> {
         let shown = path.display().to_string();
-        create_private(path).map_err(|e| StoreError::Open(shown.clone(), e.to_string()))?;
-        let conn =
-            Connection::open(path).map_err(|e| StoreError::Open(shown.clone(), e.to_string()))?;
+        let conn = open_sqlite(path, policy, &shown)?;
         conn.busy_timeout(Duration::from_millis(2000))?;
         check_version(&conn, &shown, true)?;
         let mode: String = conn
@@ -912,6 +966,45 @@ mod tests {
             })
             .unwrap();
         assert_eq!((open_ts, found), (1_700_000_060.0, 1));
+    }
+
+    #[test]
+    fn symlinks_at_the_database_or_its_side_files_are_refused() {
+        let d = tmpdir("symlink");
+        // A dangling link: SQLite alone would create its target.
+        let target = d.join("elsewhere.db");
+        let link = d.join("h.db");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let e = Store::open(&link).err().unwrap().to_string();
+        assert!(
+            e.contains("h.db: cannot open database: is a symbolic link"),
+            "{e}"
+        );
+        assert!(!target.exists());
+        // Followed when asked to.
+        let follow = Policy {
+            follow_symlinks: true,
+            owner: None,
+        };
+        drop(Store::open_with(&link, &follow).unwrap());
+        assert!(target.exists());
+        // A planted -wal next to a real database.
+        let db = d.join("real.db");
+        let victim = d.join("victim");
+        std::fs::write(&victim, "keep").unwrap();
+        std::os::unix::fs::symlink(&victim, d.join("real.db-wal")).unwrap();
+        let e = Store::open(&db).err().unwrap().to_string();
+        assert!(
+            e.contains("real.db-wal: cannot open database: is a symbolic link"),
+            "{e}"
+        );
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "keep");
+        // A link in the directory part is resolved, not refused.
+        let sub = d.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::os::unix::fs::symlink(&sub, d.join("via")).unwrap();
+        drop(Store::open(&d.join("via/h.db")).unwrap());
+        assert!(sub.join("h.db").is_file());
     }
 
     #[test]
