@@ -153,7 +153,7 @@ struct Decoded {
     closed: bool,
     duration: Option<u64>,
     anomalies: u8,
-    bytes: u128,
+    bytes: u64,
 }
 
 /// 2^63 as a float: the reals below it in magnitude convert to i64 exactly.
@@ -212,8 +212,9 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
             anomalies |= 1 << i;
         }
     }
-    let bytes = u128::from(count(row, 13, "orig_ip_bytes")?.unwrap_or(0))
-        + u128::from(count(row, 14, "resp_ip_bytes")?.unwrap_or(0));
+    let bytes = count(row, 13, "orig_ip_bytes")?
+        .unwrap_or(0)
+        .saturating_add(count(row, 14, "resp_ip_bytes")?.unwrap_or(0));
     Ok(Decoded {
         src: text(row, 1, "src")?,
         proto,

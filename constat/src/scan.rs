@@ -161,13 +161,15 @@ pub struct Row {
     pub closed: u64,
     /// Closed ones whose C line had a time.
     pub timed: u64,
-    /// Sums are wider than the values (each at most [`MAX_VALUE`]), so they never wrap.
-    pub sum_time: u128,
+    /// Sums saturate: each value is at most [`MAX_VALUE`], so only garbage that passed that
+    /// check can reach the ceiling, and a wider type would cost every row (of possibly
+    /// hundreds of thousands) 16-byte alignment.
+    pub sum_time: u64,
     pub max_time: Option<u64>,
     /// Connections with each anomaly (index as in [`ANOMALY_KEYS`]).
     pub anomalies: [u64; 6],
     /// IP bytes both ways, from the counters of C lines (when the logger had them).
-    pub bytes: u128,
+    pub bytes: u64,
 }
 
 impl Row {
@@ -188,11 +190,11 @@ impl Row {
     }
 
     /// Records a closed connection with its time (if known), anomaly bits and bytes.
-    pub fn close(&mut self, time: Option<u64>, anomalies: u8, bytes: u128) {
+    pub fn close(&mut self, time: Option<u64>, anomalies: u8, bytes: u64) {
         self.closed += 1;
         if let Some(t) = time {
             self.timed += 1;
-            self.sum_time = self.sum_time.saturating_add(t.into());
+            self.sum_time = self.sum_time.saturating_add(t);
             self.max_time = self.max_time.max(Some(t));
         }
         self.add_anomalies(anomalies);
@@ -374,7 +376,7 @@ impl Scan {
                 let o = slot.first;
                 // Read before the open is taken, so a bad line leaves the connection open.
                 let (bits, bytes) = match o.row {
-                    Some(_) if !c.extras.is_empty() => (anomaly_bits(c), ip_bytes(c)?),
+                    Some(_) if !c.extras.is_empty() => extras(c)?,
                     _ => (0, 0),
                 };
                 if let Some(next) = slot.more.pop_front() {
@@ -409,7 +411,7 @@ impl Scan {
     }
 }
 
-/// The anomaly bits of a line's `key=value` tokens.
+/// The anomaly bits of a line's `key=value` tokens (an S line: its bytes are not added up).
 fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
     let mut bits = 0u8;
     for (k, v) in c.extras() {
@@ -422,27 +424,39 @@ fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
     bits
 }
 
-/// The IP bytes of both directions from a line's tokens; a count that is not a number or out
-/// of range makes the line bad rather than count as nothing.
-fn ip_bytes(c: &ConnLine<'_>) -> Result<u128, ParseError> {
-    let mut bytes = 0u128;
+/// The anomaly bits and the IP bytes (both directions) of a line's `key=value` tokens, in one
+/// pass (this runs for every C line). A byte count that is not a number or out of range makes
+/// the line bad rather than count as nothing.
+fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
+    let mut bits = 0u8;
+    let mut bytes = 0u64;
     for (k, v) in c.extras() {
-        let field = match k {
-            "orig_ip_bytes" => "orig_ip_bytes",
-            "resp_ip_bytes" => "resp_ip_bytes",
-            _ => continue,
-        };
-        let n = v
-            .parse::<u64>()
-            .ok()
-            .filter(|&n| n <= MAX_VALUE)
-            .ok_or_else(|| ParseError {
-                field,
-                reason: format!("not a byte count (0-{MAX_VALUE}): {v:?}"),
-            })?;
-        bytes += u128::from(n);
+        match k {
+            "orig_ip_bytes" | "resp_ip_bytes" => {
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n <= MAX_VALUE)
+                    .ok_or_else(|| ParseError {
+                        field: if k == "orig_ip_bytes" {
+                            "orig_ip_bytes"
+                        } else {
+                            "resp_ip_bytes"
+                        },
+                        reason: format!("not a byte count (0-{MAX_VALUE}): {v:?}"),
+                    })?;
+                bytes = bytes.saturating_add(n);
+            }
+            _ => {
+                if let Some(b) = anomaly_bit(k) {
+                    if v != "0" {
+                        bits |= b;
+                    }
+                }
+            }
+        }
     }
-    Ok(bytes)
+    Ok((bits, bytes))
 }
 
 #[cfg(test)]
@@ -619,8 +633,8 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t 9223372036854775807 orig_i
         assert_eq!(s.errors, 1);
         let r = row(&s, "10.0.0.1", 80);
         assert_eq!((r.n, r.closed, r.nopn()), (3, 2, 1));
-        assert_eq!(r.bytes, 3 * u128::from(MAX_VALUE));
-        assert_eq!(r.sum_time, u128::from(MAX_VALUE) + 4);
+        assert_eq!(r.bytes, u64::MAX, "saturates");
+        assert_eq!(r.sum_time, MAX_VALUE + 4);
     }
 
     #[test]
