@@ -5,6 +5,8 @@ use std::path::Path;
 
 use chrono::NaiveDate;
 use rusqlite::types::ValueRef as Value;
+use shared::logfmt::MAX_VALUE;
+use shared::text::escaped;
 
 use crate::scan::{Scan, ANOMALY_KEYS};
 
@@ -13,7 +15,7 @@ pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 const COLUMNS: &str = "id, src, proto, dport, dst, close_ts IS NOT NULL, duration,
     retrans, syn_retrans, rst, long_delay, frag, long_conn,
-    coalesce(orig_ip_bytes, 0) + coalesce(resp_ip_bytes, 0)";
+    orig_ip_bytes, resp_ip_bytes";
 
 /// Scans the history at `path` into `scan`; `verbose` prints undecodable rows to stderr.
 /// Returns a one-line error when the file is not a readable ipclog history.
@@ -24,7 +26,7 @@ pub fn scan_db(
     verbose: bool,
 ) -> Result<(), String> {
     let conn = shared::store::open_read_only(path).map_err(|e| e.to_string())?;
-    let shown = path.display();
+    let shown = escaped(&path.display().to_string()).into_owned();
     let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
     let sql = match day_str {
         Some(_) => format!("SELECT {COLUMNS} FROM connections WHERE day = ?1"),
@@ -38,7 +40,8 @@ pub fn scan_db(
         None => stmt.query([]),
     }
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
-    add_lost(&conn, day, scan).map_err(|e| format!("{shown}: reading runs: {e}"))?;
+    add_lost(&conn, day, scan, &shown, verbose)
+        .map_err(|e| format!("{shown}: reading runs: {e}"))?;
     loop {
         let row = match rows.next() {
             Ok(Some(r)) => r,
@@ -65,7 +68,7 @@ pub fn scan_db(
             Err(reason) => {
                 scan.errors += 1;
                 if verbose {
-                    eprintln!("{shown}: connections row {id}: {reason}");
+                    eprintln!("{shown}: connections row {id}: {}", escaped(&reason));
                 }
             }
         }
@@ -73,28 +76,58 @@ pub fn scan_db(
     Ok(())
 }
 
-/// Adds the events the logger runs lost that overlap the day (all runs for `-a`).
+/// Adds the events the logger runs that overlap the day (all runs for `-a`) lost in the kernel
+/// (`lost_events`) or dropped on the way to the database (`dropped`). Summed here, saturating,
+/// not by SQL, whose integer sum fails on overflow; a run with a count out of range is a bad
+/// row.
 fn add_lost(
     conn: &rusqlite::Connection,
     day: Option<NaiveDate>,
     scan: &mut Scan,
+    shown: &str,
+    verbose: bool,
 ) -> rusqlite::Result<()> {
-    let lost: i64 = match day {
-        None => conn.query_row("SELECT coalesce(sum(lost_events), 0) FROM runs", [], |r| {
-            r.get(0)
-        })?,
+    const SQL: &str = "SELECT id, lost_events, dropped FROM runs";
+    let mut stmt;
+    let mut rows = match day {
+        None => {
+            stmt = conn.prepare(SQL)?;
+            stmt.query([])?
+        }
         Some(d) => {
             let (start, end) = day_bounds(d);
-            conn.query_row(
-                "SELECT coalesce(sum(lost_events), 0) FROM runs
-                 WHERE started < ?2 AND (stopped IS NULL OR stopped >= ?1)",
-                rusqlite::params![start, end],
-                |r| r.get(0),
-            )?
+            stmt = conn.prepare(&format!(
+                "{SQL} WHERE started < ?2 AND (stopped IS NULL OR stopped >= ?1)"
+            ))?;
+            stmt.query(rusqlite::params![start, end])?
         }
     };
-    scan.lost_events += lost.max(0) as u64;
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0).unwrap_or(-1);
+        let counts = count(row, 1, "lost_events").and_then(|lost| {
+            count(row, 2, "dropped")
+                .map(|dropped| lost.unwrap_or(0).saturating_add(dropped.unwrap_or(0)))
+        });
+        match counts {
+            Ok(n) => scan.lost_events = scan.lost_events.saturating_add(n),
+            Err(reason) => {
+                scan.errors += 1;
+                if verbose {
+                    eprintln!("{shown}: runs row {id}: {}", escaped(&reason));
+                }
+            }
+        }
+    }
     Ok(())
+}
+
+/// A count or number of seconds: NULL, or an integer from 0 to [`MAX_VALUE`].
+fn count(row: &rusqlite::Row<'_>, i: usize, field: &str) -> Result<Option<u64>, String> {
+    match int(row, i, field)? {
+        None => Ok(None),
+        Some(n) if n >= 0 => Ok(Some(n as u64)),
+        Some(n) => Err(format!("{field}: {n} is out of range (0-{MAX_VALUE})")),
+    }
 }
 
 /// The day's first and last instant, local time, as epoch seconds.
@@ -123,11 +156,17 @@ struct Decoded {
     bytes: u64,
 }
 
+/// 2^63 as a float: the reals below it in magnitude convert to i64 exactly.
+const I64_BOUND: f64 = 9_223_372_036_854_775_808.0;
+
 fn int(row: &rusqlite::Row<'_>, i: usize, field: &str) -> Result<Option<i64>, String> {
     match row.get_ref(i) {
         Ok(Value::Null) => Ok(None),
         Ok(Value::Integer(n)) => Ok(Some(n)),
-        Ok(Value::Real(f)) if f.fract() == 0.0 => Ok(Some(f as i64)),
+        // `as` would saturate: only whole numbers inside i64's range are integers.
+        Ok(Value::Real(f)) if f.fract() == 0.0 && (-I64_BOUND..I64_BOUND).contains(&f) => {
+            Ok(Some(f as i64))
+        }
         Ok(v) => Err(format!("{field}: not an integer: {v:?}")),
         Err(e) => Err(format!("{field}: {e}")),
     }
@@ -156,8 +195,14 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
     let closed = int(row, 5, "close_ts")?.unwrap_or(0) != 0;
     let duration = match row.get_ref(6) {
         Ok(Value::Null) => None,
-        Ok(Value::Real(f)) if f >= 0.0 && f.is_finite() => Some(f.round() as u64),
+        // The same range as the log's time column: beyond it a sum or an average is nonsense.
+        Ok(Value::Real(f)) if f >= 0.0 && f.round() < I64_BOUND => Some(f.round() as u64),
         Ok(Value::Integer(n)) if n >= 0 => Some(n as u64),
+        Ok(Value::Real(f)) if f > 0.0 => {
+            return Err(format!(
+                "duration: {f:e} seconds is out of range (at most {MAX_VALUE})"
+            ))
+        }
         Ok(v) => return Err(format!("duration: not seconds: {v:?}")),
         Err(e) => return Err(format!("duration: {e}")),
     };
@@ -167,7 +212,9 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
             anomalies |= 1 << i;
         }
     }
-    let bytes = int(row, 13, "bytes")?.unwrap_or(0).max(0) as u64;
+    let bytes = count(row, 13, "orig_ip_bytes")?
+        .unwrap_or(0)
+        .saturating_add(count(row, 14, "resp_ip_bytes")?.unwrap_or(0));
     Ok(Decoded {
         src: text(row, 1, "src")?,
         proto,

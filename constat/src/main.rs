@@ -15,6 +15,7 @@ use chrono::{Local, NaiveDate};
 use clap::Parser;
 use lookup::{Lookup, NameCache, Services};
 use shared::logfmt::{LogLine, LogReader};
+use shared::text::escaped;
 
 use crate::render::{Layout, Namer};
 use crate::scan::{Host, Scan};
@@ -41,10 +42,14 @@ file), sorted by the names shown:
   avgtm  average duration in seconds of the closed ones (time column of the C line)
   maxtm  longest duration in seconds
 Names ending in `?` come from the reverse-DNS name cache, not from the lookup file.
-Then `N ERRORS`: lines (database rows) that could not be read; -v shows each one as
-`file:line: field: reason` on stderr. When the log carries anomaly tokens (ipclog -r/-i), a
-section `connections with anomalies` precedes the ERRORS line, and when the logger reported
-lost events on the day, a line `N EVENTS LOST by the logger`.
+Then `N ERRORS`: lines (database rows) that could not be read, or that hold a count or time
+beyond 2^63-1; -v shows each one as `file:line: field: reason` on stderr. A last line without
+its newline (cut off, or still being written) is one error and ends the reading. When the log
+carries anomaly tokens (ipclog -r/-i), a section `connections with anomalies` precedes the
+ERRORS line, and when the logger lost or dropped events on the day (P lines `lost N events`,
+`dropped N events (reason)`; the history's runs.lost_events and runs.dropped), a line
+`N EVENTS LOST by the logger`. Names are printed escaped: control and bidi characters, spaces
+and backslashes as \\xHH or \\uHHHH.
 
 Exit status: 0 report printed (unreadable lines are counted in ERRORS); 1 read error in the
 middle of the input (or a line longer than 1 MiB: not a log); 2 bad usage or bad input at start (bad option or date, missing or
@@ -146,12 +151,26 @@ fn seed_options(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 const DEFAULT_LOOKUP: &str = "/etc/constat.lookup";
 
 fn main() -> ExitCode {
-    let args = Args::parse_from(seed_options(std::env::args_os()));
+    let args = match Args::try_parse_from(seed_options(std::env::args_os())) {
+        Ok(a) => a,
+        // clap quotes a bad argument as given, and on a terminal passes its escapes through.
+        Err(e) if e.use_stderr() => {
+            let mut text = String::new();
+            for line in e.render().to_string().lines() {
+                text.push_str(&escaped(line));
+                text.push('\n');
+            }
+            eprint!("{text}");
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+        Err(e) => e.exit(),
+    };
     match run(&args) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, msg)) => {
             if !msg.is_empty() {
-                eprintln!("constat: {msg}");
+                // Messages quote file names and input, which may hold terminal controls.
+                eprintln!("constat: {}", escaped(&msg));
             }
             ExitCode::from(code)
         }
@@ -231,7 +250,10 @@ fn load_lookup(named: Option<&Path>) -> Result<Lookup, Failure> {
         Err(e) if named.is_none() && e.kind() == io::ErrorKind::NotFound => Ok(Lookup::new()),
         Err(e) => Err((
             2,
-            format!("{}: cannot read lookup file: {e}", path.display()),
+            format!(
+                "{}: cannot read lookup file: {e}",
+                escaped(&path.display().to_string())
+            ),
         )),
     }
 }
@@ -255,7 +277,7 @@ fn resolve_unnamed(scan: &Scan, lookup: &Lookup, cache: &mut NameCache) {
     if let Err(e) = cache.save() {
         eprintln!(
             "constat: warning: {}: cannot save name cache: {e}",
-            cache.path().display()
+            escaped(&cache.path().display().to_string())
         );
     }
 }
@@ -265,7 +287,7 @@ fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<()
     let shown = if stdin {
         "<stdin>".to_string()
     } else {
-        args.file.display().to_string()
+        escaped(&args.file.display().to_string()).into_owned()
     };
     let reader: Box<dyn Read> = if stdin {
         Box::new(io::stdin().lock())
@@ -316,15 +338,16 @@ fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<()
             break;
         };
         last = line_no;
-        match parsed {
+        let res = match parsed {
             Ok(LogLine::Conn(c)) => scan.line(&c),
             Ok(LogLine::Program { ts, message }) => scan.program(ts.date(), message),
-            Ok(_) => {}
-            Err(e) => {
-                scan.errors += 1;
-                if args.verbose {
-                    eprintln!("{shown}:{line_no}: {e}");
-                }
+            Ok(_) => Ok(()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = res {
+            scan.errors += 1;
+            if args.verbose {
+                eprintln!("{shown}:{line_no}: {}", escaped(&e.to_string()));
             }
         }
     }

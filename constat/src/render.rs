@@ -1,6 +1,11 @@
 //! From counted rows to the printed report: names replace addresses and ports, unnamed web
 //! servers fold into `any`, rows that now show the same strings merge, and the table is laid
 //! out in the original's columns.
+//!
+//! Every name shown comes from outside (the lookup file, the name cache, /etc/services, an
+//! interface name in the log or the database), so each is made a field
+//! ([`shared::text::field`]) before it is laid out: a control or bidi character cannot reach
+//! the terminal, a space cannot shift the columns, and the widths count what is printed.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -9,6 +14,7 @@ use std::net::IpAddr;
 
 use lookup::{Lookup, NameCache, Services};
 use shared::proto::proto_name;
+use shared::text::field;
 
 use crate::scan::{FxMap, Host, Interner, Row, RowKey, ANOMALY_KEYS};
 
@@ -33,7 +39,7 @@ fn is_web(proto: u8, dport: Option<u16>) -> bool {
 impl Namer<'_> {
     fn host(&self, h: Host, interner: &Interner) -> String {
         match h {
-            Host::Name(id) => interner.name(id).to_string(),
+            Host::Name(id) => field(interner.name(id)).into_owned(),
             Host::Ip(a) => self.addr(a),
         }
     }
@@ -43,10 +49,10 @@ impl Namer<'_> {
             return a.to_string();
         }
         if let Some(n) = self.lookup.host_name(a) {
-            return n.to_string();
+            return field(n).into_owned();
         }
         if let Some(n) = self.cache.and_then(|c| c.get(a)) {
-            return format!("{n}?");
+            return format!("{}?", field(n));
         }
         a.to_string()
     }
@@ -69,7 +75,7 @@ impl Namer<'_> {
             Some(p) => self
                 .lookup
                 .service_name(self.services, p, proto)
-                .map(str::to_string)
+                .map(|n| field(n).into_owned())
                 .unwrap_or_else(|| p.to_string()),
         }
     }
@@ -394,5 +400,47 @@ mod tests {
         );
         assert!(lines[3].ends_with("    25.0       25"), "{}", lines[3]);
         assert_eq!(lines[4], "0 ERRORS");
+    }
+
+    #[test]
+    fn columns_are_laid_out_on_the_escaped_names() {
+        let (lookup, w) = Lookup::parse("10.0.0.2 rtl\u{202e}\n", "t");
+        assert!(w.is_empty());
+        let services = Services::builtin();
+        let mut interner = Interner::default();
+        let key = (
+            interner.host("e\u{1b}[7m"),
+            6,
+            Some(22),
+            Host::Ip("10.0.0.2".parse().unwrap()),
+        );
+        let rows = vec![(
+            key,
+            Row {
+                n: 1,
+                ..Default::default()
+            },
+        )];
+        let namer = Namer {
+            lookup: &lookup,
+            services: &services,
+            cache: None,
+            numeric: false,
+            no_any: false,
+        };
+        let named = namer.named_rows(&rows, &interner);
+        let layout = Layout {
+            heading: "h".into(),
+            bytes: false,
+        };
+        let mut out = Vec::new();
+        report(&mut out, &layout, &named, 0, 0).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let line = text.lines().nth(3).unwrap();
+        assert_eq!(
+            line,
+            "e\\x1b[7m        tcp  ssh      rtl\\u202e           1     1        -        -"
+        );
+        assert_eq!(line.len(), 75);
     }
 }

@@ -8,7 +8,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 
 use chrono::NaiveDate;
-use shared::logfmt::ConnLine;
+use shared::logfmt::{ConnLine, ParseError, MAX_VALUE};
+use shared::text::unescape_field;
 use shared::EventKind;
 
 /// A small, fast, non-cryptographic hasher (FxHash): the keys are our own parsed values, not
@@ -102,7 +103,19 @@ pub struct Interner {
 }
 
 impl Interner {
+    /// A source or destination as a database row holds it: the name as it is.
     pub fn host(&mut self, s: &str) -> Host {
+        self.host_with(s, false)
+    }
+
+    /// A source or destination column of the line log, where a name is an escaped field
+    /// (`\x1b`, `\x20`): interned as the name it stands for, so it matches the same name from a
+    /// database and is escaped exactly once when shown.
+    pub fn logged_host(&mut self, s: &str) -> Host {
+        self.host_with(s, true)
+    }
+
+    fn host_with(&mut self, s: &str, logged: bool) -> Host {
         // Addresses start with a digit (IPv4, most IPv6) or contain ':' (IPv6); interface names
         // may start with a hex letter, so only a failed parse sends a string to the interner.
         let b = s.as_bytes();
@@ -114,12 +127,13 @@ impl Interner {
                 return Host::Ip(a);
             }
         }
-        if let Some(&id) = self.ids.get(s) {
+        let s = if logged { unescape_field(s) } else { s.into() };
+        if let Some(&id) = self.ids.get(s.as_ref()) {
             return Host::Name(id);
         }
         let id = self.names.len() as u32;
-        self.names.push(s.into());
-        self.ids.insert(s.into(), id);
+        self.names.push(s.as_ref().into());
+        self.ids.insert(s.as_ref().into(), id);
         Host::Name(id)
     }
 
@@ -147,6 +161,9 @@ pub struct Row {
     pub closed: u64,
     /// Closed ones whose C line had a time.
     pub timed: u64,
+    /// Sums saturate: each value is at most [`MAX_VALUE`], so only garbage that passed that
+    /// check can reach the ceiling, and a wider type would cost every row (of possibly
+    /// hundreds of thousands) 16-byte alignment.
     pub sum_time: u64,
     pub max_time: Option<u64>,
     /// Connections with each anomaly (index as in [`ANOMALY_KEYS`]).
@@ -164,12 +181,12 @@ impl Row {
         self.n += o.n;
         self.closed += o.closed;
         self.timed += o.timed;
-        self.sum_time += o.sum_time;
+        self.sum_time = self.sum_time.saturating_add(o.sum_time);
         self.max_time = self.max_time.max(o.max_time);
         for (a, b) in self.anomalies.iter_mut().zip(o.anomalies) {
             *a += b;
         }
-        self.bytes += o.bytes;
+        self.bytes = self.bytes.saturating_add(o.bytes);
     }
 
     /// Records a closed connection with its time (if known), anomaly bits and bytes.
@@ -177,11 +194,11 @@ impl Row {
         self.closed += 1;
         if let Some(t) = time {
             self.timed += 1;
-            self.sum_time += t;
+            self.sum_time = self.sum_time.saturating_add(t);
             self.max_time = self.max_time.max(Some(t));
         }
         self.add_anomalies(anomalies);
-        self.bytes += bytes;
+        self.bytes = self.bytes.saturating_add(bytes);
     }
 
     pub fn add_anomalies(&mut self, bits: u8) {
@@ -233,7 +250,8 @@ pub struct Scan {
     pub errors: u64,
     /// C lines that matched no open O (the connection opened before the log started).
     pub unmatched_closes: u64,
-    /// Events the logger said it lost (`P ... lost N events`) in the scanned range.
+    /// Events the logger said it lost or dropped (`P ... lost N events`, `P ... dropped N
+    /// events (reason)`) in the scanned range; saturating.
     pub lost_events: u64,
 }
 
@@ -268,25 +286,40 @@ impl Scan {
         &mut self.rows[i as usize].1
     }
 
-    /// Feeds one P line: the logger's `lost N events [...]` messages on the scanned day count.
-    pub fn program(&mut self, date: NaiveDate, message: &str) {
-        if self.day.is_some_and(|d| d != date) {
-            return;
-        }
+    /// Feeds one P line: the logger's `lost N events [...]` and `dropped N events (reason)`
+    /// messages on the scanned day count. A count beyond [`MAX_VALUE`] makes it a bad line
+    /// (on any day, as every unreadable line).
+    pub fn program(&mut self, date: NaiveDate, message: &str) -> Result<(), ParseError> {
         let mut w = message.split_ascii_whitespace();
-        if let (Some("lost"), Some(n), Some("events")) = (w.next(), w.next(), w.next()) {
-            if let Ok(n) = n.parse::<u64>() {
-                self.lost_events += n;
-            }
+        let (Some(what @ ("lost" | "dropped")), Some(n), Some("events")) =
+            (w.next(), w.next(), w.next())
+        else {
+            return Ok(());
+        };
+        // Any other text in that place is a message of another kind, not a count.
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(());
         }
+        let n = n
+            .parse::<u64>()
+            .ok()
+            .filter(|&v| v <= MAX_VALUE)
+            .ok_or_else(|| ParseError {
+                field: "message",
+                reason: format!("{what} count {n} is out of range (at most {MAX_VALUE})"),
+            })?;
+        if self.day.is_none_or(|d| d == date) {
+            self.lost_events = self.lost_events.saturating_add(n);
+        }
+        Ok(())
     }
 
-    /// Feeds one O/S/C line.
-    pub fn line(&mut self, c: &ConnLine<'_>) {
+    /// Feeds one O/S/C line; a value out of range makes it a bad line, which changes nothing.
+    pub fn line(&mut self, c: &ConnLine<'_>) -> Result<(), ParseError> {
         let t = Tuple {
             proto: c.proto,
-            src: self.interner.host(c.src),
-            dst: self.interner.host(c.dst),
+            src: self.interner.logged_host(c.src),
+            dst: self.interner.logged_host(c.dst),
             sport: c.sport,
             dport: c.dport,
         };
@@ -298,7 +331,7 @@ impl Scan {
                     && c.extra("found") == Some("start")
                     && self.open.contains_key(&t)
                 {
-                    return;
+                    return Ok(());
                 }
                 let row = match self.day {
                     Some(d) if c.ts.date() != d => None,
@@ -324,9 +357,9 @@ impl Scan {
             }
             EventKind::Update => {
                 if c.extras.is_empty() {
-                    return;
+                    return Ok(());
                 }
-                let bits = extras(c).0;
+                let bits = anomaly_bits(c);
                 if bits != 0 {
                     if let Some(slot) = self.open.get_mut(&t) {
                         slot.first.anomalies |= bits;
@@ -338,26 +371,27 @@ impl Scan {
                 // the last state change, not the close, so times cannot pair them.
                 let Some(slot) = self.open.get_mut(&t) else {
                     self.unmatched_closes += 1;
-                    return;
+                    return Ok(());
                 };
                 let o = slot.first;
+                // Read before the open is taken, so a bad line leaves the connection open.
+                let (bits, bytes) = match o.row {
+                    Some(_) if !c.extras.is_empty() => extras(c)?,
+                    _ => (0, 0),
+                };
                 if let Some(next) = slot.more.pop_front() {
                     slot.first = next;
                 } else {
                     self.open.remove(&t);
                 }
                 if let Some(row) = o.row {
-                    let (bits, bytes) = if c.extras.is_empty() {
-                        (0, 0)
-                    } else {
-                        extras(c)
-                    };
                     self.rows[row as usize]
                         .1
                         .close(c.time, o.anomalies | bits, bytes);
                 }
             }
         }
+        Ok(())
     }
 
     /// Ends the scan: anomalies seen on connections still open count too.
@@ -377,13 +411,42 @@ impl Scan {
     }
 }
 
-/// The anomaly bits and the IP byte total of a line's `key=value` tokens.
-fn extras(c: &ConnLine<'_>) -> (u8, u64) {
+/// The anomaly bits of a line's `key=value` tokens (an S line: its bytes are not added up).
+fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
+    let mut bits = 0u8;
+    for (k, v) in c.extras() {
+        if let Some(b) = anomaly_bit(k) {
+            if v != "0" {
+                bits |= b;
+            }
+        }
+    }
+    bits
+}
+
+/// The anomaly bits and the IP bytes (both directions) of a line's `key=value` tokens, in one
+/// pass (this runs for every C line). A byte count that is not a number or out of range makes
+/// the line bad rather than count as nothing.
+fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
     let mut bits = 0u8;
     let mut bytes = 0u64;
     for (k, v) in c.extras() {
         match k {
-            "orig_ip_bytes" | "resp_ip_bytes" => bytes += v.parse::<u64>().unwrap_or(0),
+            "orig_ip_bytes" | "resp_ip_bytes" => {
+                let n = v
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|&n| n <= MAX_VALUE)
+                    .ok_or_else(|| ParseError {
+                        field: if k == "orig_ip_bytes" {
+                            "orig_ip_bytes"
+                        } else {
+                            "resp_ip_bytes"
+                        },
+                        reason: format!("not a byte count (0-{MAX_VALUE}): {v:?}"),
+                    })?;
+                bytes = bytes.saturating_add(n);
+            }
             _ => {
                 if let Some(b) = anomaly_bit(k) {
                     if v != "0" {
@@ -393,7 +456,7 @@ fn extras(c: &ConnLine<'_>) -> (u8, u64) {
             }
         }
     }
-    (bits, bytes)
+    Ok((bits, bytes))
 }
 
 #[cfg(test)]
@@ -405,7 +468,11 @@ mod tests {
         let mut s = Scan::new(day.map(|d| d.parse().unwrap()));
         for l in text.lines() {
             match parse_line(l) {
-                Ok(LogLine::Conn(c)) => s.line(&c),
+                Ok(LogLine::Conn(c)) => {
+                    if s.line(&c).is_err() {
+                        s.errors += 1;
+                    }
+                }
                 Ok(_) => {}
                 Err(_) => s.errors += 1,
             }
@@ -523,12 +590,51 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
     fn lost_events_of_the_day_are_counted() {
         let mut s = Scan::new(Some("2004-08-05".parse().unwrap()));
         let d = |x: &str| x.parse::<NaiveDate>().unwrap();
-        s.program(d("2004-08-05"), "lost 12 events");
-        s.program(d("2004-08-05"), "lost 3 events (queue full)");
-        s.program(d("2004-08-06"), "lost 100 events");
-        s.program(d("2004-08-05"), "ipclog stopped, 0 errors");
-        s.program(d("2004-08-05"), "lost many events");
-        assert_eq!(s.lost_events, 15);
+        for (day, m) in [
+            ("2004-08-05", "lost 12 events"),
+            ("2004-08-05", "lost 3 events (queue full)"),
+            ("2004-08-06", "lost 100 events"),
+            ("2004-08-05", "ipclog stopped, 0 errors"),
+            ("2004-08-05", "lost many events"),
+            ("2004-08-05", "dropped 20 events (database queue full)"),
+            ("2004-08-06", "dropped 200 events (database queue full)"),
+        ] {
+            s.program(d(day), m).unwrap();
+        }
+        assert_eq!(s.lost_events, 35);
+        let e = s
+            .program(d("2004-08-05"), "lost 18446744073709551615 events")
+            .unwrap_err();
+        assert!(e.to_string().contains("out of range"), "{e}");
+        assert!(s
+            .program(d("2004-08-06"), "dropped 99999999999999999999 events")
+            .is_err());
+        assert_eq!(s.lost_events, 35);
+        for _ in 0..3 {
+            s.program(d("2004-08-05"), &format!("lost {MAX_VALUE} events"))
+                .unwrap();
+        }
+        assert_eq!(s.lost_events, u64::MAX, "saturates");
+    }
+
+    #[test]
+    fn out_of_range_bytes_make_a_bad_line_that_leaves_the_connection_open() {
+        let s = scan(
+            None,
+            "\
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1000 80 e -
+C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1000 80 t 2 orig_ip_bytes=18446744073709551615
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1001 80 e -
+C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1001 80 t 4 orig_ip_bytes=9223372036854775807 resp_ip_bytes=9223372036854775807
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1002 80 e -
+C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t 9223372036854775807 orig_ip_bytes=9223372036854775807
+",
+        );
+        assert_eq!(s.errors, 1);
+        let r = row(&s, "10.0.0.1", 80);
+        assert_eq!((r.n, r.closed, r.nopn()), (3, 2, 1));
+        assert_eq!(r.bytes, u64::MAX, "saturates");
+        assert_eq!(r.sum_time, MAX_VALUE + 4);
     }
 
     #[test]
@@ -542,5 +648,9 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
         assert!(matches!(i.host("1weird"), Host::Name(_)));
         let Host::Name(id) = a else { panic!() };
         assert_eq!(i.name(id), "eth0");
+        // A log's escaped field is the same interface as a database's raw name.
+        let raw = i.host("\u{1b}[7m x");
+        assert_eq!(i.logged_host("\\x1b[7m\\x20x"), raw);
+        assert_eq!(i.logged_host("10.0.0.1"), i.host("10.0.0.1"));
     }
 }

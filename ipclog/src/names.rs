@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 
+use shared::text::push_field;
 use shared::ConnEvent;
 
 /// Addresses the cache holds at most; beyond it new addresses are not looked up.
@@ -89,25 +90,64 @@ impl Names {
         }
     }
 
-    /// Appends the name tokens for `ev` to a log line.
+    /// Appends the name tokens for `ev` to a log line. Each value is an escaped field: a
+    /// reverse-DNS answer is chosen by whoever owns the address, and /etc/services is text too.
     pub fn append_tokens(&self, ev: &ConnEvent, line: &mut String) {
         if ev.src_iface.is_none() {
             if let Some(n) = self.host(ev.shown_src()) {
                 line.push_str(" src_name=");
-                line.push_str(&n);
+                push_field(&n, line);
             }
         }
         if ev.dst_iface.is_none() {
             if let Some(n) = self.host(ev.shown_dst()) {
                 line.push_str(" dst_name=");
-                line.push_str(&n);
+                push_field(&n, line);
             }
         }
         if let Some(p) = ev.shown_dport() {
             if let Some(s) = self.services.name(p, ev.proto) {
                 line.push_str(" service=");
-                line.push_str(s);
+                push_field(s, line);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::{EventKind, FlowTuple, Source};
+
+    #[test]
+    fn foreign_names_are_escaped_fields() {
+        let mut n = Names::blocking(false);
+        let src: IpAddr = "192.0.2.1".parse().unwrap();
+        let dst: IpAddr = "198.51.100.7".parse().unwrap();
+        // What a hostile PTR record can carry past resolve()'s check: bidi controls, backslashes.
+        n.cache
+            .lock()
+            .unwrap()
+            .insert(src, Some("moc.\u{202e}evil\\x20".into()));
+        n.cache
+            .lock()
+            .unwrap()
+            .insert(dst, Some("ok.example".into()));
+        n.services.insert(4711, 6, "my service\u{1b}[7m");
+        let ev = ConnEvent::new(
+            EventKind::Open,
+            chrono::Utc::now(),
+            Source::Conntrack,
+            1,
+            6,
+            FlowTuple::new(src, dst, Some(1000), Some(4711)),
+        );
+        let mut line = String::new();
+        n.append_tokens(&ev, &mut line);
+        assert_eq!(
+            line,
+            " src_name=moc.\\u202eevil\\x5cx20 dst_name=ok.example \
+             service=my\\x20service\\x1b[7m"
+        );
     }
 }

@@ -9,7 +9,9 @@
 //! Lookup file format (see `lookup/constat.lookup`): `#` starts a comment; `ADDRESS NAME`,
 //! `CIDR NAME` (IPv4 or IPv6, the longest prefix wins, a host line beats any network) and
 //! `PORT/PROTO NAME` (a service, overriding `/etc/services` and the built-in table). A bad line
-//! is reported as `file:line: reason` and skipped.
+//! (including one that is not UTF-8) is reported as `file:line: reason` and skipped. The same
+//! address, network or service named twice: the first line wins, for all three kinds, and the
+//! later one is reported as `file:N: duplicate of line M: ...`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -18,6 +20,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use shared::proto::proto_from_name;
+use shared::text::escaped;
 
 /// A line of a lookup, services or cache file that was skipped, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +31,35 @@ pub struct Warning {
 }
 
 impl fmt::Display for Warning {
+    /// Escaped: the file name and the quoted line are foreign text bound for a terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}: {}", self.file, self.line, self.reason)
+        write!(
+            f,
+            "{}:{}: {}",
+            escaped(&self.file),
+            self.line,
+            escaped(&self.reason)
+        )
     }
+}
+
+/// The lines of a file as bytes, numbered from 1 and without their `\n` (or `\r\n`), so that
+/// each line is decoded on its own: one bad byte costs one line, not the file.
+fn byte_lines(bytes: &[u8]) -> impl Iterator<Item = (u64, &[u8])> {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.split(|&b| b == b'\n')
+        .enumerate()
+        .filter(move |_| !bytes.is_empty())
+        .map(|(i, l)| (i as u64 + 1, l.strip_suffix(b"\r").unwrap_or(l)))
+}
+
+/// A line as text, or the warning that skips it.
+fn utf8_line<'a>(raw: &'a [u8], file: &str, line: u64) -> Result<&'a str, Warning> {
+    std::str::from_utf8(raw).map_err(|e| Warning {
+        file: file.to_string(),
+        line,
+        reason: format!("not UTF-8 text (byte {} of the line)", e.valid_up_to() + 1),
+    })
 }
 
 /// A network from a `CIDR NAME` line, stored with its host bits cleared.
@@ -216,8 +245,17 @@ pub struct Lookup {
     /// Longest prefix first, so the first match is the best one.
     nets: Vec<Net>,
     services: HashMap<(u16, u8), String>,
-    /// Where each name came from (line number), to point at earlier definitions.
-    host_lines: HashMap<IpAddr, u64>,
+    /// Where each host, network and service was named (line number), so a later line naming
+    /// it again can point at the one that counts.
+    lines: HashMap<Key, u64>,
+}
+
+/// What a lookup line names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Key {
+    Host(IpAddr),
+    Net(IpAddr, u8),
+    Service(u16, u8),
 }
 
 fn valid_name(name: &str) -> bool {
@@ -233,41 +271,29 @@ impl Lookup {
     /// Reads a lookup file. A file that cannot be read is an error; bad lines are warnings.
     pub fn load(path: &Path) -> io::Result<(Lookup, Vec<Warning>)> {
         let bytes = std::fs::read(path)?;
-        let shown = path.display().to_string();
-        match std::str::from_utf8(&bytes) {
-            Ok(text) => Ok(Lookup::parse(text, &shown)),
-            Err(e) => {
-                // Keep the valid lines; the bad bytes are reported, not guessed at.
-                let text = String::from_utf8_lossy(&bytes);
-                let (l, mut w) = Lookup::parse(&text, &shown);
-                let line = bytes[..e.valid_up_to()]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count() as u64
-                    + 1;
-                w.push(Warning {
-                    file: shown,
-                    line,
-                    reason: "not UTF-8 text".into(),
-                });
-                w.sort_by_key(|w| w.line);
-                Ok((l, w))
-            }
-        }
+        Ok(Lookup::parse_bytes(&bytes, &path.display().to_string()))
     }
 
     /// Parses lookup file text; `file` names it in warnings.
     pub fn parse(text: &str, file: &str) -> (Lookup, Vec<Warning>) {
+        Lookup::parse_bytes(text.as_bytes(), file)
+    }
+
+    /// Parses a lookup file's bytes. A line that is not UTF-8 is skipped with a warning: its
+    /// name is not guessed at.
+    pub fn parse_bytes(bytes: &[u8], file: &str) -> (Lookup, Vec<Warning>) {
         let mut l = Lookup::new();
         let mut warnings = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
-            let line_no = i as u64 + 1;
-            if let Err(reason) = l.parse_line(raw, line_no) {
-                warnings.push(Warning {
+        for (line_no, raw) in byte_lines(bytes) {
+            let res = utf8_line(raw, file, line_no).and_then(|text| {
+                l.parse_line(text, line_no).map_err(|reason| Warning {
                     file: file.to_string(),
                     line: line_no,
                     reason,
-                });
+                })
+            });
+            if let Err(w) = res {
+                warnings.push(w);
             }
         }
         // Stable sort: among equal prefixes the earlier line wins, as for hosts.
@@ -292,14 +318,8 @@ impl Lookup {
             return Err(format!("bad name {name:?}"));
         }
         if let Ok(addr) = what.parse::<IpAddr>() {
-            if let Some(prev) = self.host_lines.get(&addr) {
-                return Err(format!(
-                    "{addr} already named {:?} at line {prev}; this line is ignored",
-                    self.hosts[&addr]
-                ));
-            }
+            self.claim(Key::Host(addr), line_no, what)?;
             self.hosts.insert(addr, name.to_string());
-            self.host_lines.insert(addr, line_no);
             return Ok(());
         }
         let (left, right) = what
@@ -318,6 +338,7 @@ impl Lookup {
                     "{what} has host bits set (did you mean {net}/{prefix}?)"
                 ));
             }
+            self.claim(Key::Net(net, prefix), line_no, what)?;
             self.nets.push(Net {
                 addr: net,
                 prefix,
@@ -327,12 +348,42 @@ impl Lookup {
         }
         if left.bytes().all(|b| b.is_ascii_digit()) && !left.is_empty() {
             let key = parse_port_proto(what)?;
+            self.claim(Key::Service(key.0, key.1), line_no, what)?;
             self.services.insert(key, name.to_string());
             return Ok(());
         }
         Err(format!(
             "not an address, CIDR network or PORT/PROTO: {what:?}"
         ))
+    }
+
+    /// Records that `line_no` names `key`; if an earlier line did, the earlier one stays and
+    /// this line is refused, naming both lines.
+    fn claim(&mut self, key: Key, line_no: u64, what: &str) -> Result<(), String> {
+        match self.lines.get(&key) {
+            Some(&first) => Err(format!(
+                "duplicate of line {first}: {what} is already named {:?} there",
+                self.name_of(key)
+            )),
+            None => {
+                self.lines.insert(key, line_no);
+                Ok(())
+            }
+        }
+    }
+
+    /// The name a line gave `key` (empty if none did).
+    fn name_of(&self, key: Key) -> &str {
+        let name = match key {
+            Key::Host(a) => self.hosts.get(&a),
+            Key::Net(a, p) => self
+                .nets
+                .iter()
+                .find(|n| n.addr == a && n.prefix == p)
+                .map(|n| &n.name),
+            Key::Service(port, proto) => self.services.get(&(port, proto)),
+        };
+        name.map_or("", String::as_str)
     }
 
     /// The user's name for an address: its host line, else the longest matching network.
@@ -394,8 +445,8 @@ impl NameCache {
     pub fn load(path: &Path) -> (NameCache, Vec<Warning>) {
         let mut c = NameCache::empty(path);
         let shown = path.display().to_string();
-        let text = match std::fs::read(path) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (c, Vec::new()),
             Err(e) => {
                 return (
@@ -408,13 +459,20 @@ impl NameCache {
                 )
             }
         };
-        let w = c.parse(&text, &shown);
+        let w = c.parse(&bytes, &shown);
         (c, w)
     }
 
-    fn parse(&mut self, text: &str, file: &str) -> Vec<Warning> {
+    fn parse(&mut self, bytes: &[u8], file: &str) -> Vec<Warning> {
         let mut warnings = Vec::new();
-        for (i, raw) in text.lines().enumerate() {
+        for (line_no, raw) in byte_lines(bytes) {
+            let raw = match utf8_line(raw, file, line_no) {
+                Ok(t) => t,
+                Err(w) => {
+                    warnings.push(w);
+                    continue;
+                }
+            };
             let line = raw.split('#').next().unwrap_or("").trim();
             if line.is_empty() {
                 continue;
@@ -441,7 +499,7 @@ impl NameCache {
                 }
                 Err(reason) => warnings.push(Warning {
                     file: file.to_string(),
-                    line: i as u64 + 1,
+                    line: line_no,
                     reason,
                 }),
             }
@@ -649,10 +707,9 @@ mod tests {
         );
         assert!(w[4].reason.contains("did you mean 10.0.0.0/8"), "{}", w[4]);
         assert!(w[5].reason.contains("port"), "{}", w[5]);
-        assert!(
-            w[8].reason.contains("already named \"good\" at line 1"),
-            "{}",
-            w[8]
+        assert_eq!(
+            w[8].to_string(),
+            "my.lookup:10: duplicate of line 1: 1.2.3.4 is already named \"good\" there"
         );
         // The good lines still count; the duplicate did not replace the first name.
         assert_eq!(l.host_name(ip("1.2.3.4")), Some("good"));
@@ -667,10 +724,64 @@ mod tests {
         std::fs::remove_file(&d).unwrap();
         assert_eq!(l.host_name(ip("1.1.1.1")), Some("one"));
         assert_eq!(l.host_name(ip("3.3.3.3")), Some("three"));
-        assert!(
-            w.iter().any(|w| w.line == 2 && w.reason.contains("UTF-8")),
-            "{w:?}"
+        assert_eq!(
+            l.host_name(ip("2.2.2.2")),
+            None,
+            "the line reported as skipped is skipped"
         );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(w[0].line, 2);
+        assert!(w[0].reason.contains("UTF-8"), "{w:?}");
+    }
+
+    #[test]
+    fn every_non_utf8_line_is_skipped_on_its_own() {
+        let (l, w) = Lookup::parse_bytes(
+            b"1.1.1.1 \xffone\r\n8080/tcp pr\xc3\n10.0.0.0/8 intra\xe2\x80\n4.4.4.4 ok\r\n",
+            "b.lookup",
+        );
+        assert_eq!(w.iter().map(|w| w.line).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(l.host_name(ip("1.1.1.1")).is_none());
+        assert!(l.own_service_name(8080, 6).is_none());
+        assert!(l.host_name(ip("10.1.1.1")).is_none());
+        assert_eq!(l.host_name(ip("4.4.4.4")), Some("ok"));
+    }
+
+    #[test]
+    fn duplicates_of_all_three_kinds_keep_the_first_line_and_name_both() {
+        let text = "\
+1.2.3.4      first-host
+10.0.0.0/8   first-net
+8080/tcp     first-svc
+1.2.3.4      second-host
+10.0.0.0/8   second-net
+8080/tcp     second-svc
+10.0.0.0/16  other-prefix
+8080/udp     other-proto
+";
+        let (l, w) = Lookup::parse(text, "d.lookup");
+        let shown: Vec<String> = w.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "d.lookup:4: duplicate of line 1: 1.2.3.4 is already named \"first-host\" there",
+                "d.lookup:5: duplicate of line 2: 10.0.0.0/8 is already named \"first-net\" there",
+                "d.lookup:6: duplicate of line 3: 8080/tcp is already named \"first-svc\" there",
+            ]
+        );
+        assert_eq!(l.host_name(ip("1.2.3.4")), Some("first-host"));
+        assert_eq!(l.host_name(ip("10.9.0.1")), Some("first-net"));
+        assert_eq!(l.host_name(ip("10.0.0.1")), Some("other-prefix"));
+        assert_eq!(l.own_service_name(8080, 6), Some("first-svc"));
+        assert_eq!(l.own_service_name(8080, 17), Some("other-proto"));
+    }
+
+    #[test]
+    fn warnings_escape_what_they_quote() {
+        let (_, w) = Lookup::parse("1.2.3.4 a\u{1b}[7m\n", "evil\u{202e}.lookup");
+        let s = w[0].to_string();
+        assert!(!s.contains(['\u{1b}', '\u{202e}']), "{s:?}");
+        assert!(s.starts_with("evil\\u202e.lookup:1: bad name"), "{s}");
     }
 
     #[test]

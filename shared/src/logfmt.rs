@@ -13,6 +13,11 @@
 //! absent field; wider values widen their column. Anything the original did not have follows
 //! the time column as `key=value` tokens, so readers that split on whitespace and take the first
 //! nine fields keep working.
+//!
+//! Interface names and other foreign text are written with [`crate::text::push_field`]: a
+//! control character, a bidi control, a space or a backslash becomes `\xHH` / `\uXXXX`, so a
+//! line never carries terminal escapes and a name never splits into two columns.
+//! [`crate::text::unescape_field`] reads a field back.
 
 use std::fmt::Write as _;
 use std::io::{self, BufRead};
@@ -22,6 +27,12 @@ use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 use crate::event::{ConnEvent, EventKind};
 use crate::proto::{proto_from_name, proto_name};
+use crate::text::{push_escaped, push_field};
+
+/// The largest count or number of seconds a line (or a history row) may carry: the range of
+/// SQLite's INTEGER, where ipclog's history keeps the same values. Larger ones are garbage,
+/// and bounding them keeps every sum a reader makes exact.
+pub const MAX_VALUE: u64 = i64::MAX as u64;
 
 /// The log's timestamp format, for chrono.
 pub const TIME_FORMAT: &str = "%Y-%m-%d-%H:%M:%S";
@@ -63,6 +74,16 @@ fn push_padded(out: &mut String, s: &str, width: usize) {
     }
 }
 
+/// Appends foreign text (an interface name) as one escaped field, padded like
+/// [`push_padded`]: the width counts the escaped text, which is what the reader sees.
+fn push_field_padded(out: &mut String, s: &str, width: usize) {
+    let start = out.len();
+    push_field(s, out);
+    for _ in (out.len() - start)..width {
+        out.push(' ');
+    }
+}
+
 /// Appends `n` in decimal.
 fn push_u64(out: &mut String, n: u64) {
     let mut buf = itoa::Buffer::new();
@@ -91,13 +112,14 @@ fn push_addr_padded(out: &mut String, addr: IpAddr, width: usize) {
     }
 }
 
-/// The `P` line, e.g. `ipclog started`.
+/// The `P` line, e.g. `ipclog started`. The message may quote foreign text (an error naming a
+/// file or an interface), so its control characters are escaped.
 pub fn program_line(ts: DateTime<Utc>, message: &str) -> String {
     let mut s = String::with_capacity(64);
     s.push_str("P ");
     format_ts(ts, &mut s);
     s.push(' ');
-    s.push_str(message);
+    push_escaped(message, &mut s);
     s
 }
 
@@ -119,7 +141,9 @@ pub fn interface_line(ts: DateTime<Utc>, up: bool, ifname: &str, addr: IpAddr) -
     let mut s = String::with_capacity(64);
     s.push_str("I ");
     format_ts(ts, &mut s);
-    let _ = write!(s, " {} {} {}", if up { "UP" } else { "DOWN" }, ifname, addr);
+    s.push_str(if up { " UP " } else { " DOWN " });
+    push_field(ifname, &mut s);
+    let _ = write!(s, " {addr}");
     s
 }
 
@@ -164,12 +188,12 @@ pub fn write_event(ev: &ConnEvent, opts: WriteOptions, out: &mut String) {
     }
     out.push(' ');
     match &ev.src_iface {
-        Some(i) => push_padded(out, i, 15),
+        Some(i) => push_field_padded(out, i, 15),
         None => push_addr_padded(out, ev.shown_src(), 15),
     }
     out.push(' ');
     match &ev.dst_iface {
-        Some(i) => push_padded(out, i, 15),
+        Some(i) => push_field_padded(out, i, 15),
         None => push_addr_padded(out, ev.shown_dst(), 15),
     }
     out.push(' ');
@@ -222,12 +246,12 @@ fn write_extras(ev: &ConnEvent, opts: WriteOptions, out: &mut String) {
     if let Some(h) = &ev.history {
         if !h.is_empty() {
             out.push_str(" history=");
-            out.push_str(h);
+            push_field(h, out);
         }
     }
     if let Some(u) = &ev.uid {
         out.push_str(" uid=");
-        out.push_str(u);
+        push_field(u, out);
     }
     if !ev.anomalies.is_empty() {
         for (k, v) in ev.anomalies.entries() {
@@ -456,11 +480,16 @@ pub fn parse_line(line: &str) -> Result<LogLine<'_>, ParseError> {
             let time = if time_str == "-" {
                 None
             } else {
-                Some(
-                    time_str
-                        .parse::<u64>()
-                        .map_err(|_| err("time", format!("not seconds: {time_str:?}")))?,
-                )
+                let t = time_str
+                    .parse::<u64>()
+                    .map_err(|_| err("time", format!("not seconds: {time_str:?}")))?;
+                if t > MAX_VALUE {
+                    return Err(err(
+                        "time",
+                        format!("{t} seconds is out of range (at most {MAX_VALUE})"),
+                    ));
+                }
+                Some(t)
             };
             let extras = rest_after(time_str);
             if let Some(bad) = extras.split_ascii_whitespace().find(|t| {
@@ -507,13 +536,19 @@ impl std::fmt::Display for LineError {
 }
 
 /// Streams a log line by line with one reused buffer, so memory does not grow with the file.
-/// Non-UTF-8 lines and a last line without its newline (a writer cut off mid-line) are
-/// reported as errors, never guessed at.
+/// Non-UTF-8 lines are reported as errors, never guessed at.
+///
+/// A last line without its newline is one incomplete line: a writer cut off, or one still
+/// writing it (a running ipclog appends while constat reads). It is reported once, as an error,
+/// and the reader ends there: reading on would take the rest the writer appends meanwhile for a
+/// line of its own.
 pub struct LogReader<R> {
     inner: R,
     buf: Vec<u8>,
     line_no: u64,
     max_line: usize,
+    /// An incomplete last line was returned: nothing after it is read.
+    ended: bool,
 }
 
 /// The longest line [`LogReader`] accepts by default. ipclog's lines are about a hundred bytes;
@@ -528,6 +563,7 @@ impl<R: BufRead> LogReader<R> {
             buf: Vec::with_capacity(256),
             line_no: 0,
             max_line: MAX_LINE,
+            ended: false,
         }
     }
 
@@ -584,6 +620,9 @@ impl<R: BufRead> LogReader<R> {
     #[allow(clippy::type_complexity)]
     pub fn next_line(&mut self) -> io::Result<Option<(u64, Result<LogLine<'_>, ParseError>)>> {
         self.buf.clear();
+        if self.ended {
+            return Ok(None);
+        }
         let n = self.read_line_capped()?;
         if n == 0 {
             return Ok(None);
@@ -592,13 +631,19 @@ impl<R: BufRead> LogReader<R> {
         let complete = self.buf.last() == Some(&b'\n');
         if complete {
             self.buf.pop();
+        } else {
+            self.ended = true;
         }
         let parsed = match std::str::from_utf8(&self.buf) {
+            // Checked first: a writer may stop in the middle of a UTF-8 sequence.
+            _ if !complete => Err(err(
+                "line",
+                "incomplete last line (no newline: cut off, or still being written)",
+            )),
             Err(e) => Err(err(
                 "line",
                 format!("not UTF-8 text (byte {})", e.valid_up_to() + 1),
             )),
-            Ok(_) if !complete => Err(err("line", "truncated last line (no newline)")),
             Ok(s) => parse_line(s),
         };
         Ok(Some((self.line_no, parsed)))
@@ -737,8 +782,108 @@ mod tests {
         assert!(res.unwrap_err().reason.contains("UTF-8"));
         let (n, res) = r.next_line().unwrap().unwrap();
         assert_eq!(n, 3);
-        assert!(res.unwrap_err().reason.contains("truncated"));
+        assert!(res.unwrap_err().reason.contains("incomplete last line"));
         assert!(r.next_line().unwrap().is_none());
+    }
+
+    /// A log that grows while it is read: the first reads end in the middle of a line (EOF),
+    /// the writer then appends the line's rest.
+    struct Growing(Vec<&'static [u8]>);
+
+    impl std::io::Read for Growing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            if self.0.is_empty() {
+                return Ok(0);
+            }
+            let chunk = self.0.remove(0);
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn an_incomplete_last_line_is_one_error_and_its_tail_is_never_read() {
+        let log = Growing(vec![
+            b"P 2004-08-05-16:41:22 ipclog started\nO 2004-08-05-16:4",
+            b"",
+            b"1:37 udp  ppp0            217.237.151.97  32799 53    -      -\n",
+        ]);
+        let mut r = LogReader::new(std::io::BufReader::new(log));
+        assert!(matches!(
+            r.next_line().unwrap(),
+            Some((1, Ok(LogLine::Program { .. })))
+        ));
+        let (n, res) = r.next_line().unwrap().unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(
+            res.unwrap_err().to_string(),
+            "line: incomplete last line (no newline: cut off, or still being written)"
+        );
+        assert!(
+            r.next_line().unwrap().is_none(),
+            "the rest of the line was read as a line of its own"
+        );
+        assert!(r.next_line().unwrap().is_none());
+        // Cut inside a UTF-8 sequence: still the incomplete line, not a bad encoding.
+        let mut r = LogReader::new(&b"I 2004-08-05-16:41:22 UP \xc3"[..]);
+        let (_, res) = r.next_line().unwrap().unwrap();
+        assert!(res.unwrap_err().reason.starts_with("incomplete"));
+    }
+
+    #[test]
+    fn foreign_interface_names_are_escaped_and_keep_the_columns() {
+        let mut e = ev(
+            EventKind::Close,
+            "2004-08-05-16:41:37",
+            6,
+            FlowTuple::new(
+                "10.0.0.1".parse().unwrap(),
+                "10.0.0.2".parse().unwrap(),
+                Some(1000),
+                Some(22),
+            ),
+        );
+        let evil = "\u{1b}]0;PWN\u{7}\u{1b}[7m";
+        e.src_iface = Some(evil.into());
+        e.dst_iface = Some("my if\u{202e}".into());
+        e.duration = Some(3.0);
+        e.history = Some("Sh\u{1b}".into());
+        let mut s = String::new();
+        write_event(&e, WriteOptions::default(), &mut s);
+        assert!(
+            !s.contains(|c: char| c.is_control() || c == '\u{202e}'),
+            "raw control in {s:?}"
+        );
+        assert!(s.contains(" \\x1b]0;PWN\\x07\\x1b[7m "), "{s}");
+        let LogLine::Conn(c) = parse_line(&s).unwrap() else {
+            panic!("not a conn line: {s}")
+        };
+        assert_eq!(crate::text::unescape_field(c.src), evil);
+        assert_eq!(c.dst, "my\\x20if\\u202e");
+        assert_eq!(crate::text::unescape_field(c.dst), "my if\u{202e}");
+        assert_eq!((c.sport, c.dport, c.time), (Some(1000), Some(22), Some(3)));
+        assert_eq!(c.extra("history"), Some("Sh\\x1b"));
+
+        let i = interface_line(e.ts, true, evil, "10.0.0.1".parse().unwrap());
+        assert!(i.ends_with(" UP \\x1b]0;PWN\\x07\\x1b[7m 10.0.0.1"), "{i}");
+        let LogLine::Interface { ifname, addr, .. } = parse_line(&i).unwrap() else {
+            panic!("{i}")
+        };
+        assert_eq!(
+            (crate::text::unescape_field(ifname).as_ref(), addr),
+            (evil, "10.0.0.1")
+        );
+        let p = program_line(e.ts, "error: eth\u{1b}[2J: gone");
+        assert!(p.ends_with(" error: eth\\x1b[2J: gone"), "{p}");
+    }
+
+    #[test]
+    fn times_beyond_the_integer_range_are_bad_lines() {
+        let ok = format!("C 2004-08-05-16:41:37 tcp a b 1 2 t {MAX_VALUE}");
+        assert!(parse_line(&ok).is_ok());
+        let e = parse_line("C 2004-08-05-16:41:37 tcp a b 1 2 t 18446744073709551615").unwrap_err();
+        assert_eq!(e.field, "time");
+        assert!(e.reason.contains("out of range"), "{e}");
     }
 
     #[test]

@@ -100,6 +100,47 @@ pub fn escaped_bytes(b: &[u8]) -> String {
     escaped(&String::from_utf8_lossy(b)).into_owned()
 }
 
+/// Reads back what [`push_field`] wrote: `\xHH` is the character U+00HH, `\uHHHH` the
+/// character U+HHHH. A backslash that starts no such escape is kept as it is, so text written
+/// before fields were escaped reads as it always did. Borrowed when `s` has no backslash.
+pub fn unescape_field(s: &str) -> Cow<'_, str> {
+    if !s.contains('\\') {
+        return Cow::Borrowed(s);
+    }
+    let hex = |h: &str| u32::from_str_radix(h, 16).ok().and_then(char::from_u32);
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        rest = &rest[i..];
+        let decoded = match rest.as_bytes().get(1) {
+            Some(b'x') => rest
+                .get(2..4)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(hex)
+                .map(|c| (c, 4)),
+            Some(b'u') => rest
+                .get(2..6)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+                .and_then(hex)
+                .map(|c| (c, 6)),
+            _ => None,
+        };
+        match decoded {
+            Some((c, len)) => {
+                out.push(c);
+                rest = &rest[len..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -127,5 +168,22 @@ mod tests {
     #[test]
     fn bytes_are_shown_lossily() {
         assert_eq!(escaped_bytes(b"ok\xff\x1b"), "ok\u{fffd}\\x1b");
+    }
+
+    #[test]
+    fn fields_read_back_as_written() {
+        for s in [
+            "\u{1b}]0;PWN\u{7}\u{1b}[7m",
+            "my host\\x20",
+            "a\u{202e}b\u{9b}",
+            "plain",
+            "tr\\",
+        ] {
+            assert_eq!(unescape_field(&field(s)), s);
+        }
+        // A backslash that starts no escape (a log written before escaping) stays.
+        assert_eq!(unescape_field("a\\qb\\x4"), "a\\qb\\x4");
+        assert_eq!(unescape_field("\\ud800"), "\\ud800");
+        assert!(matches!(unescape_field("eth0"), Cow::Borrowed(_)));
     }
 }

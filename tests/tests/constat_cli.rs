@@ -255,7 +255,7 @@ fn truncated_last_line_is_one_error() {
     assert_eq!(rows(&out(&o)), SEED_ROWS);
     assert_eq!(errors_line(&out(&o)), "1 ERRORS");
     assert!(
-        err(&o).contains(&format!("{}:28: line: truncated", s(&log))),
+        err(&o).contains(&format!("{}:28: line: incomplete last line", s(&log))),
         "{}",
         err(&o)
     );
