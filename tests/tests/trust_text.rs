@@ -276,7 +276,7 @@ fn database_rows_names_durations_and_drops() {
         store.write_batch(&events).expect("write batch");
         // 7 events lost by the kernel, 12 dropped on the way to the database.
         store
-            .finish_run(parse_epoch("1091707200").unwrap(), 0, 7, 12)
+            .finish_run(None, parse_epoch("1091707200").unwrap(), 0, 7, 12)
             .unwrap();
     }
     let o = constat(&["-v", "-a", "-f", db.to_str().unwrap()], &lookup, &cache);
