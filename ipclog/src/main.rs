@@ -28,8 +28,11 @@ use shared::store::Store;
 use cli::Cli;
 use sinks::{FanOut, Filter, Filtered, JsonSink, LineLog, SyslogSink, TextOut};
 
+/// Says why ipclog cannot go on and returns `code`. Messages quote paths, interface names
+/// and filter text as the user (or an attacker who named a file) gave them: escaped, so no
+/// control character reaches the terminal.
 fn fail(code: u8, msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{msg}");
+    eprintln!("{}", shared::text::escaped(&msg.to_string()));
     ExitCode::from(code)
 }
 
@@ -93,10 +96,17 @@ fn invoked_as_ipc() -> bool {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
+        // clap quotes a bad argument as given (and on a terminal passes its escapes through).
+        Err(e) if e.use_stderr() => {
+            let text: String = e.render().to_string();
+            for line in text.lines() {
+                eprintln!("{}", shared::text::escaped(line));
+            }
+            return ExitCode::from(2);
+        }
         Err(e) => {
-            let code = if e.use_stderr() { 2 } else { 0 };
             let _ = e.print();
-            return ExitCode::from(code);
+            return ExitCode::SUCCESS;
         }
     };
     let filter = match Filter::new(&cli.proto, &cli.port, &cli.host, &cli.iface) {
@@ -344,7 +354,7 @@ fn run_capture(
             (0, 0, lost, summary.dropped_packets())
         }
         Err(e) => {
-            eprintln!("ipclog: {e}");
+            eprintln!("ipclog: {}", shared::text::escaped(&e.to_string()));
             sinks.program(stopped, &format!("error: {e}"));
             (e.exit_code, 1, 0, 0)
         }

@@ -435,3 +435,27 @@ fn kill_9_mid_capture_leaves_consistent_files() {
         .count();
     assert_eq!(closes, 10, "{second}");
 }
+
+/// ipclog's own messages quote what it was given (a filter, a path) escaped: a hostile
+/// argument or file name cannot retitle or recolour the terminal through them.
+#[test]
+fn messages_escape_what_they_quote() {
+    let hostile = "\u{1b}]0;PWN\u{7}\u{1b}[7m\u{202e}";
+    let path = format!("/proc/nonexistent/{hostile}");
+    let option = format!("--bogus{hostile}");
+    for args in [
+        vec!["--proto", hostile],
+        vec!["-r", hostile],
+        vec!["-r", "/dev/null", "-f", path.as_str()],
+        vec![option.as_str()],
+    ] {
+        let out = Command::new(bin("ipclog")).args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8(out.stderr).unwrap();
+        assert!(!err.is_empty(), "{args:?}");
+        assert!(
+            !err.contains(|c: char| (c.is_control() && c != '\n') || c == '\u{202e}'),
+            "{args:?}: {err:?}"
+        );
+    }
+}
