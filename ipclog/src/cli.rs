@@ -30,8 +30,9 @@ Files and privileges: outputs are never written through a symbolic link (see
 regular files). Once everything is open ipclog drops every capability but CAP_NET_ADMIN
 (conntrack's table dumps; none with -r/-i) and, with --user, runs as that user.
 
-Exit status: 0 ok, 1 failure while running, 2 bad usage, missing permission (CAP_NET_ADMIN)
-or a file/database that cannot be used at start."
+Exit status: 0 ok (also when the reader of an output pipe went away), 1 failure while
+running (anything not written: each output's count is said on stderr at the end), 2 bad
+usage, missing permission (CAP_NET_ADMIN) or a file/database that cannot be used at start."
 )]
 pub struct Cli {
     /// Write the line log to FILE (appending; SIGHUP reopens it, for logrotate).
@@ -165,8 +166,8 @@ pub struct Cli {
     pub queue: usize,
 
     /// Capacity of the queue in front of the SQLite writer (events). It absorbs bursts the
-    /// database cannot write as fast as they come; what does not fit is dropped, counted in
-    /// P lines and in the runs table.
+    /// database cannot write as fast as they come. With a live source what does not fit is
+    /// dropped, counted in P lines and in the runs table; reading a file (-r), ipclog waits.
     #[arg(long = "db-queue", value_name = "EVENTS", default_value_t = 1 << 20)]
     pub db_queue: usize,
 
