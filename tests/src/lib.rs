@@ -1,7 +1,9 @@
 //! Helpers for the end-to-end tests, which run the real `ipclog` and `constat` binaries as a
 //! user would: locating the built binaries, scratch directories, network namespaces that are
-//! removed even when a test fails, and a small pcap writer for generated captures.
+//! removed even when a test fails, the client/router/server conntrack lab (`lab`), and a small
+//! pcap writer for generated captures.
 
 pub mod bins;
+pub mod lab;
 pub mod netns;
 pub mod pcapgen;
