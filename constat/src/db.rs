@@ -1,6 +1,8 @@
 //! The same counting from ipclog's SQLite history: one `connections` row is one connection,
-//! already paired, so each row adds to its report row directly.
+//! already paired, so each row adds to its report row directly (but for a connection open
+//! across a restart of the logger, which has two rows; see `scan_db`).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use chrono::NaiveDate;
@@ -8,14 +10,31 @@ use rusqlite::types::ValueRef as Value;
 use shared::logfmt::MAX_VALUE;
 use shared::text::escaped;
 
-use crate::scan::{Scan, ANOMALY_KEYS};
+use crate::scan::{RowKey, Scan, ANOMALY_KEYS};
 
 /// The first 16 bytes of every SQLite 3 database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 const COLUMNS: &str = "id, src, proto, dport, dst, close_ts IS NOT NULL, duration,
     retrans, syn_retrans, rst, long_delay, frag, long_conn,
-    orig_ip_bytes, resp_ip_bytes";
+    orig_ip_bytes, resp_ip_bytes,
+    found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p";
+
+/// One connection as the logger knows it: source, conntrack id (or flow number), protocol and
+/// original tuple.
+type ConnKey = (String, i64, i64, String, Option<i64>, String, Option<i64>);
+
+fn conn_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnKey> {
+    Ok((
+        row.get(16)?,
+        row.get(17)?,
+        row.get(2)?,
+        row.get(18)?,
+        row.get(19)?,
+        row.get(20)?,
+        row.get(21)?,
+    ))
+}
 
 /// Scans the history at `path` into `scan`; `verbose` prints undecodable rows to stderr.
 /// Returns a one-line error when the file is not a readable ipclog history.
@@ -28,9 +47,10 @@ pub fn scan_db(
     let conn = shared::store::open_read_only(path).map_err(|e| e.to_string())?;
     let shown = escaped(&path.display().to_string()).into_owned();
     let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
+    // In row order: a connection's first row comes before the rows a later run adds for it.
     let sql = match day_str {
-        Some(_) => format!("SELECT {COLUMNS} FROM connections WHERE day = ?1"),
-        None => format!("SELECT {COLUMNS} FROM connections"),
+        Some(_) => format!("SELECT {COLUMNS} FROM connections WHERE day = ?1 ORDER BY id"),
+        None => format!("SELECT {COLUMNS} FROM connections ORDER BY id"),
     };
     let mut stmt = conn
         .prepare(&sql)
@@ -42,6 +62,12 @@ pub fn scan_db(
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
     add_lost(&conn, day, scan, &shown, verbose)
         .map_err(|e| format!("{shown}: reading runs: {e}"))?;
+    // Rows not closed (yet), by connection, with the report row they count in. A connection
+    // open while the logger restarted has two rows: the earlier run's, never closed, and the
+    // one the next run wrote when it found the connection open at its start
+    // (`found_at_start`). That is one connection, as the log's `O ... found=start` is: the
+    // later row is not counted again, and its close closes the earlier one.
+    let mut open: HashMap<ConnKey, RowKey> = HashMap::new();
     loop {
         let row = match rows.next() {
             Ok(Some(r)) => r,
@@ -57,8 +83,31 @@ pub fn scan_db(
                     d.dport,
                     scan.interner.host(&d.dst),
                 );
+                let conn = if d.found || !d.closed {
+                    conn_key(row).ok()
+                } else {
+                    None
+                };
+                // Only conntrack finds connections at start; a capture's row with a missed
+                // open is a connection of its own.
+                let earlier = match &conn {
+                    Some(c) if d.found && c.0 == "conntrack" => open.get(c).copied(),
+                    _ => None,
+                };
+                let key = earlier.unwrap_or(key);
+                match conn {
+                    Some(c) if d.closed => {
+                        open.remove(&c);
+                    }
+                    Some(c) => {
+                        open.insert(c, key);
+                    }
+                    None => {}
+                }
                 let r = scan.row_mut(key);
-                r.n += 1;
+                if earlier.is_none() {
+                    r.n += 1;
+                }
                 if d.closed {
                     r.close(d.duration, d.anomalies, d.bytes);
                 } else {
@@ -146,6 +195,8 @@ fn day_bounds(d: NaiveDate) -> (f64, f64) {
 }
 
 struct Decoded {
+    /// The logger found the connection already open (or missed its open).
+    found: bool,
     src: String,
     proto: u8,
     dport: Option<u16>,
@@ -216,6 +267,7 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
         .unwrap_or(0)
         .saturating_add(count(row, 14, "resp_ip_bytes")?.unwrap_or(0));
     Ok(Decoded {
+        found: int(row, 15, "found_at_start")?.unwrap_or(0) != 0,
         src: text(row, 1, "src")?,
         proto,
         dport,

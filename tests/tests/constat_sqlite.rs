@@ -298,3 +298,77 @@ fn lost_events_of_runs_on_the_day_are_reported() {
     );
     assert!(!run("2004-08-06").contains("LOST"));
 }
+
+/// A connection open while ipclog restarted has two rows: the first run's, never closed, and
+/// the one the next run wrote when its start-up dump found it (`found_at_start`). constat
+/// counts it once, closed by the later row, as it counts the log's `O ... found=start`; a
+/// connection found at start that no earlier row has open (another conntrack id) is one of
+/// its own.
+#[test]
+fn a_connection_open_across_a_restart_is_counted_once() {
+    std::env::set_var("TZ", "UTC");
+    let dir = scratch("constat-sqlite-restart");
+    let db = dir.join("history.db");
+    let at = |s: i64| parse_epoch(&(1_091_700_000 + s).to_string()).unwrap();
+    let tuple = |sport| {
+        FlowTuple::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            Some(sport),
+            Some(22),
+        )
+    };
+    let ev = |kind, t, id, sport| {
+        let mut e = ConnEvent::new(kind, at(t), Source::Conntrack, id, 6, tuple(sport));
+        e.state = ConnState::Tcp(TcpState::Established);
+        e
+    };
+    for (run, events) in [
+        (
+            0,
+            vec![
+                ev(EventKind::Open, 0, 7, 1000),
+                ev(EventKind::Open, 0, 8, 1001),
+            ],
+        ),
+        (100, {
+            let mut again = ev(EventKind::Open, 0, 7, 1000);
+            again.found_at_start = true;
+            let mut close = ev(EventKind::Close, 160, 7, 1000);
+            close.state = ConnState::Tcp(TcpState::TimeWait);
+            close.duration = Some(160.0);
+            // Same tuple as the first run's 1001, another conntrack id: another connection.
+            let mut other = ev(EventKind::Open, 90, 9, 1001);
+            other.found_at_start = true;
+            vec![again, close, other]
+        }),
+    ] {
+        let mut store = Store::open(&db).unwrap();
+        store.start_run(at(run), "conntrack", "test").unwrap();
+        store.write_batch(&events).unwrap();
+    }
+    let rows: i64 = shared::store::open_read_only(&db)
+        .unwrap()
+        .query_row("SELECT count(*) FROM connections", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(rows, 4);
+    for args in [&["-a"][..], &["-d", "2004-08-05"][..]] {
+        let o = Command::new(bin("constat"))
+            .args(["-n", "-nc", "-f", db.to_str().unwrap()])
+            .args(args)
+            .env("TZ", "UTC")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let report: Vec<String> = String::from_utf8(o.stdout)
+            .unwrap()
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+            .collect();
+        // Three connections: 1000 once (closed, 160 s), 1001 twice (both open).
+        assert!(
+            report.contains(&"10.0.0.1 tcp 22 10.0.0.2 3 2 160.0 160".to_string()),
+            "{args:?}: {report:#?}"
+        );
+    }
+}
