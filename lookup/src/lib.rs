@@ -233,25 +233,30 @@ impl Lookup {
     /// Reads a lookup file. A file that cannot be read is an error; bad lines are warnings.
     pub fn load(path: &Path) -> io::Result<(Lookup, Vec<Warning>)> {
         let bytes = std::fs::read(path)?;
-        let shown = path.display().to_string();
-        match std::str::from_utf8(&bytes) {
-            Ok(text) => Ok(Lookup::parse(text, &shown)),
+        Ok(Lookup::parse_bytes(&bytes, &path.display().to_string()))
+    }
+
+    /// Parses a lookup file's bytes; `file` names it in warnings. Bytes that are not UTF-8
+    /// are a warning on their line.
+    pub fn parse_bytes(bytes: &[u8], file: &str) -> (Lookup, Vec<Warning>) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => Lookup::parse(text, file),
             Err(e) => {
                 // Keep the valid lines; the bad bytes are reported, not guessed at.
-                let text = String::from_utf8_lossy(&bytes);
-                let (l, mut w) = Lookup::parse(&text, &shown);
+                let text = String::from_utf8_lossy(bytes);
+                let (l, mut w) = Lookup::parse(&text, file);
                 let line = bytes[..e.valid_up_to()]
                     .iter()
                     .filter(|&&b| b == b'\n')
                     .count() as u64
                     + 1;
                 w.push(Warning {
-                    file: shown,
+                    file: file.to_string(),
                     line,
                     reason: "not UTF-8 text".into(),
                 });
                 w.sort_by_key(|w| w.line);
-                Ok((l, w))
+                (l, w)
             }
         }
     }
@@ -392,23 +397,25 @@ impl NameCache {
     /// Reads the cache. A missing file is an empty cache (nothing was resolved yet); any other
     /// read error and each bad line is a warning, never fatal: the cache is only a hint.
     pub fn load(path: &Path) -> (NameCache, Vec<Warning>) {
+        match std::fs::read(path) {
+            Ok(b) => NameCache::parse_bytes(path, &b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (NameCache::empty(path), Vec::new()),
+            Err(e) => (
+                NameCache::empty(path),
+                vec![Warning {
+                    file: path.display().to_string(),
+                    line: 0,
+                    reason: format!("cannot read name cache: {e}"),
+                }],
+            ),
+        }
+    }
+
+    /// A cache read from the bytes of a cache file, to be saved to `path` (which also names
+    /// it in warnings).
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> (NameCache, Vec<Warning>) {
         let mut c = NameCache::empty(path);
-        let shown = path.display().to_string();
-        let text = match std::fs::read(path) {
-            Ok(b) => String::from_utf8_lossy(&b).into_owned(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (c, Vec::new()),
-            Err(e) => {
-                return (
-                    c,
-                    vec![Warning {
-                        file: shown,
-                        line: 0,
-                        reason: format!("cannot read name cache: {e}"),
-                    }],
-                )
-            }
-        };
-        let w = c.parse(&text, &shown);
+        let w = c.parse(&String::from_utf8_lossy(bytes), &path.display().to_string());
         (c, w)
     }
 
