@@ -443,23 +443,25 @@ impl NameCache {
     /// Reads the cache. A missing file is an empty cache (nothing was resolved yet); any other
     /// read error and each bad line is a warning, never fatal: the cache is only a hint.
     pub fn load(path: &Path) -> (NameCache, Vec<Warning>) {
+        match std::fs::read(path) {
+            Ok(b) => NameCache::parse_bytes(path, &b),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => (NameCache::empty(path), Vec::new()),
+            Err(e) => (
+                NameCache::empty(path),
+                vec![Warning {
+                    file: path.display().to_string(),
+                    line: 0,
+                    reason: format!("cannot read name cache: {e}"),
+                }],
+            ),
+        }
+    }
+
+    /// A cache read from the bytes of a cache file, to be saved to `path` (which also names
+    /// it in warnings).
+    pub fn parse_bytes(path: &Path, bytes: &[u8]) -> (NameCache, Vec<Warning>) {
         let mut c = NameCache::empty(path);
-        let shown = path.display().to_string();
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return (c, Vec::new()),
-            Err(e) => {
-                return (
-                    c,
-                    vec![Warning {
-                        file: shown,
-                        line: 0,
-                        reason: format!("cannot read name cache: {e}"),
-                    }],
-                )
-            }
-        };
-        let w = c.parse(&bytes, &shown);
+        let w = c.parse(bytes, &path.display().to_string());
         (c, w)
     }
 

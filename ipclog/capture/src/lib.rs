@@ -574,12 +574,26 @@ fn give_up(name: &str, packets: u64) {
     eprintln!("ipclog: {name}: giving up on the rest of the file after packet {packets}");
 }
 
-/// A libpcap timestamp in microseconds.
+/// A libpcap timestamp in microseconds, within the times the log can show (see [`clamp_ts`]).
 #[inline]
 fn ts_us(ts: &libc::timeval) -> i64 {
     #[allow(clippy::unnecessary_cast)] // time_t/suseconds_t differ by platform
-    let us = ts.tv_sec as i64 * 1_000_000 + ts.tv_usec as i64;
-    us
+    let us = (ts.tv_sec as i64)
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.tv_usec as i64);
+    clamp_ts(us)
+}
+
+/// The latest packet time kept, 9999-12-30 00:00 UTC: a day short of the year 10000 in every
+/// time zone, since the log writes local time with a four-digit year.
+const MAX_TS_US: i64 = 253_402_128_000_000_000;
+
+/// A packet time moved into 1970..9999. A pcapng file's 64-bit timestamps and time offsets
+/// can say anything, and a time outside those years would give a log line no reader accepts
+/// (and overflow the tracker's arithmetic).
+#[inline]
+fn clamp_ts(us: i64) -> i64 {
+    us.clamp(0, MAX_TS_US)
 }
 
 /// Consecutive unreadable records after which the rest of a file is given up (a corrupt
@@ -666,15 +680,7 @@ fn run_with(
         link_name: lt_name,
     } = opened;
     let live = live_fd.is_some();
-    let opts = Options::from_args(args);
-    let mut r = Reader {
-        link,
-        defrag: Defrag::new(4096, 30_000_000),
-        tracker: Tracker::new(opts.clone()),
-        frag_counting: opts.fragment,
-        queue: std::collections::VecDeque::with_capacity(PIPELINE + 1),
-        depth: if live { 0 } else { PIPELINE },
-    };
+    let mut r = Reader::new(link, args, if live { 0 } else { PIPELINE });
     let mut progress = Progress {
         packets: 0,
         damaged: 0,
@@ -696,45 +702,103 @@ fn run_with(
         Some(mut cap) if live => cap.stats().map(|s| s.dropped as u64).unwrap_or(0),
         _ => 0,
     };
-    r.drain(sink);
-    r.tracker.finish(sink);
-    let lost = r.defrag.flush();
-    r.tracker.drop(Drop::FragIncomplete, lost);
-    sink.flush();
+    r.end(sink);
     if stats_every.is_some() {
         print_stats(&r, packets);
     }
-    let s = &r.tracker.stats;
-    let mut dropped: Vec<(String, u64)> = Drop::ALL
-        .iter()
-        .filter(|d| s.drops[**d as usize] > 0)
-        .map(|d| (d.name().to_string(), s.drops[*d as usize]))
-        .collect();
-    if damaged > 0 {
-        dropped.push(("damaged_record".into(), damaged));
+    Ok(r.summary(packets, damaged, kernel_drop, lt_name))
+}
+
+impl Reader {
+    fn new(link: Link, args: &CaptureArgs, depth: usize) -> Reader {
+        let opts = Options::from_args(args);
+        Reader {
+            link,
+            defrag: Defrag::new(4096, 30_000_000),
+            tracker: Tracker::new(opts.clone()),
+            frag_counting: opts.fragment,
+            queue: std::collections::VecDeque::with_capacity(PIPELINE + 1),
+            depth,
+        }
     }
-    if kernel_drop > 0 {
-        dropped.push(("kernel_drop".into(), kernel_drop));
+
+    /// End of input: accounts queued packets, closes every open connection, gives up on
+    /// incomplete fragments.
+    fn end(&mut self, sink: &mut dyn EventSink) {
+        self.drain(sink);
+        self.tracker.finish(sink);
+        let lost = self.defrag.flush();
+        self.tracker.drop(Drop::FragIncomplete, lost);
+        sink.flush();
     }
-    Ok(CaptureSummary {
-        packets,
-        flows: s.flows_total,
-        dropped,
-        packets_in_flows: s.in_flows,
-        fragments_merged: s.frags_merged,
-        bad_checksum: s.bad_checksum,
-        segments_not_tracked: s.segments_dropped,
-        flows_open_max: s.flows_open_max,
-        segments_max: s.segments_max,
-        link_type: lt_name,
-        timed_out: s.timed_out,
-        anomalies: shared::event::Anomalies::default()
-            .entries()
+
+    /// How the run went, once its input has ended (see [`Reader::end`]).
+    fn summary(
+        &self,
+        packets: u64,
+        damaged: u64,
+        kernel_drop: u64,
+        link_type: String,
+    ) -> CaptureSummary {
+        let s = &self.tracker.stats;
+        let mut dropped: Vec<(String, u64)> = Drop::ALL
             .iter()
-            .zip(s.with_anomaly)
-            .filter(|(_, n)| *n > 0)
-            .map(|((k, _), n)| (k.to_string(), n))
-            .collect(),
-        last_packet_us: Some(r.tracker.now_us()).filter(|&t| t != i64::MIN),
-    })
+            .filter(|d| s.drops[**d as usize] > 0)
+            .map(|d| (d.name().to_string(), s.drops[*d as usize]))
+            .collect();
+        if damaged > 0 {
+            dropped.push(("damaged_record".into(), damaged));
+        }
+        if kernel_drop > 0 {
+            dropped.push(("kernel_drop".into(), kernel_drop));
+        }
+        CaptureSummary {
+            packets,
+            flows: s.flows_total,
+            dropped,
+            packets_in_flows: s.in_flows,
+            fragments_merged: s.frags_merged,
+            bad_checksum: s.bad_checksum,
+            segments_not_tracked: s.segments_dropped,
+            flows_open_max: s.flows_open_max,
+            segments_max: s.segments_max,
+            link_type,
+            timed_out: s.timed_out,
+            anomalies: shared::event::Anomalies::default()
+                .entries()
+                .iter()
+                .zip(s.with_anomaly)
+                .filter(|(_, n)| *n > 0)
+                .map(|((k, _), n)| (k.to_string(), n))
+                .collect(),
+            last_packet_us: Some(self.tracker.now_us()).filter(|&t| t != i64::MIN),
+        }
+    }
+}
+
+/// Tracks frames held in memory, of libpcap link type `linktype`, as a file read tracks the
+/// records libpcap hands it: each frame is (timestamp in microseconds, length on the wire,
+/// captured bytes), in capture order; parsing, fragment reassembly, flow tracking and the
+/// end-of-input close are the same code, and times are clamped to 1970..9999 as libpcap's are.
+/// Lets fuzzers and tests drive the packet path with bytes, without a capture file or
+/// libpcap's reader. `args` gives the tracker options (its source and filter are not used).
+pub fn run_frames<'a>(
+    linktype: i32,
+    args: &CaptureArgs,
+    frames: impl IntoIterator<Item = (i64, u32, &'a [u8])>,
+    sink: &mut dyn EventSink,
+) -> Result<CaptureSummary, CaptureError> {
+    let link = Link::from_linktype(linktype)
+        .ok_or_else(|| usage_error(format!("unsupported link type {linktype}")))?;
+    let lt_name = pcap::Linktype(linktype)
+        .get_name()
+        .unwrap_or_else(|_| format!("DLT_{linktype}"));
+    let mut r = Reader::new(link, args, PIPELINE);
+    let mut packets = 0;
+    for (ts_us, wire_len, data) in frames {
+        packets += 1;
+        r.frame(clamp_ts(ts_us), wire_len, data, sink);
+    }
+    r.end(sink);
+    Ok(r.summary(packets, 0, 0, lt_name))
 }
