@@ -1,4 +1,5 @@
-//! Zero-copy decoding of ctnetlink messages (conntrack events and dump entries).
+//! The ctnetlink decoder: zero-copy decoding of conntrack events and dump entries into plain
+//! [`CtMsg`] values, and the one request ipclog sends (a table dump).
 //!
 //! netlink-packet-netfilter 0.4 decodes tuples, status, timeout, mark and TCP state, but leaves
 //! CTA_ID, CTA_ZONE, the counters, the timestamps and the ICMP tuple fields as opaque
@@ -488,29 +489,26 @@ fn decode_tuple(p: &[u8]) -> Result<CtTuple, DecodeError> {
     Ok(t)
 }
 
-/// A dump request for the whole conntrack table of `family` (2 = IPv4, 10 = IPv6, 0 = both),
-/// built with netlink-packet-netfilter.
+/// A dump request for the whole conntrack table of `family` (2 = IPv4, 10 = IPv6, 0 = both):
+/// a netlink header and an nfgenmsg, no attributes. Built by hand, 20 bytes, so the netlink
+/// crates are needed only by the tests that check it against them.
 pub fn dump_request(family: u8, seq: u32) -> Vec<u8> {
-    use netlink_packet_core::{
-        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-    };
-    use netlink_packet_netfilter::{
-        conntrack::ConntrackMessage, NetfilterHeader, NetfilterMessage,
-    };
-    let mut hdr = NetlinkHeader::default();
-    hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    hdr.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(
-        hdr,
-        NetlinkPayload::InnerMessage(NetfilterMessage::new(
-            NetfilterHeader::new(family.into(), 0, 0),
-            ConntrackMessage::Get(vec![]),
-        )),
-    );
-    msg.finalize();
-    let mut buf = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    buf
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const IPCTNL_MSG_CT_GET: u8 = 1;
+    const NFNETLINK_V0: u8 = 0;
+    let len = NLMSG_HDRLEN + 4;
+    let ty = u16::from(NFNL_SUBSYS_CTNETLINK) << 8 | u16::from(IPCTNL_MSG_CT_GET);
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_ne_bytes());
+    b.extend_from_slice(&ty.to_ne_bytes());
+    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    // Port id 0: the kernel fills in the socket's.
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    // nfgenmsg: family, version, resource id 0 (big-endian).
+    b.extend_from_slice(&[family, NFNETLINK_V0, 0, 0]);
+    b
 }
 
 #[cfg(test)]
@@ -692,6 +690,28 @@ mod tests {
             for item in Messages::new(&b) {
                 let _ = item;
             }
+        }
+    }
+
+    /// The hand-built request is byte for byte what netlink-packet-netfilter builds.
+    #[test]
+    fn dump_request_is_what_the_crate_builds() {
+        use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
+        for (family, seq) in [(0u8, 1u32), (2, 7), (10, 0xdead_beef)] {
+            let mut hdr = NetlinkHeader::default();
+            hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            hdr.sequence_number = seq;
+            let mut msg = NetlinkMessage::new(
+                hdr,
+                NetlinkPayload::InnerMessage(NetfilterMessage::new(
+                    NetfilterHeader::new(family.into(), 0, 0),
+                    ConntrackMessage::Get(vec![]),
+                )),
+            );
+            msg.finalize();
+            let mut buf = vec![0u8; msg.buffer_len()];
+            msg.serialize(&mut buf);
+            assert_eq!(dump_request(family, seq), buf, "family {family}");
         }
     }
 
