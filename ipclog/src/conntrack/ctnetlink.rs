@@ -178,7 +178,7 @@ pub struct CtMsg {
 }
 
 impl CtMsg {
-    fn empty(kind: MsgKind, family: u8, portid: u32) -> CtMsg {
+    pub fn empty(kind: MsgKind, family: u8, portid: u32) -> CtMsg {
         CtMsg {
             kind,
             family,

@@ -427,3 +427,334 @@ impl<'s> Processor<'s> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conntrack::ctnetlink::{CtCounter, CtTuple, IPS_SEEN_REPLY};
+    use shared::sink::{RunEnd, VecSink};
+
+    const S: u64 = 1_000_000_000;
+    /// 2023-11-14 22:13:20 UTC, in ns.
+    const T0: u64 = 1_700_000_000 * S;
+
+    /// The processor's clock in these tests: 500 s after T0.
+    fn clock() -> u64 {
+        T0 + 500 * S
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    /// A conntrack message as the decoder gives it: `id`, TCP 10.0.0.1:40000 → 10.9.9.9:80
+    /// (replies from the same address: no NAT), the kernel's event time `at_s` seconds after
+    /// T0.
+    fn msg(kind: MsgKind, id: u32, tcp_state: Option<u8>, at_s: u64) -> CtMsg {
+        let mut m = CtMsg::empty(kind, 2, 0);
+        m.id = Some(id);
+        m.orig = CtTuple {
+            src: ip("10.0.0.1"),
+            dst: ip("10.9.9.9"),
+            proto: 6,
+            sport: Some(40000),
+            dport: Some(80),
+            ..CtTuple::default()
+        };
+        m.reply = Some(CtTuple {
+            src: ip("10.9.9.9"),
+            dst: ip("10.0.0.1"),
+            sport: Some(80),
+            dport: Some(40000),
+            ..m.orig
+        });
+        m.tcp_state = tcp_state;
+        m.ts_event = Some(T0 + at_s * S);
+        m
+    }
+
+    fn udp(kind: MsgKind, id: u32, sport: u16) -> CtMsg {
+        let mut m = msg(kind, id, None, 0);
+        m.orig.proto = 17;
+        m.orig.sport = Some(sport);
+        m.orig.dst = ip("192.0.2.53");
+        m.reply = None;
+        m
+    }
+
+    fn addrs() -> AddrMap {
+        [(ip("10.0.0.1"), "eth0".to_string())].into_iter().collect()
+    }
+
+    /// Feeds `msgs` (each received at T0) to a processor with eth0 = 10.0.0.1 and the
+    /// kernel's default timeouts; returns what the sink was told and the failure, if any.
+    fn feed(msgs: Vec<Msg>) -> (VecSink, Option<Error>) {
+        let mut sink = VecSink::default();
+        let mut p = Processor::new(
+            &mut sink,
+            addrs(),
+            Timeouts::default(),
+            Arc::new(Shared::default()),
+        );
+        p.clock = clock;
+        for m in msgs {
+            p.dispatch(m);
+        }
+        let failure = p.failure.take();
+        (sink, failure)
+    }
+
+    fn event(m: CtMsg) -> Msg {
+        Msg::Event { m, at: T0 }
+    }
+
+    fn secs(ev: &ConnEvent) -> (EventKind, char, i64, Option<f64>) {
+        let t = ev.ts.timestamp() - (T0 / S) as i64;
+        (ev.kind, ev.state.flag(), t, ev.duration)
+    }
+
+    /// NEW, UPDATEs, DESTROY: O, then an S per change of flag only, then a C dated to the
+    /// last state change (TCP's C line time), its duration from the open.
+    #[test]
+    fn open_update_close_become_o_s_c() {
+        let mut close = msg(MsgKind::Destroy, 7, Some(7), 200);
+        close.ts_stop = Some(T0 + 200 * S);
+        close.status = IPS_SEEN_REPLY;
+        close.counters_orig = Some(CtCounter {
+            packets: 5,
+            bytes: 400,
+        });
+        let (sink, failure) = feed(vec![
+            event(msg(MsgKind::New, 7, Some(1), 10)),
+            event(msg(MsgKind::Update, 7, Some(3), 11)),
+            event(msg(MsgKind::Update, 7, Some(4), 20)),
+            // CLOSE_WAIT shows the same flag as FIN_WAIT: no S line.
+            event(msg(MsgKind::Update, 7, Some(5), 21)),
+            event(msg(MsgKind::Update, 7, Some(7), 22)),
+            Msg::Event { m: close, at: T0 },
+        ]);
+        assert!(failure.is_none());
+        let got: Vec<_> = sink.events.iter().map(secs).collect();
+        assert_eq!(
+            got,
+            [
+                (EventKind::Open, 's', 10, None),
+                (EventKind::Update, 'e', 11, Some(1.0)),
+                (EventKind::Update, 'w', 20, Some(10.0)),
+                (EventKind::Update, 't', 22, Some(12.0)),
+                (EventKind::Close, 't', 22, Some(12.0)),
+            ]
+        );
+        let c = &sink.events[4];
+        assert_eq!(c.state, ConnState::Tcp(TcpState::TimeWait));
+        assert_eq!(
+            c.counters.map(|c| (c.orig_pkts, c.orig_ip_bytes)),
+            Some((5, 400))
+        );
+        assert!(!c.found_at_start);
+        // Updates carry no counters (they would be partial).
+        assert!(sink.events[1..4].iter().all(|e| e.counters.is_none()));
+        assert!(sink.messages.is_empty(), "{:?}", sink.messages);
+    }
+
+    /// Entries of the start-up dump are opens marked found, dated by the kernel's start,
+    /// without (partial) counters; their close is an ordinary one. A DESTROY of a connection
+    /// never seen is a close marked found.
+    #[test]
+    fn found_at_start_from_the_dump() {
+        let mut dumped = msg(MsgKind::Dump, 1, Some(3), 0);
+        dumped.ts_event = None;
+        dumped.ts_start = Some(T0 - 60 * S);
+        dumped.counters_orig = Some(CtCounter::default());
+        let mut close = msg(MsgKind::Destroy, 1, Some(8), 100);
+        close.ts_stop = Some(T0 + 100 * S);
+        close.portid = 1234; // deleted by someone (conntrack -D): ends when destroyed
+        let mut stray = msg(MsgKind::Destroy, 2, Some(8), 100);
+        stray.ts_start = Some(T0 + 90 * S);
+        stray.ts_stop = Some(T0 + 100 * S);
+        stray.portid = 1234;
+        let (sink, _) = feed(vec![
+            Msg::DumpBegin(DumpReason::Start),
+            Msg::Dumped { m: dumped, at: T0 },
+            Msg::DumpEnd(DumpReason::Start, Ok(1)),
+            event(close),
+            event(stray),
+        ]);
+        let got: Vec<_> = sink.events.iter().map(secs).collect();
+        assert_eq!(
+            got,
+            [
+                (EventKind::Open, 'e', -60, None),
+                (EventKind::Close, 'c', 100, Some(160.0)),
+                (EventKind::Close, 'c', 100, Some(10.0)),
+            ]
+        );
+        let found: Vec<bool> = sink.events.iter().map(|e| e.found_at_start).collect();
+        assert_eq!(found, [true, false, true]);
+        assert!(sink.events[0].counters.is_none());
+        assert!(sink.messages.is_empty(), "{:?}", sink.messages);
+    }
+
+    /// After a loss, the resync dump closes what vanished (at the processor's clock, with the
+    /// duration so far), keeps what it lists or an event touched, and a late DESTROY of a
+    /// connection it closed is not a second close.
+    #[test]
+    fn resync_closes_what_vanished_once() {
+        let (sink, _) = feed(vec![
+            event(udp(MsgKind::New, 1, 1001)),
+            event(udp(MsgKind::New, 2, 1002)),
+            event(udp(MsgKind::New, 3, 1003)),
+            Msg::Lost(5),
+            Msg::DumpBegin(DumpReason::Resync),
+            Msg::Dumped {
+                m: udp(MsgKind::Dump, 1, 1001),
+                at: T0,
+            },
+            // An event during the dump shows 3 alive too.
+            event(udp(MsgKind::Update, 3, 1003)),
+            Msg::DumpEnd(DumpReason::Resync, Ok(1)),
+            event(udp(MsgKind::Destroy, 2, 1002)),
+        ]);
+        let kinds: Vec<(EventKind, u64)> =
+            sink.events.iter().map(|e| (e.kind, e.conn_id)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::Open, 1),
+                (EventKind::Open, 2),
+                (EventKind::Open, 3),
+                (EventKind::Close, 2),
+            ]
+        );
+        let c = &sink.events[3];
+        assert_eq!(secs(c), (EventKind::Close, 'U', 500, Some(500.0)));
+        assert_eq!(c.orig.sport, Some(1002));
+        assert_eq!(c.src_iface.as_deref(), Some("eth0"));
+        assert_eq!(
+            sink.messages,
+            [
+                "lost 5 events",
+                "resync: 1 connections in the table, 1 closed while events were lost"
+            ]
+        );
+    }
+
+    /// Losses are program messages, and the running total is told to the sink (the runs
+    /// table keeps it); the reader's own queue drops are said apart.
+    #[test]
+    fn lost_events_are_said_and_counted() {
+        let (sink, _) = feed(vec![Msg::Lost(5), Msg::QueueDropped(2), Msg::Lost(3)]);
+        assert_eq!(
+            sink.messages,
+            [
+                "lost 5 events",
+                "lost 2 events (queue full)",
+                "lost 3 events"
+            ]
+        );
+        assert_eq!(sink.source_lost, 8);
+    }
+
+    /// Local addresses show as their interface, and set the direction; the start lists them
+    /// and later changes are told as interfaces down and up.
+    #[test]
+    fn local_addresses_are_named_by_interface() {
+        let mut sink = VecSink::default();
+        let mut p = Processor::new(
+            &mut sink,
+            addrs(),
+            Timeouts::default(),
+            Arc::new(Shared::default()),
+        );
+        p.clock = clock;
+        let started = ns_to_dt(T0);
+        p.start(&RunInfo {
+            started,
+            source: Source::Conntrack,
+            command: "ipclog",
+        });
+        p.dispatch(event(msg(MsgKind::New, 1, Some(1), 0)));
+        let mut incoming = msg(MsgKind::New, 2, Some(1), 0);
+        std::mem::swap(&mut incoming.orig.src, &mut incoming.orig.dst);
+        incoming.reply = None;
+        p.dispatch(event(incoming));
+        p.set_addrs([(ip("10.0.0.2"), "eth0".to_string())].into_iter().collect());
+        // Now 10.0.0.1 is no longer local.
+        p.dispatch(event(msg(MsgKind::New, 3, Some(1), 0)));
+        p.sink().finish(&RunEnd {
+            errors: 0,
+            lost: 0,
+            dropped: 0,
+            started: None,
+            stopped: started,
+        });
+        drop(p);
+        let names: Vec<_> = sink
+            .events
+            .iter()
+            .map(|e| (e.src_iface.as_deref(), e.dst_iface.as_deref(), e.direction))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                (Some("eth0"), None, Direction::Outgoing),
+                (None, Some("eth0"), Direction::Incoming),
+                (None, None, Direction::Forwarded),
+            ]
+        );
+        assert_eq!(
+            sink.interfaces,
+            [
+                (true, "eth0".to_string(), ip("10.0.0.1")),
+                (false, "eth0".to_string(), ip("10.0.0.1")),
+                (true, "eth0".to_string(), ip("10.0.0.2")),
+            ]
+        );
+        assert_eq!(
+            sink.messages,
+            ["ipclog started", "ipclog stopped, 0 errors"]
+        );
+    }
+
+    /// An expired entry (DESTROY from port id 0) ended its idle timeout before it was
+    /// destroyed: UDP's 30 s by default.
+    #[test]
+    fn expired_close_is_dated_back_by_its_timeout() {
+        let mut close = udp(MsgKind::Destroy, 1, 1001);
+        close.ts_stop = Some(T0 + 100 * S);
+        let (sink, _) = feed(vec![event(udp(MsgKind::New, 1, 1001)), event(close)]);
+        assert_eq!(
+            secs(&sink.events[1]),
+            (EventKind::Close, 'U', 70, Some(70.0))
+        );
+    }
+
+    /// A start-up dump refused for lack of permission stops the run as a start-up error; a
+    /// reader that cannot go on stops it as a failure; attributes the decoder does not know
+    /// are said once each.
+    #[test]
+    fn failures_and_unknown_attributes_are_said() {
+        let refused = Error::Permission("ipclog: reading conntrack needs CAP_NET_ADMIN".into());
+        let (sink, failure) = feed(vec![
+            Msg::DumpBegin(DumpReason::Start),
+            Msg::DumpEnd(DumpReason::Start, Err(refused)),
+        ]);
+        assert_eq!(failure.map(|e| e.exit_code()), Some(2));
+        assert!(sink.messages[0].starts_with("conntrack dump failed: "));
+        let (_, failure) = feed(vec![
+            Msg::DumpBegin(DumpReason::Resync),
+            Msg::DumpEnd(DumpReason::Resync, Err(Error::Run("busy".into()))),
+        ]);
+        assert!(failure.is_none(), "a failed resync is said, not fatal");
+        let (sink, failure) = feed(vec![Msg::Fatal("socket gone".into())]);
+        assert_eq!(failure.map(|e| e.exit_code()), Some(1));
+        assert_eq!(sink.messages, ["error: socket gone"]);
+        let mut m = msg(MsgKind::New, 1, Some(1), 0);
+        m.unknown = 1 << 45;
+        let (sink, _) = feed(vec![event(m), event(m)]);
+        assert_eq!(
+            sink.messages,
+            ["conntrack attribute 45 not decoded (connections still logged)"]
+        );
+    }
+}
