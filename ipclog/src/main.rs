@@ -34,7 +34,7 @@ use shared::sink::RunInfo;
 
 use cli::Cli;
 use error::Error;
-use sinks::{Filter, Filtered};
+use sinks::Filter;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
@@ -194,7 +194,7 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     if let Some(s) = store {
         outputs::start_db(&mut fan, s, cli);
     }
-    let mut sinks = Filtered { filter, inner: fan };
+    fan.filter = filter;
     let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
     let run = run_now();
     let code = match source {
@@ -205,12 +205,12 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
                     .then(|| Duration::from_secs_f64(cli.evict_every.min(86_400.0))),
                 stats_every,
             };
-            conntrack::run(cfg, sock, &mut sinks, &run)
+            conntrack::run(cfg, sock, &mut fan, &run)
         }
         Source::Capture(capture) => {
-            packets::run(capture, &cli.capture, &mut sinks, stats_every, &run)
+            packets::run(capture, &cli.capture, &mut fan, stats_every, &run)
         }
     };
     drop(pidfile);
-    Ok(sinks.inner.outcome().exit_code(code))
+    Ok(fan.outcome().exit_code(code))
 }

@@ -278,6 +278,13 @@ fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
+/// The first `N` bytes of an attribute's payload, or why not.
+fn array<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8; N], DecodeError> {
+    b.get(..N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::Truncated(what))
+}
+
 fn be16(b: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?))
 }
@@ -435,32 +442,19 @@ fn decode_tuple(p: &[u8]) -> Result<CtTuple, DecodeError> {
         match ty {
             CTA_TUPLE_IP => {
                 for (ty, a) in Attrs::new(v) {
-                    match ty {
+                    let ip = match ty {
                         CTA_IP_V4_SRC | CTA_IP_V4_DST => {
-                            let b: [u8; 4] = a
-                                .get(..4)
-                                .and_then(|s| s.try_into().ok())
-                                .ok_or(DecodeError::Truncated("IPv4 address"))?;
-                            let ip = IpAddr::V4(Ipv4Addr::from(b));
-                            if ty == CTA_IP_V4_SRC {
-                                t.src = ip
-                            } else {
-                                t.dst = ip
-                            }
+                            IpAddr::V4(Ipv4Addr::from(array::<4>(a, "IPv4 address")?))
                         }
                         CTA_IP_V6_SRC | CTA_IP_V6_DST => {
-                            let b: [u8; 16] = a
-                                .get(..16)
-                                .and_then(|s| s.try_into().ok())
-                                .ok_or(DecodeError::Truncated("IPv6 address"))?;
-                            let ip = IpAddr::V6(Ipv6Addr::from(b));
-                            if ty == CTA_IP_V6_SRC {
-                                t.src = ip
-                            } else {
-                                t.dst = ip
-                            }
+                            IpAddr::V6(Ipv6Addr::from(array::<16>(a, "IPv6 address")?))
                         }
-                        _ => {}
+                        _ => continue,
+                    };
+                    if matches!(ty, CTA_IP_V4_SRC | CTA_IP_V6_SRC) {
+                        t.src = ip
+                    } else {
+                        t.dst = ip
                     }
                 }
             }
@@ -592,12 +586,17 @@ mod tests {
             )),
             ConntrackAttribute::Other(DefaultNla::new(45, vec![1, 2, 3, 4])),
         ];
+        delete_bytes(2, attrs)
+    }
+
+    /// A DESTROY message of `family` with `attrs`, serialized by the crate.
+    fn delete_bytes(family: u8, attrs: Vec<ConntrackAttribute>) -> Vec<u8> {
         let mut hdr = NetlinkHeader::default();
         hdr.message_type = 0x0102;
         let mut msg = NetlinkMessage::new(
             hdr,
             NetlinkPayload::InnerMessage(NetfilterMessage::new(
-                NetfilterHeader::new(2u8.into(), 0, 0),
+                NetfilterHeader::new(family.into(), 0, 0),
                 ConntrackMessage::Delete(attrs),
             )),
         );
@@ -648,6 +647,42 @@ mod tests {
         assert_eq!(m.ts_start, Some(1_700_000_000_000_000_000));
         assert_eq!(m.ts_stop, Some(1_700_000_010_500_000_000));
         assert_eq!(m.unknown, 1 << 45);
+    }
+
+    /// IPv6 tuples decode too (both directions), and a short address is an error.
+    #[test]
+    fn ipv6_tuples() {
+        let attrs = vec![
+            ConntrackAttribute::CtaTupleOrig(tuple("2001:db8::1", "2001:db8::2", 5, 6)),
+            ConntrackAttribute::CtaTupleReply(tuple("2001:db8::2", "2001:db8::1", 6, 5)),
+        ];
+        let mut buf = delete_bytes(10, attrs);
+        let Ok(Item::Conntrack(m)) = decode_message(&buf) else {
+            panic!("not decoded")
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            (m.orig.src, m.orig.dst),
+            (ip("2001:db8::1"), ip("2001:db8::2"))
+        );
+        assert_eq!(
+            m.reply.map(|r| (r.src, r.sport)),
+            Some((ip("2001:db8::2"), Some(6)))
+        );
+        // Cut the first address attribute's payload to 8 bytes: its length says 12.
+        let at = buf
+            .windows(16)
+            .position(|w| w == ip6_bytes("2001:db8::1"))
+            .unwrap();
+        buf[at - 4..at - 2].copy_from_slice(&12u16.to_ne_bytes());
+        assert_eq!(
+            decode_message(&buf),
+            Err(DecodeError::Truncated("IPv6 address"))
+        );
+    }
+
+    fn ip6_bytes(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
     }
 
     #[test]

@@ -486,17 +486,17 @@ mod tests {
         [(ip("10.0.0.1"), "eth0".to_string())].into_iter().collect()
     }
 
-    /// Feeds `msgs` (each received at T0) to a processor with eth0 = 10.0.0.1 and the
-    /// kernel's default timeouts; returns what the sink was told and the failure, if any.
+    /// A processor with eth0 = 10.0.0.1, the kernel's default timeouts and the test clock.
+    fn processor(sink: &mut VecSink) -> Processor<'_> {
+        let mut p = Processor::new(sink, addrs(), Timeouts::default(), Arc::default());
+        p.clock = clock;
+        p
+    }
+
+    /// Feeds `msgs` to [`processor`]; what the sink was told and the failure, if any.
     fn feed(msgs: Vec<Msg>) -> (VecSink, Option<Error>) {
         let mut sink = VecSink::default();
-        let mut p = Processor::new(
-            &mut sink,
-            addrs(),
-            Timeouts::default(),
-            Arc::new(Shared::default()),
-        );
-        p.clock = clock;
+        let mut p = processor(&mut sink);
         for m in msgs {
             p.dispatch(m);
         }
@@ -660,13 +660,7 @@ mod tests {
     #[test]
     fn local_addresses_are_named_by_interface() {
         let mut sink = VecSink::default();
-        let mut p = Processor::new(
-            &mut sink,
-            addrs(),
-            Timeouts::default(),
-            Arc::new(Shared::default()),
-        );
-        p.clock = clock;
+        let mut p = processor(&mut sink);
         let started = ns_to_dt(T0);
         p.start(&RunInfo {
             started,

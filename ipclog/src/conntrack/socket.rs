@@ -24,17 +24,8 @@ pub struct RcvBuf {
     pub forced: bool,
 }
 
-fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: a plain int option on a socket we own.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            &val as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    };
+/// 0 from a libc call as `Ok`, else the errno it left.
+fn check(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
     } else {
@@ -42,11 +33,29 @@ fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()>
     }
 }
 
+/// Sets a `SOL_SOCKET` option whose value is a plain C type (`int`, `timeval`).
+fn setsockopt<T: Copy>(fd: i32, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` points at a live value of the size given, on a socket we own.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as u32,
+        )
+    })
+}
+
+fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    setsockopt(fd, opt, &val)
+}
+
 fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
     let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as u32;
-    // SAFETY: reading an int option into a local.
-    let r = unsafe {
+    // SAFETY: reading an int option into a local of that size.
+    check(unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
@@ -54,12 +63,8 @@ fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
             &mut val as *mut _ as *mut libc::c_void,
             &mut len,
         )
-    };
-    if r == 0 {
-        Ok(val as usize)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })?;
+    Ok(val as usize)
 }
 
 fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
@@ -67,21 +72,7 @@ fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
         tv_sec: d.as_secs() as libc::time_t,
         tv_usec: d.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: a timeval option on a socket we own.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    setsockopt(fd, libc::SO_RCVTIMEO, &tv)
 }
 
 fn socket_inode(fd: i32) -> u64 {

@@ -1,6 +1,8 @@
-//! Several sinks at once, and what their run adds up to. The fan-out is where one sink's
-//! trouble is told through the others: the database's drops become `P` lines in the log, and
-//! every sink's write errors add up in the `ipclog stopped, N errors` line and the runs row.
+//! Several sinks at once, and what their run adds up to. The fan-out passes on the events the
+//! filters let through (everything else a run says always passes), and it is where one
+//! sink's trouble is told through the others: the database's drops become `P` lines in the
+//! log, and every sink's write errors add up in the `ipclog stopped, N errors` line and the
+//! runs row.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -11,11 +13,14 @@ use shared::sink::{EventSink, RunEnd, RunInfo, SinkStats};
 use shared::ConnEvent;
 
 use super::db::DbSink;
+use super::filter::Filter;
 use super::line_log::LineLog;
 
 /// Several sinks at once: the line log first, then the others, the database last.
 #[derive(Default)]
 pub struct FanOut {
+    /// Which events the outputs show (all by default).
+    pub filter: Filter,
     /// Kept apart from `others`: `-n` attaches its names to it once threads may start.
     pub line_log: Option<LineLog>,
     pub others: Vec<Box<dyn EventSink + Send>>,
@@ -128,7 +133,9 @@ impl EventSink for FanOut {
     }
 
     fn event(&mut self, ev: &ConnEvent) {
-        self.all().for_each(|s| s.event(ev));
+        if self.filter.matches(ev) {
+            self.all().for_each(|s| s.event(ev));
+        }
     }
 
     fn program(&mut self, ts: DateTime<Utc>, message: &str) {
@@ -179,5 +186,94 @@ impl EventSink for FanOut {
     fn not_written(&self) -> Option<String> {
         let lines = self.outcome().not_written;
         (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shared::sink::VecSink;
+    use shared::{EventKind, FlowTuple, Source};
+    use std::sync::{Arc, Mutex};
+
+    /// A sink the test can look into after the fan-out owned it.
+    struct Probe(Arc<Mutex<VecSink>>);
+
+    impl EventSink for Probe {
+        fn interface(&mut self, ts: DateTime<Utc>, up: bool, ifname: &str, addr: IpAddr) {
+            self.0.lock().unwrap().interface(ts, up, ifname, addr);
+        }
+        fn event(&mut self, ev: &ConnEvent) {
+            self.0.lock().unwrap().event(ev);
+        }
+        fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+            self.0.lock().unwrap().program(ts, message);
+        }
+        fn source_lost(&mut self, total: u64) {
+            self.0.lock().unwrap().source_lost(total);
+        }
+        fn flush(&mut self) {}
+        fn errors(&self) -> u64 {
+            2
+        }
+    }
+
+    fn ev(proto: u8) -> ConnEvent {
+        let any = "10.0.0.1".parse().unwrap();
+        ConnEvent::new(
+            EventKind::Open,
+            Utc::now(),
+            Source::Conntrack,
+            1,
+            proto,
+            FlowTuple::new(any, any, Some(1), Some(2)),
+        )
+    }
+
+    /// Only events are filtered: the run's start, interfaces, messages, loss and end reach
+    /// every sink, and the stop line counts every sink's errors and the source's.
+    #[test]
+    fn only_events_are_filtered_and_the_stop_line_counts_every_error() {
+        let seen = Arc::new(Mutex::new(VecSink::default()));
+        let mut fan = FanOut {
+            filter: Filter::new(&["udp".into()], &[], &[], &[]).unwrap(),
+            ..FanOut::default()
+        };
+        fan.others.push(Box::new(Probe(seen.clone())));
+        fan.others.push(Box::new(Probe(seen.clone())));
+        let now = Utc::now();
+        fan.start(&RunInfo {
+            started: now,
+            source: Source::Conntrack,
+            command: "t",
+        });
+        fan.interface(now, true, "eth0", "10.0.0.1".parse().unwrap());
+        fan.event(&ev(6));
+        fan.event(&ev(17));
+        fan.source_lost(4);
+        fan.finish(&RunEnd {
+            errors: 1,
+            lost: 4,
+            dropped: 0,
+            started: None,
+            stopped: now,
+        });
+        let seen = seen.lock().unwrap();
+        assert_eq!(
+            seen.events.iter().map(|e| e.proto).collect::<Vec<_>>(),
+            [17, 17]
+        );
+        assert_eq!(seen.interfaces.len(), 2);
+        assert_eq!(seen.source_lost, 4);
+        assert_eq!(
+            seen.messages,
+            [
+                "ipclog started",
+                "ipclog started",
+                "ipclog stopped, 5 errors",
+                "ipclog stopped, 5 errors"
+            ]
+        );
+        assert_eq!(fan.errors(), 4);
     }
 }

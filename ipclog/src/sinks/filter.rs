@@ -1,14 +1,10 @@
-//! The `--proto`, `--port`, `--host` and `--iface` filters, and a sink that passes on only
-//! the events they let through (everything else a run says always passes).
+//! The `--proto`, `--port`, `--host` and `--iface` filters: which events the outputs show.
 
 use std::collections::HashSet;
-use std::net::IpAddr;
 
-use chrono::{DateTime, Utc};
 use lookup::{Cidr, CidrError};
 
 use shared::proto::proto_from_name;
-use shared::sink::{EventSink, RunEnd, RunInfo, SinkStats};
 use shared::ConnEvent;
 
 /// The protocol / port / address / interface filters; an empty list lets everything through.
@@ -85,84 +81,12 @@ impl Filter {
     }
 }
 
-/// Passes matching events on; everything else a run says always passes.
-pub struct Filtered<S> {
-    pub filter: Filter,
-    pub inner: S,
-}
-
-impl<S: EventSink> EventSink for Filtered<S> {
-    fn start(&mut self, run: &RunInfo) {
-        self.inner.start(run);
-    }
-
-    fn interface(&mut self, ts: DateTime<Utc>, up: bool, ifname: &str, addr: IpAddr) {
-        self.inner.interface(ts, up, ifname, addr);
-    }
-
-    fn event(&mut self, ev: &ConnEvent) {
-        if self.filter.matches(ev) {
-            self.inner.event(ev);
-        }
-    }
-
-    fn program(&mut self, ts: DateTime<Utc>, message: &str) {
-        self.inner.program(ts, message);
-    }
-
-    fn source_lost(&mut self, total: u64) {
-        self.inner.source_lost(total);
-    }
-
-    fn flush(&mut self) {
-        self.inner.flush();
-    }
-
-    fn finish(&mut self, end: &RunEnd) {
-        self.inner.finish(end);
-    }
-
-    fn stats(&self) -> SinkStats {
-        self.inner.stats()
-    }
-
-    fn errors(&self) -> u64 {
-        self.inner.errors()
-    }
-
-    fn not_written(&self) -> Option<String> {
-        self.inner.not_written()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::sink::VecSink;
-    use shared::{EventKind, FlowTuple, Source};
 
     fn ev() -> ConnEvent {
-        let mut e = ConnEvent::new(
-            EventKind::Close,
-            Utc::now(),
-            Source::Conntrack,
-            1,
-            6,
-            FlowTuple::new(
-                "10.0.0.1".parse().unwrap(),
-                "10.0.1.1".parse().unwrap(),
-                Some(40000),
-                Some(80),
-            ),
-        );
-        e.reply = Some(FlowTuple::new(
-            "10.0.1.1".parse().unwrap(),
-            "192.168.0.1".parse().unwrap(),
-            Some(80),
-            Some(40000),
-        ));
-        e.src_iface = Some("eth0".into());
-        e
+        super::super::test_event()
     }
 
     fn f(p: &[&str], ports: &[u16], h: &[&str], i: &[&str]) -> Filter {
@@ -192,37 +116,5 @@ mod tests {
             Filter::new(&[], &[], &["gw/8".into()], &[]).unwrap_err(),
             "--host gw/8: not an IP address"
         );
-    }
-
-    /// Only events are filtered: the run's start, interfaces, messages and end pass.
-    #[test]
-    fn only_events_are_filtered() {
-        let mut s = Filtered {
-            filter: f(&["udp"], &[], &[], &[]),
-            inner: VecSink::default(),
-        };
-        s.start(&RunInfo {
-            started: Utc::now(),
-            source: Source::Conntrack,
-            command: "t",
-        });
-        s.interface(Utc::now(), true, "eth0", "10.0.0.1".parse().unwrap());
-        s.event(&ev());
-        s.source_lost(4);
-        s.finish(&RunEnd {
-            errors: 0,
-            lost: 4,
-            dropped: 0,
-            started: None,
-            stopped: Utc::now(),
-        });
-        assert!(s.inner.events.is_empty());
-        assert_eq!(s.inner.interfaces.len(), 1);
-        assert_eq!(s.inner.source_lost, 4);
-        assert_eq!(
-            s.inner.messages,
-            ["ipclog started", "ipclog stopped, 0 errors"]
-        );
-        assert_eq!(s.inner.end.map(|e| e.lost), Some(4));
     }
 }

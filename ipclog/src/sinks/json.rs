@@ -153,30 +153,9 @@ impl LineFormat for JsonLines {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use shared::{FlowTuple, Source};
 
     fn ev() -> ConnEvent {
-        let mut e = ConnEvent::new(
-            EventKind::Close,
-            Utc::now(),
-            Source::Conntrack,
-            0xbeef,
-            6,
-            FlowTuple::new(
-                "10.0.0.1".parse().unwrap(),
-                "10.0.1.1".parse().unwrap(),
-                Some(40000),
-                Some(80),
-            ),
-        );
-        e.reply = Some(FlowTuple::new(
-            "10.0.1.1".parse().unwrap(),
-            "192.168.0.1".parse().unwrap(),
-            Some(80),
-            Some(40000),
-        ));
-        e.duration = Some(2.0);
-        e
+        super::super::test_event()
     }
 
     #[test]
