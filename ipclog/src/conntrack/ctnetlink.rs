@@ -3,10 +3,11 @@
 //!
 //! netlink-packet-netfilter 0.4 decodes tuples, status, timeout, mark and TCP state, but leaves
 //! CTA_ID, CTA_ZONE, the counters, the timestamps and the ICMP tuple fields as opaque
-//! `DefaultNla`s, and its `deserialize` costs ~740 ns and ~11 allocations per message. The
-//! receive loop must keep up with 200k events/s, so this module walks the attributes in place
-//! (no allocation, ~30 ns) and decodes everything ipclog needs, with the kernel's attribute
-//! names (`include/uapi/linux/netfilter/nfnetlink_conntrack.h`) so it reads like upstream.
+//! `DefaultNla`s, and its `deserialize` allocates several times per message (figures in
+//! BENCHMARKS.md). The receive loop must keep up with a flood, so this module walks the
+//! attributes in place (no allocation) and decodes everything ipclog needs, with the kernel's
+//! attribute names (`include/uapi/linux/netfilter/nfnetlink_conntrack.h`) so it reads like
+//! upstream.
 //! Attributes it does not know are not dropped silently: their type numbers are collected in
 //! [`CtMsg::unknown`] so the logger can report them.
 

@@ -211,12 +211,11 @@ impl EventSink for DbSink {
 fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>, capacity: usize) {
     // Ordinary priority: still behind the reader (-10) and the processor (-5), so when the CPU
     // is short what the database cannot take is dropped and counted, never the kernel's
-    // events; at +10 it starved under a 50k flows/s flood (166k events dropped, 0 at 0).
+    // events; at +10 it starved under a flood (BENCHMARKS.md, "flood without loss").
     crate::daemon::set_thread_nice(0);
     // Large enough that under a flood the open and the close of a short-lived flow usually
-    // land in the same batch, which the store writes as one INSERT (about 4.4 instead of
-    // 6 us an event in shared/examples/store_bench); the cache and checkpoint settings are the
-    // store's own.
+    // land in the same batch, which the store writes as one INSERT (cheaper per event, see
+    // BENCHMARKS.md, store_bench); the cache and checkpoint settings are the store's own.
     const BATCH: usize = 65536;
     let mut batch: Vec<ConnEvent> = Vec::with_capacity(BATCH);
     let mut finish = None;
