@@ -143,6 +143,20 @@ impl Drop for PidFile {
 /// once with `_exit` so they do not run destructors of state (database, sockets) the daemon
 /// keeps. Must run before any thread is started.
 pub fn daemonize() -> io::Result<()> {
+    detach()?;
+    DETACHED.store(true, Ordering::SeqCst);
+    Ok(())
+}
+
+/// Set once this process has detached: standard error is /dev/null from then on.
+static DETACHED: AtomicBool = AtomicBool::new(false);
+
+/// Whether this process has detached (see [`daemonize`]).
+pub fn detached() -> bool {
+    DETACHED.load(Ordering::SeqCst)
+}
+
+fn detach() -> io::Result<()> {
     // SAFETY: single-threaded at this point; fork/setsid/_exit/dup2 are used as documented.
     unsafe {
         match libc::fork() {

@@ -62,12 +62,77 @@ fn utf8_line<'a>(raw: &'a [u8], file: &str, line: u64) -> Result<&'a str, Warnin
     })
 }
 
-/// A network from a `CIDR NAME` line, stored with its host bits cleared.
+/// A network from a `CIDR NAME` line.
 #[derive(Debug, Clone)]
 struct Net {
+    net: Cidr,
+    name: String,
+}
+
+/// An IPv4 or IPv6 network: an address with its host bits cleared and a prefix length. The
+/// lookup file's networks and ipclog's `--host` filter are both this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Cidr {
     addr: IpAddr,
     prefix: u8,
-    name: String,
+}
+
+/// Why text is not a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CidrError {
+    /// The part before any `/` is not an IP address.
+    NotAnAddress,
+    /// The prefix length is not a number from 0 to `max` (32 or 128).
+    BadPrefix { max: u8 },
+}
+
+impl Cidr {
+    /// The network of `addr`'s first `prefix` bits; `None` when `prefix` is longer than the
+    /// address.
+    pub fn new(addr: IpAddr, prefix: u8) -> Option<Cidr> {
+        (prefix <= Cidr::max_prefix(addr)).then(|| Cidr {
+            addr: mask(addr, prefix),
+            prefix,
+        })
+    }
+
+    /// `ADDRESS` (one host) or `ADDRESS/LEN`. Host bits are cleared: `10.1.2.3/8` is
+    /// `10.0.0.0/8` (the lookup file refuses that, see [`Lookup::parse`]).
+    pub fn parse(s: &str) -> Result<Cidr, CidrError> {
+        let (a, len) = s.split_once('/').unwrap_or((s, ""));
+        let addr: IpAddr = a.parse().map_err(|_| CidrError::NotAnAddress)?;
+        let max = Cidr::max_prefix(addr);
+        if len.is_empty() {
+            return Ok(Cidr { addr, prefix: max });
+        }
+        len.parse()
+            .ok()
+            .and_then(|p| Cidr::new(addr, p))
+            .ok_or(CidrError::BadPrefix { max })
+    }
+
+    /// The longest prefix an address of `addr`'s family has: 32 or 128.
+    pub fn max_prefix(addr: IpAddr) -> u8 {
+        if addr.is_ipv4() {
+            32
+        } else {
+            128
+        }
+    }
+
+    /// The network address (host bits cleared).
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// Whether `ip` is in this network (never across families).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        ip.is_ipv4() == self.addr.is_ipv4() && mask(ip, self.prefix) == self.addr
+    }
 }
 
 fn mask(addr: IpAddr, prefix: u8) -> IpAddr {
@@ -254,7 +319,7 @@ pub struct Lookup {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Key {
     Host(IpAddr),
-    Net(IpAddr, u8),
+    Net(Cidr),
     Service(u16, u8),
 }
 
@@ -297,7 +362,7 @@ impl Lookup {
             }
         }
         // Stable sort: among equal prefixes the earlier line wins, as for hosts.
-        l.nets.sort_by_key(|n| std::cmp::Reverse(n.prefix));
+        l.nets.sort_by_key(|n| std::cmp::Reverse(n.net.prefix()));
         (l, warnings)
     }
 
@@ -326,22 +391,24 @@ impl Lookup {
             .split_once('/')
             .ok_or_else(|| format!("not an address, CIDR network or PORT/PROTO: {what:?}"))?;
         if let Ok(addr) = left.parse::<IpAddr>() {
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let prefix: u8 = right
+            let net = right
                 .parse()
                 .ok()
-                .filter(|&p| p <= max)
-                .ok_or_else(|| format!("bad prefix length {right:?} (0-{max})"))?;
-            let net = mask(addr, prefix);
-            if net != addr {
+                .and_then(|p| Cidr::new(addr, p))
+                .ok_or_else(|| {
+                    let max = Cidr::max_prefix(addr);
+                    format!("bad prefix length {right:?} (0-{max})")
+                })?;
+            if net.addr() != addr {
                 return Err(format!(
-                    "{what} has host bits set (did you mean {net}/{prefix}?)"
+                    "{what} has host bits set (did you mean {}/{}?)",
+                    net.addr(),
+                    net.prefix()
                 ));
             }
-            self.claim(Key::Net(net, prefix), line_no, what)?;
+            self.claim(Key::Net(net), line_no, what)?;
             self.nets.push(Net {
-                addr: net,
-                prefix,
+                net,
                 name: name.to_string(),
             });
             return Ok(());
@@ -376,11 +443,7 @@ impl Lookup {
     fn name_of(&self, key: Key) -> &str {
         let name = match key {
             Key::Host(a) => self.hosts.get(&a),
-            Key::Net(a, p) => self
-                .nets
-                .iter()
-                .find(|n| n.addr == a && n.prefix == p)
-                .map(|n| &n.name),
+            Key::Net(c) => self.nets.iter().find(|n| n.net == c).map(|n| &n.name),
             Key::Service(port, proto) => self.services.get(&(port, proto)),
         };
         name.map_or("", String::as_str)
@@ -393,7 +456,7 @@ impl Lookup {
         }
         self.nets
             .iter()
-            .find(|n| n.addr.is_ipv4() == addr.is_ipv4() && mask(addr, n.prefix) == n.addr)
+            .find(|n| n.net.contains(addr))
             .map(|n| n.name.as_str())
     }
 
@@ -674,6 +737,24 @@ mod tests {
         assert_eq!(l.service_name(&sys, 22, 6), Some("ssh"));
         assert_eq!(l.service_name(&sys, 4711, 6), None);
         assert_eq!(l.own_service_name(22, 6), None);
+    }
+
+    #[test]
+    fn cidr_parses_hosts_and_networks_and_never_matches_across_families() {
+        let c = Cidr::parse("10.1.2.3/8").unwrap();
+        assert_eq!((c.addr(), c.prefix()), (ip("10.0.0.0"), 8));
+        assert!(c.contains(ip("10.255.0.1")) && !c.contains(ip("11.0.0.1")));
+        assert!(!c.contains(ip("::ffff:10.0.0.1")));
+        let h = Cidr::parse("2001:db8::1").unwrap();
+        assert_eq!(h.prefix(), 128);
+        assert!(h.contains(ip("2001:db8::1")) && !h.contains(ip("2001:db8::2")));
+        assert!(Cidr::parse("::/0").unwrap().contains(ip("2a00::1")));
+        assert_eq!(
+            Cidr::parse("10.0.0.0/33"),
+            Err(CidrError::BadPrefix { max: 32 })
+        );
+        assert_eq!(Cidr::parse("::/x"), Err(CidrError::BadPrefix { max: 128 }));
+        assert_eq!(Cidr::parse("host/8"), Err(CidrError::NotAnAddress));
     }
 
     #[test]

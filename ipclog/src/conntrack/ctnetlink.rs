@@ -1,11 +1,13 @@
-//! Zero-copy decoding of ctnetlink messages (conntrack events and dump entries).
+//! The ctnetlink decoder: zero-copy decoding of conntrack events and dump entries into plain
+//! [`CtMsg`] values, and the one request ipclog sends (a table dump).
 //!
 //! netlink-packet-netfilter 0.4 decodes tuples, status, timeout, mark and TCP state, but leaves
 //! CTA_ID, CTA_ZONE, the counters, the timestamps and the ICMP tuple fields as opaque
-//! `DefaultNla`s, and its `deserialize` costs ~740 ns and ~11 allocations per message. The
-//! receive loop must keep up with 200k events/s, so this module walks the attributes in place
-//! (no allocation, ~30 ns) and decodes everything ipclog needs, with the kernel's attribute
-//! names (`include/uapi/linux/netfilter/nfnetlink_conntrack.h`) so it reads like upstream.
+//! `DefaultNla`s, and its `deserialize` allocates several times per message (figures in
+//! BENCHMARKS.md). The receive loop must keep up with a flood, so this module walks the
+//! attributes in place (no allocation) and decodes everything ipclog needs, with the kernel's
+//! attribute names (`include/uapi/linux/netfilter/nfnetlink_conntrack.h`) so it reads like
+//! upstream.
 //! Attributes it does not know are not dropped silently: their type numbers are collected in
 //! [`CtMsg::unknown`] so the logger can report them.
 
@@ -177,7 +179,7 @@ pub struct CtMsg {
 }
 
 impl CtMsg {
-    fn empty(kind: MsgKind, family: u8, portid: u32) -> CtMsg {
+    pub fn empty(kind: MsgKind, family: u8, portid: u32) -> CtMsg {
         CtMsg {
             kind,
             family,
@@ -275,6 +277,13 @@ impl Iterator for Messages<'_> {
 
 fn align4(n: usize) -> usize {
     (n + 3) & !3
+}
+
+/// The first `N` bytes of an attribute's payload, or why not.
+fn array<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8; N], DecodeError> {
+    b.get(..N)
+        .and_then(|s| s.try_into().ok())
+        .ok_or(DecodeError::Truncated(what))
 }
 
 fn be16(b: &[u8]) -> Option<u16> {
@@ -434,32 +443,19 @@ fn decode_tuple(p: &[u8]) -> Result<CtTuple, DecodeError> {
         match ty {
             CTA_TUPLE_IP => {
                 for (ty, a) in Attrs::new(v) {
-                    match ty {
+                    let ip = match ty {
                         CTA_IP_V4_SRC | CTA_IP_V4_DST => {
-                            let b: [u8; 4] = a
-                                .get(..4)
-                                .and_then(|s| s.try_into().ok())
-                                .ok_or(DecodeError::Truncated("IPv4 address"))?;
-                            let ip = IpAddr::V4(Ipv4Addr::from(b));
-                            if ty == CTA_IP_V4_SRC {
-                                t.src = ip
-                            } else {
-                                t.dst = ip
-                            }
+                            IpAddr::V4(Ipv4Addr::from(array::<4>(a, "IPv4 address")?))
                         }
                         CTA_IP_V6_SRC | CTA_IP_V6_DST => {
-                            let b: [u8; 16] = a
-                                .get(..16)
-                                .and_then(|s| s.try_into().ok())
-                                .ok_or(DecodeError::Truncated("IPv6 address"))?;
-                            let ip = IpAddr::V6(Ipv6Addr::from(b));
-                            if ty == CTA_IP_V6_SRC {
-                                t.src = ip
-                            } else {
-                                t.dst = ip
-                            }
+                            IpAddr::V6(Ipv6Addr::from(array::<16>(a, "IPv6 address")?))
                         }
-                        _ => {}
+                        _ => continue,
+                    };
+                    if matches!(ty, CTA_IP_V4_SRC | CTA_IP_V6_SRC) {
+                        t.src = ip
+                    } else {
+                        t.dst = ip
                     }
                 }
             }
@@ -488,29 +484,26 @@ fn decode_tuple(p: &[u8]) -> Result<CtTuple, DecodeError> {
     Ok(t)
 }
 
-/// A dump request for the whole conntrack table of `family` (2 = IPv4, 10 = IPv6, 0 = both),
-/// built with netlink-packet-netfilter.
+/// A dump request for the whole conntrack table of `family` (2 = IPv4, 10 = IPv6, 0 = both):
+/// a netlink header and an nfgenmsg, no attributes. Built by hand, 20 bytes, so the netlink
+/// crates are needed only by the tests that check it against them.
 pub fn dump_request(family: u8, seq: u32) -> Vec<u8> {
-    use netlink_packet_core::{
-        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_DUMP, NLM_F_REQUEST,
-    };
-    use netlink_packet_netfilter::{
-        conntrack::ConntrackMessage, NetfilterHeader, NetfilterMessage,
-    };
-    let mut hdr = NetlinkHeader::default();
-    hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
-    hdr.sequence_number = seq;
-    let mut msg = NetlinkMessage::new(
-        hdr,
-        NetlinkPayload::InnerMessage(NetfilterMessage::new(
-            NetfilterHeader::new(family.into(), 0, 0),
-            ConntrackMessage::Get(vec![]),
-        )),
-    );
-    msg.finalize();
-    let mut buf = vec![0u8; msg.buffer_len()];
-    msg.serialize(&mut buf);
-    buf
+    const NLM_F_REQUEST: u16 = 0x1;
+    const NLM_F_DUMP: u16 = 0x300;
+    const IPCTNL_MSG_CT_GET: u8 = 1;
+    const NFNETLINK_V0: u8 = 0;
+    let len = NLMSG_HDRLEN + 4;
+    let ty = u16::from(NFNL_SUBSYS_CTNETLINK) << 8 | u16::from(IPCTNL_MSG_CT_GET);
+    let mut b = Vec::with_capacity(len);
+    b.extend_from_slice(&(len as u32).to_ne_bytes());
+    b.extend_from_slice(&ty.to_ne_bytes());
+    b.extend_from_slice(&(NLM_F_REQUEST | NLM_F_DUMP).to_ne_bytes());
+    b.extend_from_slice(&seq.to_ne_bytes());
+    // Port id 0: the kernel fills in the socket's.
+    b.extend_from_slice(&0u32.to_ne_bytes());
+    // nfgenmsg: family, version, resource id 0 (big-endian).
+    b.extend_from_slice(&[family, NFNETLINK_V0, 0, 0]);
+    b
 }
 
 #[cfg(test)]
@@ -594,12 +587,17 @@ mod tests {
             )),
             ConntrackAttribute::Other(DefaultNla::new(45, vec![1, 2, 3, 4])),
         ];
+        delete_bytes(2, attrs)
+    }
+
+    /// A DESTROY message of `family` with `attrs`, serialized by the crate.
+    fn delete_bytes(family: u8, attrs: Vec<ConntrackAttribute>) -> Vec<u8> {
         let mut hdr = NetlinkHeader::default();
         hdr.message_type = 0x0102;
         let mut msg = NetlinkMessage::new(
             hdr,
             NetlinkPayload::InnerMessage(NetfilterMessage::new(
-                NetfilterHeader::new(2u8.into(), 0, 0),
+                NetfilterHeader::new(family.into(), 0, 0),
                 ConntrackMessage::Delete(attrs),
             )),
         );
@@ -652,6 +650,42 @@ mod tests {
         assert_eq!(m.unknown, 1 << 45);
     }
 
+    /// IPv6 tuples decode too (both directions), and a short address is an error.
+    #[test]
+    fn ipv6_tuples() {
+        let attrs = vec![
+            ConntrackAttribute::CtaTupleOrig(tuple("2001:db8::1", "2001:db8::2", 5, 6)),
+            ConntrackAttribute::CtaTupleReply(tuple("2001:db8::2", "2001:db8::1", 6, 5)),
+        ];
+        let mut buf = delete_bytes(10, attrs);
+        let Ok(Item::Conntrack(m)) = decode_message(&buf) else {
+            panic!("not decoded")
+        };
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(
+            (m.orig.src, m.orig.dst),
+            (ip("2001:db8::1"), ip("2001:db8::2"))
+        );
+        assert_eq!(
+            m.reply.map(|r| (r.src, r.sport)),
+            Some((ip("2001:db8::2"), Some(6)))
+        );
+        // Cut the first address attribute's payload to 8 bytes: its length says 12.
+        let at = buf
+            .windows(16)
+            .position(|w| w == ip6_bytes("2001:db8::1"))
+            .unwrap();
+        buf[at - 4..at - 2].copy_from_slice(&12u16.to_ne_bytes());
+        assert_eq!(
+            decode_message(&buf),
+            Err(DecodeError::Truncated("IPv6 address"))
+        );
+    }
+
+    fn ip6_bytes(s: &str) -> [u8; 16] {
+        s.parse::<std::net::Ipv6Addr>().unwrap().octets()
+    }
+
     #[test]
     fn new_update_and_dump_are_told_apart_by_flags() {
         let mut buf = destroy_bytes();
@@ -692,6 +726,28 @@ mod tests {
             for item in Messages::new(&b) {
                 let _ = item;
             }
+        }
+    }
+
+    /// The hand-built request is byte for byte what netlink-packet-netfilter builds.
+    #[test]
+    fn dump_request_is_what_the_crate_builds() {
+        use netlink_packet_core::{NLM_F_DUMP, NLM_F_REQUEST};
+        for (family, seq) in [(0u8, 1u32), (2, 7), (10, 0xdead_beef)] {
+            let mut hdr = NetlinkHeader::default();
+            hdr.flags = NLM_F_REQUEST | NLM_F_DUMP;
+            hdr.sequence_number = seq;
+            let mut msg = NetlinkMessage::new(
+                hdr,
+                NetlinkPayload::InnerMessage(NetfilterMessage::new(
+                    NetfilterHeader::new(family.into(), 0, 0),
+                    ConntrackMessage::Get(vec![]),
+                )),
+            );
+            msg.finalize();
+            let mut buf = vec![0u8; msg.buffer_len()];
+            msg.serialize(&mut buf);
+            assert_eq!(dump_request(family, seq), buf, "family {family}");
         }
     }
 

@@ -1,5 +1,6 @@
 //! ctnetlink sockets: the event socket (NEW/UPDATE/DESTROY multicast groups, big receive
-//! buffer, exact drop count) and table dumps on a socket of their own.
+//! buffer, exact drop count) and table dumps on a socket of their own. Errors say what the
+//! user should do, and a missing CAP_NET_ADMIN is told apart from other failures by its kind.
 
 use std::io;
 use std::os::fd::AsRawFd;
@@ -7,7 +8,8 @@ use std::time::Duration;
 
 use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
 
-use crate::ctattr::{self, CtMsg, Item};
+use super::ctnetlink::{self, CtMsg, DecodeError, Item, Messages};
+use crate::error::Error;
 
 /// Multicast groups `NFNLGRP_CONNTRACK_NEW`, `_UPDATE`, `_DESTROY`.
 const GROUPS: [u32; 3] = [1, 2, 3];
@@ -22,23 +24,8 @@ pub struct RcvBuf {
     pub forced: bool,
 }
 
-/// A start-up failure with what the user should do about it.
-#[derive(Debug)]
-pub struct OpenError {
-    pub message: String,
-}
-
-fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
-    // SAFETY: a plain int option on a socket we own.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            opt,
-            &val as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as u32,
-        )
-    };
+/// 0 from a libc call as `Ok`, else the errno it left.
+fn check(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
         Ok(())
     } else {
@@ -46,11 +33,29 @@ fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()>
     }
 }
 
+/// Sets a `SOL_SOCKET` option whose value is a plain C type (`int`, `timeval`).
+fn setsockopt<T: Copy>(fd: i32, opt: libc::c_int, val: &T) -> io::Result<()> {
+    // SAFETY: `val` points at a live value of the size given, on a socket we own.
+    check(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            val as *const T as *const libc::c_void,
+            std::mem::size_of::<T>() as u32,
+        )
+    })
+}
+
+fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+    setsockopt(fd, opt, &val)
+}
+
 fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
     let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as u32;
-    // SAFETY: reading an int option into a local.
-    let r = unsafe {
+    // SAFETY: reading an int option into a local of that size.
+    check(unsafe {
         libc::getsockopt(
             fd,
             libc::SOL_SOCKET,
@@ -58,12 +63,8 @@ fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
             &mut val as *mut _ as *mut libc::c_void,
             &mut len,
         )
-    };
-    if r == 0 {
-        Ok(val as usize)
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    })?;
+    Ok(val as usize)
 }
 
 fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
@@ -71,21 +72,7 @@ fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
         tv_sec: d.as_secs() as libc::time_t,
         tv_usec: d.subsec_micros() as libc::suseconds_t,
     };
-    // SAFETY: a timeval option on a socket we own.
-    let r = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            &tv as *const _ as *const libc::c_void,
-            std::mem::size_of::<libc::timeval>() as u32,
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
+    setsockopt(fd, libc::SO_RCVTIMEO, &tv)
 }
 
 fn socket_inode(fd: i32) -> u64 {
@@ -107,6 +94,15 @@ fn permission_error(e: &io::Error) -> bool {
 const NEED_CAP: &str = "ipclog: reading conntrack needs CAP_NET_ADMIN (run as root or \
                         grant the capability, e.g. systemd AmbientCapabilities=CAP_NET_ADMIN)";
 
+/// A dump's failure: missing permission, or `what` failed with `e`.
+fn dump_error(what: &str, e: io::Error) -> Error {
+    if permission_error(&e) {
+        Error::Permission(format!("{NEED_CAP}: {e}"))
+    } else {
+        Error::Run(format!("conntrack dump: {what}{e}"))
+    }
+}
+
 /// The subscribed event socket.
 pub struct EventSocket {
     sock: Socket,
@@ -117,24 +113,24 @@ pub struct EventSocket {
 impl EventSocket {
     /// Subscribes to conntrack events with a receive buffer of `rcvbuf` bytes and a receive
     /// timeout of `tick` (so the reader notices signals).
-    pub fn open(rcvbuf: usize, tick: Duration) -> Result<EventSocket, OpenError> {
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| OpenError {
-            message: format!("ipclog: cannot open a netfilter netlink socket: {e}"),
+    pub fn open(rcvbuf: usize, tick: Duration) -> Result<EventSocket, Error> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| {
+            Error::Start(format!(
+                "ipclog: cannot open a netfilter netlink socket: {e}"
+            ))
         })?;
-        sock.bind_auto().map_err(|e| OpenError {
-            message: format!("ipclog: cannot bind the netlink socket: {e}"),
-        })?;
+        sock.bind_auto()
+            .map_err(|e| Error::Start(format!("ipclog: cannot bind the netlink socket: {e}")))?;
         for g in GROUPS {
             if let Err(e) = sock.add_membership(g) {
-                let message = if permission_error(&e) {
-                    format!("{NEED_CAP}: {e}")
+                return Err(if permission_error(&e) {
+                    Error::Permission(format!("{NEED_CAP}: {e}"))
                 } else {
-                    format!(
+                    Error::Start(format!(
                         "ipclog: cannot subscribe to conntrack events (group {g}): {e}; is \
                          nf_conntrack_netlink available (modprobe nf_conntrack_netlink)?"
-                    )
-                };
-                return Err(OpenError { message });
+                    ))
+                });
             }
         }
         let fd = sock.as_raw_fd();
@@ -147,9 +143,8 @@ impl EventSocket {
             }
         };
         let actual = getsockopt_int(fd, libc::SO_RCVBUF).unwrap_or(0);
-        set_rcvtimeo(fd, tick).map_err(|e| OpenError {
-            message: format!("ipclog: cannot set a receive timeout: {e}"),
-        })?;
+        set_rcvtimeo(fd, tick)
+            .map_err(|e| Error::Start(format!("ipclog: cannot set a receive timeout: {e}")))?;
         let inode = socket_inode(fd);
         Ok(EventSocket {
             sock,
@@ -204,7 +199,7 @@ pub fn netlink_drops(inode: u64) -> Option<u64> {
 
 /// Dumps the whole conntrack table (IPv4 and IPv6), calling `each` for every entry. Also
 /// makes the kernel evict expired entries, which sends their DESTROY events at once.
-pub fn dump(each: impl FnMut(CtMsg)) -> Result<u64, String> {
+pub fn dump(each: impl FnMut(CtMsg)) -> Result<u64, Error> {
     dump_family(0, each)
 }
 
@@ -212,42 +207,33 @@ pub fn dump(each: impl FnMut(CtMsg)) -> Result<u64, String> {
 /// sending us the table: a dump filtered on a family no entry has (ARP) still walks every
 /// bucket and evicts what expired, but builds no message. Falls back to a full dump if the
 /// kernel refuses the family.
-pub fn evict() -> Result<u64, String> {
+pub fn evict() -> Result<u64, Error> {
     const NFPROTO_ARP: u8 = 3;
     dump_family(NFPROTO_ARP, |_| {}).or_else(|_| dump_family(0, |_| {}))
 }
 
-fn dump_family(family: u8, mut each: impl FnMut(CtMsg)) -> Result<u64, String> {
-    let mut sock =
-        Socket::new(NETLINK_NETFILTER).map_err(|e| format!("conntrack dump: socket: {e}"))?;
-    sock.bind_auto()
-        .map_err(|e| format!("conntrack dump: bind: {e}"))?;
+fn dump_family(family: u8, mut each: impl FnMut(CtMsg)) -> Result<u64, Error> {
+    // Only a refused send, receive or netlink request means missing permission: socket
+    // and bind failures are said as they are, as before.
+    let plain = |what: &str, e: io::Error| Error::Run(format!("conntrack dump: {what}{e}"));
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| plain("socket: ", e))?;
+    sock.bind_auto().map_err(|e| plain("bind: ", e))?;
     let _ = setsockopt_int(sock.as_raw_fd(), libc::SO_RCVBUF, 4 << 20);
-    set_rcvtimeo(sock.as_raw_fd(), Duration::from_secs(10))
-        .map_err(|e| format!("conntrack dump: {e}"))?;
-    let req = ctattr::dump_request(family, 1);
-    sock.send_to(&req, &SocketAddr::new(0, 0), 0).map_err(|e| {
-        if permission_error(&e) {
-            format!("{NEED_CAP}: {e}")
-        } else {
-            format!("conntrack dump: send: {e}")
-        }
-    })?;
+    set_rcvtimeo(sock.as_raw_fd(), Duration::from_secs(10)).map_err(|e| plain("", e))?;
+    let req = ctnetlink::dump_request(family, 1);
+    sock.send_to(&req, &SocketAddr::new(0, 0), 0)
+        .map_err(|e| dump_error("send: ", e))?;
     let mut buf = vec![0u8; 1 << 17];
     let mut n_entries = 0u64;
     loop {
         let mut b = &mut buf[..];
-        let n = sock.recv(&mut b, 0).map_err(|e| {
-            if permission_error(&e) {
-                format!("{NEED_CAP}: {e}")
-            } else {
-                format!("conntrack dump: receive: {e}")
-            }
-        })?;
+        let n = sock
+            .recv(&mut b, 0)
+            .map_err(|e| dump_error("receive: ", e))?;
         if n == 0 {
-            return Err("conntrack dump: socket closed".into());
+            return Err(Error::Run("conntrack dump: socket closed".into()));
         }
-        for item in ctattr::Messages::new(&buf[..n]) {
+        for item in Messages::new(&buf[..n]) {
             match item {
                 Ok(Item::Conntrack(m)) => {
                     n_entries += 1;
@@ -255,15 +241,10 @@ fn dump_family(family: u8, mut each: impl FnMut(CtMsg)) -> Result<u64, String> {
                 }
                 Ok(Item::Done) => return Ok(n_entries),
                 Ok(Item::Ack) | Ok(Item::Other(_)) => {}
-                Err(ctattr::DecodeError::Netlink(errno)) => {
-                    let e = io::Error::from_raw_os_error(-errno);
-                    return Err(if permission_error(&e) {
-                        format!("{NEED_CAP}: {e}")
-                    } else {
-                        format!("conntrack dump: {e}")
-                    });
+                Err(DecodeError::Netlink(errno)) => {
+                    return Err(dump_error("", io::Error::from_raw_os_error(-errno)))
                 }
-                Err(e) => return Err(format!("conntrack dump: {e}")),
+                Err(e) => return Err(Error::Run(format!("conntrack dump: {e}"))),
             }
         }
     }

@@ -1,0 +1,82 @@
+//! The outputs the command line asks for, opened at start so that one that cannot be used is
+//! a start-up error, before anything is logged. Which events and fields each output shows is
+//! decided here, from what the user asked for, not by the sinks.
+
+use std::path::Path;
+
+use shared::logfmt::WriteOptions;
+use shared::sink::RunInfo;
+use shared::store::Store;
+
+use crate::cli::Cli;
+use crate::conntrack;
+use crate::error::Error;
+use crate::sinks::{
+    self, DbSink, FanOut, JsonOptions, JsonSink, LineLog, SyslogSink, TextOut, WhenFull,
+};
+
+/// Whether no output is named: then the line log goes to standard output.
+pub fn none_named(cli: &Cli) -> bool {
+    cli.log.is_none() && cli.db.is_none() && cli.json.is_none() && !cli.syslog
+}
+
+/// The line log, JSON and syslog outputs (the database is [`open_db`]'s).
+pub fn open_text(cli: &Cli, opts: WriteOptions) -> Result<FanOut, Error> {
+    let mut fan = FanOut::default();
+    if cli.log.is_some() || none_named(cli) {
+        let out = TextOut::open(cli.log.as_deref(), "log").map_err(|e| {
+            let p = cli.log.as_deref().unwrap_or(Path::new("-"));
+            Error::Start(format!("ipclog: {}: cannot open log: {e}", p.display()))
+        })?;
+        // Names (-n) are attached after a possible fork: their resolver is a thread.
+        fan.line_log = Some(LineLog::line_log(out, opts));
+    }
+    if let Some(j) = &cli.json {
+        let path = (j != "-").then(|| Path::new(j));
+        let out = TextOut::open(path, "json")
+            .map_err(|e| Error::Start(format!("ipclog: {j}: cannot open JSON output: {e}")))?;
+        let packets = cli.capture.is_capture();
+        let json = JsonOptions {
+            // Packets: one object per connection, as Zeek's conn.log (README, --help).
+            closes_only: packets,
+            show_nat: cli.nat,
+            uid_of: (!packets).then_some(conntrack::uid as fn(u64) -> String),
+        };
+        fan.others.push(Box::new(JsonSink::json(out, json)));
+    }
+    if cli.syslog {
+        fan.others.push(Box::new(SyslogSink::open(opts)));
+    }
+    Ok(fan)
+}
+
+/// The database, opened and checked now so a bad one is a start-up error, its run started.
+/// With `check_only` (a daemon before it forks) it is only checked: SQLite connections must
+/// not cross a fork (the child would not hold the parent's file locks), so a daemon opens it
+/// again after the fork.
+pub fn open_db(cli: &Cli, run: &RunInfo, check_only: bool) -> Result<Option<Store>, Error> {
+    let Some(db) = &cli.db else {
+        return Ok(None);
+    };
+    let policy = sinks::OUTPUT_POLICY.get().copied().unwrap_or_default();
+    if check_only {
+        sinks::check_store(db, &policy)?;
+        return Ok(None);
+    }
+    sinks::open_store(db, &policy, run).map(Some)
+}
+
+/// Starts the database's writer thread on the opened `store` (threads start only after a
+/// possible fork).
+pub fn start_db(fan: &mut FanOut, store: Store, cli: &Cli) {
+    let Some(db) = &cli.db else {
+        return;
+    };
+    // A capture file (or pipe) can wait for the database; a live source cannot.
+    let when_full = if cli.capture.read_file.is_some() {
+        WhenFull::Wait
+    } else {
+        WhenFull::Drop
+    };
+    fan.db = Some(DbSink::start(store, cli.db_queue.max(16), when_full, db));
+}
