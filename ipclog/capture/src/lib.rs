@@ -32,9 +32,9 @@ mod args;
 mod defrag;
 mod hash;
 mod index;
-pub mod parse;
 mod pipe;
 mod tracker;
+pub mod wire;
 
 pub use args::CaptureArgs;
 pub use tracker::Options;
@@ -47,8 +47,8 @@ use pcap::{Activated, Capture};
 use shared::sink::EventSink;
 
 use defrag::{Defrag, Outcome};
-use parse::{Drop, Link};
 use tracker::{Seen, Tracker};
+use wire::{Drop, Link};
 
 /// How a capture run ended, for ipclog's exit code and stop line.
 #[derive(Debug, Default, Clone)]
@@ -279,29 +279,29 @@ enum Parsed<'a> {
     /// An unusable packet, for the drop counters.
     Drop(Drop),
     /// An IP fragment, for the reassembly buffer.
-    Frag(parse::IpPacket<'a>),
+    Frag(wire::IpPacket<'a>),
 }
 
 /// Takes one frame apart: link, IP and transport headers, checksums. Depends on nothing but
 /// the frame, so a file's reader thread can do it while the tracker works (see `pipe`).
 #[inline]
 fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) -> Parsed<'_> {
-    let (ipb, ip_wire, hint) = match parse::strip_link(link, data, wire_len) {
+    let (ipb, ip_wire, hint) = match wire::strip_link(link, data, wire_len) {
         Ok(v) => v,
         Err(d) => return Parsed::Drop(d),
     };
-    let ip = match parse::parse_ip(ipb, ip_wire, hint) {
+    let ip = match wire::parse_ip(ipb, ip_wire, hint) {
         Ok(v) => v,
         Err(d) => return Parsed::Drop(d),
     };
     if ip.frag.is_some() {
         return Parsed::Frag(ip);
     }
-    let l4 = match parse::parse_l4(ip.proto, ip.l4, ip.l4_len) {
+    let l4 = match wire::parse_l4(ip.proto, ip.l4, ip.l4_len) {
         Ok(v) => v,
         Err(d) => return Parsed::Drop(d),
     };
-    let csum_bad = ip.ip_csum_bad || parse::l4_checksum_bad(&ip) == Some(true);
+    let csum_bad = ip.ip_csum_bad || wire::l4_checksum_bad(&ip) == Some(true);
     Parsed::Seen(Seen {
         ts_us,
         src: ip.src,
@@ -326,14 +326,14 @@ impl Reader {
     }
 
     /// Handles one IP fragment: holds it, or accounts the datagram it completes.
-    fn fragment(&mut self, ts_us: i64, ip: &parse::IpPacket<'_>, sink: &mut dyn EventSink) {
+    fn fragment(&mut self, ts_us: i64, ip: &wire::IpPacket<'_>, sink: &mut dyn EventSink) {
         match self.defrag.add(ts_us, ip) {
             Outcome::Held => {}
             Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
             Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
             Outcome::Done(a) => {
                 let n = a.fragments as u64;
-                match parse::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
+                match wire::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
                     Ok(l4) => {
                         self.tracker.stats.frags_merged += n - 1;
                         let seen = Seen {

@@ -16,8 +16,8 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use pcap::{Activated, Capture};
 use shared::sink::EventSink;
 
-use crate::parse::{Drop, Link};
 use crate::tracker::{Hint, Seen};
+use crate::wire::{Drop, Link};
 use crate::{parse_frame, CaptureError, Parsed, Progress, Reader, MAX_CONSECUTIVE_DAMAGE};
 
 /// Records per block: large enough that a channel hand-over (a few hundred ns) is rare, small

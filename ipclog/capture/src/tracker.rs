@@ -16,7 +16,7 @@ use shared::event::{
 use shared::sink::EventSink;
 
 use crate::index::FlowIndex;
-use crate::parse::{Drop, ACK, DROP_REASONS, FIN, L4, RST, SYN};
+use crate::wire::{Drop, ACK, DROP_REASONS, FIN, L4, RST, SYN};
 
 /// Tracker settings (from the command line). Times in microseconds; 0 = off.
 #[derive(Debug, Clone)]
