@@ -31,7 +31,6 @@
 mod args;
 mod defrag;
 mod hash;
-mod index;
 mod pipe;
 mod tracker;
 pub mod wire;

@@ -38,7 +38,6 @@ impl Link {
     }
 }
 
-const VLAN_TPIDS: [u16; 3] = [0x8100, 0x88a8, 0x9100];
 const MAX_VLAN_TAGS: usize = 4;
 const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
@@ -55,7 +54,8 @@ pub fn strip_link(link: Link, frame: &[u8], wire_len: u32) -> Result<(&[u8], u32
             let mut off = 12;
             let mut ty = be16(frame, off);
             let mut tags = 0;
-            while VLAN_TPIDS.contains(&ty) {
+            // 802.1Q, 802.1ad, and the older QinQ 0x9100.
+            while matches!(ty, 0x8100 | 0x88a8 | 0x9100) {
                 tags += 1;
                 off += 4;
                 if tags > MAX_VLAN_TAGS || frame.len() < off + 2 {
