@@ -26,10 +26,13 @@ pub(super) const SEQ_BASE: i64 = 1 << 32;
 #[derive(Debug)]
 #[repr(C)]
 pub(super) struct Endpoint {
+    /// Zeek's state, and the one before its last change (Zeek's prev_state).
     pub(super) state: Ep,
     pub(super) prev: Ep,
     pub(super) once: OnceSeen,
+    /// FINs sent (retransmissions included).
     pub(super) fin_cnt: u32,
+    /// Packets, IP bytes and transport payload bytes sent.
     pub(super) pkts: u64,
     pub(super) ip_bytes: u64,
     pub(super) payload: u64,

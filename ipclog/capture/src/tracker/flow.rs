@@ -17,6 +17,7 @@ pub(super) struct Flow {
     pub(super) key: Key,
     /// The connection's number in the run, in the order connections started.
     pub(super) id: u64,
+    /// Packet times of the first and the latest packet (microseconds).
     pub(super) first_us: i64,
     pub(super) last_us: i64,
     pub(super) proto: u8,

@@ -136,9 +136,7 @@ impl TcpRepr {
 
     /// The segment in an unfragmented IP packet from `ip.src` to `ip.dst`.
     pub fn ip_packet(&self, ip: &IpRepr, payload: &[u8]) -> Vec<u8> {
-        let mut t = Vec::with_capacity(20 + payload.len());
-        self.emit(ip, payload, &mut t);
-        IpRepr { proto: TCP, ..*ip }.packet(&t)
+        in_ip(ip, TCP, |out| self.emit(ip, payload, out))
     }
 }
 
@@ -167,10 +165,15 @@ impl UdpRepr {
 
     /// The datagram in an unfragmented IP packet from `ip.src` to `ip.dst`.
     pub fn ip_packet(&self, ip: &IpRepr, payload: &[u8]) -> Vec<u8> {
-        let mut u = Vec::with_capacity(8 + payload.len());
-        self.emit(ip, payload, &mut u);
-        IpRepr { proto: UDP, ..*ip }.packet(&u)
+        in_ip(ip, UDP, |out| self.emit(ip, payload, out))
     }
+}
+
+/// The transport bytes `emit` writes, in an IP packet of `proto` with `ip`'s header.
+fn in_ip(ip: &IpRepr, proto: u8, emit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut l4 = Vec::new();
+    emit(&mut l4);
+    IpRepr { proto, ..*ip }.packet(&l4)
 }
 
 #[cfg(test)]
