@@ -41,7 +41,6 @@
 
 mod args;
 mod defrag;
-mod hash;
 mod open;
 mod pipe;
 mod reader;

@@ -47,7 +47,7 @@ impl Key {
     #[inline]
     pub(super) fn hash64(&self) -> u64 {
         use std::hash::BuildHasher;
-        crate::hash::FxBuild::default().hash_one(self)
+        rustc_hash::FxBuildHasher.hash_one(self)
     }
 
     /// The key of `s`'s flow, and whether `s` travels from the key's second side to its first.
