@@ -16,7 +16,6 @@ const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 /// Follows segment `s` sent by endpoint `d` of flow `f`. `segments` is the number of data
 /// segments remembered (all flows) for retransmission timing, at most `opts.segment_limit`.
 /// Returns the new number, and how many could not be remembered.
-#[inline]
 pub(super) fn segment(
     f: &mut Flow,
     d: usize,
