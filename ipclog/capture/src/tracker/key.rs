@@ -91,24 +91,7 @@ impl Hint {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::L4;
-
-    fn seen(src: &str, dst: &str, sport: u16, dport: u16, proto: u8) -> Seen {
-        Seen {
-            ts_us: 0,
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            proto,
-            ip_len: 40,
-            l4: L4 {
-                sport: Some(sport),
-                dport: Some(dport),
-                ..L4::default()
-            },
-            csum_bad: false,
-            fragments: 0,
-        }
-    }
+    use crate::tracker::test_seen as seen;
 
     #[test]
     fn both_directions_share_a_key_and_nothing_else_does() {

@@ -102,3 +102,22 @@ pub struct Stats {
 
 const TCP: u8 = 6;
 const UDP: u8 = 17;
+
+/// A packet from `src`:`sport` to `dst`:`dport` of protocol `proto`, for unit tests.
+#[cfg(test)]
+fn test_seen(src: &str, dst: &str, sport: u16, dport: u16, proto: u8) -> Seen {
+    Seen {
+        ts_us: 0,
+        src: src.parse().unwrap(),
+        dst: dst.parse().unwrap(),
+        proto,
+        ip_len: 40,
+        l4: L4 {
+            sport: Some(sport),
+            dport: Some(dport),
+            ..L4::default()
+        },
+        csum_bad: false,
+        fragments: 0,
+    }
+}

@@ -200,27 +200,13 @@ fn make_uid(s: &mut String, id: u64, first_us: i64, key: &Key) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tracker::Seen;
-    use crate::wire::L4;
+    use crate::tracker::test_seen;
 
     /// Uids are output: the same capture must give the same uids from one version to the
     /// next (values as computed since uids were introduced).
     #[test]
     fn uids_do_not_change_between_versions() {
-        let seen = |src: &str, dst: &str, proto| Seen {
-            ts_us: 0,
-            src: src.parse().unwrap(),
-            dst: dst.parse().unwrap(),
-            proto,
-            ip_len: 0,
-            l4: L4 {
-                sport: Some(1024),
-                dport: Some(53),
-                ..L4::default()
-            },
-            csum_bad: false,
-            fragments: 0,
-        };
+        let seen = |src, dst, proto| test_seen(src, dst, 1024, 53, proto);
         let mut uid = String::new();
         let mut got = Vec::new();
         for (id, first_us, s) in [
