@@ -308,31 +308,30 @@ impl Reader {
 
     /// The `-s` statistics line.
     pub(crate) fn print_stats(&self) {
-        let r = self;
-        let packets = self.progress.packets;
-        let s = &r.tracker.stats;
+        let s = &self.tracker.stats;
         let dropped: u64 = s.drops.iter().sum();
         eprintln!(
-        "ipclog: capture stats: packets={packets} flows_open={} flows_open_max={} flows_total={} \
-         segments={} segments_max={} segments_not_tracked={} fragments_held={} dropped={dropped} \
-         session_limit_drops={} timed_out={} with_retrans={} with_syn_retrans={} with_rst={} \
-         with_long_delay={} with_frag={} with_long_conn={}",
-        r.tracker.open_flows(),
-        s.flows_open_max,
-        s.flows_total,
-        r.tracker.segments(),
-        s.segments_max,
-        s.segments_dropped,
-        r.defrag.held(),
-        s.drops[Drop::SessionLimit as usize],
-        s.timed_out,
-        s.with_anomaly[0],
-        s.with_anomaly[1],
-        s.with_anomaly[2],
-        s.with_anomaly[3],
-        s.with_anomaly[4],
-        s.with_anomaly[5],
-    );
+            "ipclog: capture stats: packets={} flows_open={} flows_open_max={} flows_total={} \
+             segments={} segments_max={} segments_not_tracked={} fragments_held={} \
+             dropped={dropped} session_limit_drops={} timed_out={} with_retrans={} \
+             with_syn_retrans={} with_rst={} with_long_delay={} with_frag={} with_long_conn={}",
+            self.progress.packets,
+            self.tracker.open_flows(),
+            s.flows_open_max,
+            s.flows_total,
+            self.tracker.segments(),
+            s.segments_max,
+            s.segments_dropped,
+            self.defrag.held(),
+            s.drops[Drop::SessionLimit as usize],
+            s.timed_out,
+            s.with_anomaly[0],
+            s.with_anomaly[1],
+            s.with_anomaly[2],
+            s.with_anomaly[3],
+            s.with_anomaly[4],
+            s.with_anomaly[5],
+        );
     }
 }
 
