@@ -1,8 +1,12 @@
 //! A small pcap/pcapng writer for generated test captures: IPv4/IPv6 packets with TCP or UDP
 //! (correct checksums), IPv4/IPv6 fragmentation, every link framing ipclog reads, and a TCP
 //! session helper that keeps sequence numbers so tests read like the exchange they describe.
+//! The packets themselves come from the capture library's emitters (`ipclog_capture::wire`),
+//! the counterpart of the parsers that read them back.
 
 use std::net::{IpAddr, SocketAddr};
+
+use ipclog_capture::wire::{self, checksum, IpRepr, LinkHeader, TcpRepr, UdpRepr};
 
 /// Link-layer framings, with their libpcap link type numbers.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,62 +35,32 @@ pub enum Link {
 impl Link {
     pub fn linktype(&self) -> u32 {
         match self {
-            Link::Ethernet(_) => 1,
-            Link::Sll => 113,
-            Link::Sll2 => 276,
-            Link::Raw => 101,
             Link::Raw12 => 12,
             Link::Raw14 => 14,
             Link::RawV4 => 228,
             Link::RawV6 => 229,
-            Link::Null => 0,
-            Link::Loop => 108,
             Link::Other(n) => *n,
+            _ => self.header().linktype(),
+        }
+    }
+
+    /// The header the capture library emits for this framing.
+    pub fn header(&self) -> LinkHeader<'_> {
+        match self {
+            Link::Ethernet(tags) => LinkHeader::Ethernet { vlans: tags },
+            Link::Sll => LinkHeader::Sll,
+            Link::Sll2 => LinkHeader::Sll2,
+            Link::Null => LinkHeader::Null,
+            Link::Loop => LinkHeader::Loop,
+            Link::Raw | Link::Raw12 | Link::Raw14 | Link::RawV4 | Link::RawV6 | Link::Other(_) => {
+                LinkHeader::Raw
+            }
         }
     }
 
     /// Wraps an IP packet in this link's header.
     pub fn frame(&self, ip: &[u8]) -> Vec<u8> {
-        let v6 = ip.first().is_some_and(|b| b >> 4 == 6);
-        let ethertype: u16 = if v6 { 0x86dd } else { 0x0800 };
-        let mut f = Vec::with_capacity(ip.len() + 32);
-        match self {
-            Link::Ethernet(tags) => {
-                f.extend_from_slice(&[0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1]);
-                for (i, t) in tags.iter().enumerate() {
-                    let tpid: u16 = if i == 0 && tags.len() > 1 {
-                        0x88a8
-                    } else {
-                        0x8100
-                    };
-                    f.extend_from_slice(&tpid.to_be_bytes());
-                    f.extend_from_slice(&t.to_be_bytes());
-                }
-                f.extend_from_slice(&ethertype.to_be_bytes());
-            }
-            Link::Sll => {
-                // packet type 0 (to us), ARPHRD_ETHER, address length 6, address, protocol.
-                f.extend_from_slice(&[0, 0, 0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
-                f.extend_from_slice(&ethertype.to_be_bytes());
-            }
-            Link::Sll2 => {
-                f.extend_from_slice(&ethertype.to_be_bytes());
-                f.extend_from_slice(&[0, 0]); // reserved
-                f.extend_from_slice(&2u32.to_be_bytes()); // interface index
-                f.extend_from_slice(&[0, 1, 0, 6, 2, 0, 0, 0, 0, 1, 0, 0]);
-            }
-            Link::Null => {
-                let fam: u32 = if v6 { 10 } else { 2 };
-                f.extend_from_slice(&fam.to_le_bytes());
-            }
-            Link::Loop => {
-                let fam: u32 = if v6 { 24 } else { 2 };
-                f.extend_from_slice(&fam.to_be_bytes());
-            }
-            Link::Raw | Link::Raw12 | Link::Raw14 | Link::RawV4 | Link::RawV6 | Link::Other(_) => {}
-        }
-        f.extend_from_slice(ip);
-        f
+        self.header().frame(ip)
     }
 }
 
@@ -197,30 +171,7 @@ pub fn write(
     std::fs::write(path, bytes)
 }
 
-pub const FIN: u8 = 0x01;
-pub const SYN: u8 = 0x02;
-pub const RST: u8 = 0x04;
-pub const PSH: u8 = 0x08;
-pub const ACK: u8 = 0x10;
-
-fn sum16(data: &[u8], mut sum: u32) -> u32 {
-    let mut i = 0;
-    while i + 1 < data.len() {
-        sum += u16::from_be_bytes([data[i], data[i + 1]]) as u32;
-        i += 2;
-    }
-    if i < data.len() {
-        sum += (data[i] as u32) << 8;
-    }
-    sum
-}
-
-fn fold(mut sum: u32) -> u16 {
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
+pub use ipclog_capture::wire::{ACK, FIN, PSH, RST, SYN};
 
 /// An IP packet (v4 or v6 by the addresses) carrying `l4` of protocol `proto`; the transport
 /// checksum at `csum_at` (if any) is filled in.
@@ -232,51 +183,9 @@ pub fn ip_packet(
     csum_at: Option<usize>,
 ) -> Vec<u8> {
     if let Some(at) = csum_at {
-        let mut s = 0u32;
-        match (src, dst) {
-            (IpAddr::V4(a), IpAddr::V4(b)) => {
-                s = sum16(&a.octets(), s);
-                s = sum16(&b.octets(), s);
-            }
-            (IpAddr::V6(a), IpAddr::V6(b)) => {
-                s = sum16(&a.octets(), s);
-                s = sum16(&b.octets(), s);
-            }
-            _ => panic!("mixed address families"),
-        }
-        s += proto as u32 + l4.len() as u32;
-        l4[at] = 0;
-        l4[at + 1] = 0;
-        let mut c = fold(sum16(&l4, s));
-        if proto == 17 && c == 0 {
-            c = 0xffff;
-        }
-        l4[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        checksum::fill_l4(&mut l4, at, src, dst, proto);
     }
-    match (src, dst) {
-        (IpAddr::V4(a), IpAddr::V4(b)) => {
-            let total = 20 + l4.len();
-            let mut h = vec![0x45, 0, 0, 0, 0, 1, 0x40, 0, 64, proto, 0, 0];
-            h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-            h.extend_from_slice(&a.octets());
-            h.extend_from_slice(&b.octets());
-            let c = fold(sum16(&h, 0));
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            h.extend_from_slice(&l4);
-            h
-        }
-        (IpAddr::V6(a), IpAddr::V6(b)) => {
-            let mut h = vec![0x60, 0, 0, 0];
-            h.extend_from_slice(&(l4.len() as u16).to_be_bytes());
-            h.push(proto);
-            h.push(64);
-            h.extend_from_slice(&a.octets());
-            h.extend_from_slice(&b.octets());
-            h.extend_from_slice(&l4);
-            h
-        }
-        _ => panic!("mixed address families"),
-    }
+    IpRepr::new(src, dst, proto).packet(&l4)
 }
 
 /// A TCP segment in an IP packet.
@@ -289,75 +198,31 @@ pub fn tcp(
     win: u16,
     payload: &[u8],
 ) -> Vec<u8> {
-    let mut t = Vec::with_capacity(20 + payload.len());
-    t.extend_from_slice(&src.port().to_be_bytes());
-    t.extend_from_slice(&dst.port().to_be_bytes());
-    t.extend_from_slice(&seq.to_be_bytes());
-    t.extend_from_slice(&ack.to_be_bytes());
-    t.push(5 << 4);
-    t.push(flags);
-    t.extend_from_slice(&win.to_be_bytes());
-    t.extend_from_slice(&[0, 0, 0, 0]);
-    t.extend_from_slice(payload);
-    ip_packet(src.ip(), dst.ip(), 6, t, Some(16))
+    let t = TcpRepr {
+        sport: src.port(),
+        dport: dst.port(),
+        seq,
+        ack,
+        flags,
+        win,
+    };
+    t.ip_packet(&IpRepr::new(src.ip(), dst.ip(), 6), payload)
 }
 
 /// A UDP datagram in an IP packet.
 pub fn udp(src: SocketAddr, dst: SocketAddr, payload: &[u8]) -> Vec<u8> {
-    let mut u = Vec::with_capacity(8 + payload.len());
-    u.extend_from_slice(&src.port().to_be_bytes());
-    u.extend_from_slice(&dst.port().to_be_bytes());
-    u.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
-    u.extend_from_slice(&[0, 0]);
-    u.extend_from_slice(payload);
-    ip_packet(src.ip(), dst.ip(), 17, u, Some(6))
+    let u = UdpRepr {
+        sport: src.port(),
+        dport: dst.port(),
+    };
+    u.ip_packet(&IpRepr::new(src.ip(), dst.ip(), 17), payload)
 }
 
-/// Splits an unfragmented IP packet into fragments carrying at most `chunk` bytes of its
-/// payload each (`chunk` a multiple of 8). IPv6 gets a fragment header with id `id`.
+/// Splits an unfragmented IP packet (as [`ip_packet`] makes them) into fragments carrying at
+/// most `chunk` bytes of its payload each (`chunk` a multiple of 8), identified by `id`.
 pub fn fragment(ip: &[u8], chunk: usize, id: u32) -> Vec<Vec<u8>> {
-    assert!(chunk.is_multiple_of(8) && chunk > 0);
-    let v6 = ip[0] >> 4 == 6;
-    let hl = if v6 {
-        40
-    } else {
-        ((ip[0] & 0x0f) as usize) * 4
-    };
-    let payload = &ip[hl..];
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off < payload.len() {
-        let end = (off + chunk).min(payload.len());
-        let more = end < payload.len();
-        let part = &payload[off..end];
-        if v6 {
-            let mut h = ip[..40].to_vec();
-            let next = h[6];
-            h[6] = 44;
-            h[4..6].copy_from_slice(&((8 + part.len()) as u16).to_be_bytes());
-            h.push(next);
-            h.push(0);
-            let ff = ((off as u16 / 8) << 3) | more as u16;
-            h.extend_from_slice(&ff.to_be_bytes());
-            h.extend_from_slice(&id.to_be_bytes());
-            h.extend_from_slice(part);
-            out.push(h);
-        } else {
-            let mut h = ip[..hl].to_vec();
-            h[2..4].copy_from_slice(&((hl + part.len()) as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&(id as u16).to_be_bytes());
-            let ff = ((off / 8) as u16) | if more { 0x2000 } else { 0 };
-            h[6..8].copy_from_slice(&ff.to_be_bytes());
-            h[10] = 0;
-            h[11] = 0;
-            let c = fold(sum16(&h, 0));
-            h[10..12].copy_from_slice(&c.to_be_bytes());
-            h.extend_from_slice(part);
-            out.push(h);
-        }
-        off = end;
-    }
-    out
+    let (repr, payload) = IpRepr::parse(ip).expect("a whole IP packet");
+    wire::fragment(&IpRepr { ident: id, ..repr }, payload, chunk)
 }
 
 /// A TCP connection between a client and a server that keeps both sides' sequence numbers.

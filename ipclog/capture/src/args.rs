@@ -1,4 +1,9 @@
+//! The command-line options of the packet sources (ipclog flattens them into its own) and the
+//! tracker settings they give.
+
 use clap::Args;
+
+use crate::tracker::Options;
 
 /// Options of the packet sources (`-r FILE`, `-i IFACE`); ipclog flattens these into its own.
 /// Anomaly options keep miruo's names and meanings (times in milliseconds, 0 = off).
@@ -136,6 +141,25 @@ impl CaptureArgs {
         CaptureArgs {
             read_file: Some(path.into()),
             ..CaptureArgs::default()
+        }
+    }
+}
+
+impl Options {
+    /// The tracker settings `args` ask for.
+    pub fn from_args(args: &CaptureArgs) -> Options {
+        let ms = |v: u64| (v.min(i64::MAX as u64 / 1000) * 1000) as i64;
+        Options {
+            tcp_timeout_us: ms(args.tcp_timeout.saturating_mul(1000)),
+            udp_timeout_us: ms(args.udp_timeout.saturating_mul(1000)),
+            retransmit_us: ms(args.retransmit),
+            syn: args.syn != 0,
+            rst: args.rst,
+            long_connect_us: ms(args.long_connect),
+            long_delay_us: ms(args.long_delay),
+            fragment: args.fragment != 0,
+            session_limit: args.session_limit.min(usize::MAX as u64) as usize,
+            segment_limit: args.segment_limit.min(usize::MAX as u64) as usize,
         }
     }
 }

@@ -7,8 +7,8 @@
 
 use std::net::IpAddr;
 
-use crate::hash::FxHashMap;
-use crate::parse::IpPacket;
+use crate::wire::IpPacket;
+use rustc_hash::FxHashMap;
 
 /// How many transport bytes of the first fragment we keep (TCP header with options fits).
 pub const HEAD: usize = 64;

@@ -16,9 +16,10 @@ use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 use pcap::{Activated, Capture};
 use shared::sink::EventSink;
 
-use crate::parse::{Drop, Link};
+use crate::reader::{parse_frame, ts_us, Parsed, Reader, MAX_CONSECUTIVE_DAMAGE};
 use crate::tracker::{Hint, Seen};
-use crate::{parse_frame, CaptureError, Parsed, Progress, Reader, MAX_CONSECUTIVE_DAMAGE};
+use crate::wire::{Drop, Link};
+use crate::CaptureError;
 
 /// Records per block: large enough that a channel hand-over (a few hundred ns) is rare, small
 /// enough that a block (~200 KB) stays in the cache between the two threads.
@@ -26,7 +27,7 @@ const BLOCK_RECORDS: usize = 2048;
 /// Frame bytes (fragments, error texts) after which a block is handed over early.
 const BLOCK_BYTES: usize = 1 << 20;
 /// How many packets ahead of the one being tracked the flow index slot is prefetched (the
-/// flow itself half as far ahead, once its slot has arrived). 16 measured ~3 % faster than 8.
+/// flow itself half as far ahead, once its slot has arrived). See BENCHMARKS.md.
 const PREFETCH_AHEAD: usize = 16;
 /// Blocks in circulation: one being filled, one being tracked, two in the queue.
 const BLOCKS: usize = 4;
@@ -80,13 +81,11 @@ impl Block {
 /// its end, a give-up after damaged records, or `stop`.
 pub(crate) fn read(
     cap: Capture<dyn Activated>,
-    link: Link,
-    name: &str,
     r: &mut Reader,
-    progress: &mut Progress,
     sink: &mut dyn EventSink,
     stop: &AtomicBool,
 ) -> Result<(), CaptureError> {
+    let link = r.link();
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<Block>(BLOCKS);
         let (empty_tx, empty_rx) = sync_channel::<Block>(BLOCKS);
@@ -100,15 +99,15 @@ pub(crate) fn read(
             })
         {
             return Err(CaptureError {
-                message: format!("{name}: cannot start the reader thread: {e}"),
+                message: format!("{}: cannot start the reader thread: {e}", r.name()),
                 exit_code: 1,
             });
         }
-        // Blocks replace the read queue: the packets ahead are in the block already, so their
-        // flows are prefetched from there (index slot 16 packets ahead, the flow 8 ahead).
-        // Leaving this closure (end, give-up, stop) drops both channel ends, which ends the
-        // reader at its next hand-over or wait; the scope then joins it.
-        r.depth = 0;
+        // Blocks replace the read queue (the caller made `r` without one): the packets ahead
+        // are in the block already, so their flows are prefetched from there (index slot 16
+        // packets ahead, the flow 8 ahead). Leaving this closure (end, give-up, stop) drops
+        // both channel ends, which ends the reader at its next hand-over or wait; the scope
+        // then joins it.
         'blocks: while let Ok(mut b) = full_rx.recv() {
             let records = &b.records;
             for (i, rec) in records.iter().enumerate() {
@@ -116,21 +115,21 @@ pub(crate) fn read(
                     break 'blocks;
                 }
                 if let Some(Record::Seen(_, h)) = records.get(i + PREFETCH_AHEAD) {
-                    r.tracker.prefetch_slot(h);
+                    r.prefetch_slot(h);
                 }
                 if let Some(Record::Seen(_, h)) = records.get(i + PREFETCH_AHEAD / 2) {
-                    r.tracker.prefetch_flow(h);
+                    r.prefetch_flow(h);
                 }
                 match *rec {
                     Record::Seen(ref seen, ref h) => {
-                        progress.packets += 1;
+                        r.packet();
                         r.account_hinted(seen, h, sink);
-                        progress.tick(r);
+                        r.tick();
                     }
                     Record::Drop(d) => {
-                        progress.packets += 1;
-                        r.tracker.drop(d, 1);
-                        progress.tick(r);
+                        r.packet();
+                        r.dropped(d);
+                        r.tick();
                     }
                     Record::Frag {
                         ts_us,
@@ -138,23 +137,23 @@ pub(crate) fn read(
                         at,
                         len,
                     } => {
-                        progress.packets += 1;
+                        r.packet();
                         let frame = &b.bytes[at as usize..(at + len) as usize];
                         match parse_frame(link, ts_us, wire_len, frame) {
                             Parsed::Frag(ip) => r.fragment(ts_us, &ip, sink),
                             // Not reached: the reader parsed this very frame as a fragment.
                             Parsed::Seen(seen) => r.submit(seen, sink),
-                            Parsed::Drop(d) => r.tracker.drop(d, 1),
+                            Parsed::Drop(d) => r.dropped(d),
                         }
-                        progress.tick(r);
+                        r.tick();
                     }
                     Record::Damaged { at, len } => {
                         let msg =
                             String::from_utf8_lossy(&b.bytes[at as usize..(at + len) as usize]);
-                        progress.damaged(name, &msg);
+                        r.damaged(&msg);
                     }
                     Record::GiveUp => {
-                        crate::give_up(name, progress.packets);
+                        r.give_up();
                         break 'blocks;
                     }
                 }
@@ -189,7 +188,7 @@ fn read_blocks(
             match cap.next_packet() {
                 Ok(p) => {
                     consecutive = 0;
-                    let ts_us = crate::ts_us(&p.header.ts);
+                    let ts_us = ts_us(&p.header.ts);
                     let rec = match parse_frame(link, ts_us, p.header.len, p.data) {
                         Parsed::Seen(seen) => Record::Seen(seen, Hint::of(&seen)),
                         Parsed::Drop(d) => Record::Drop(d),

@@ -1,0 +1,443 @@
+//! Reading a capture, packet by packet: each record libpcap hands over is parsed
+//! ([`parse_frame`]: link, IP and transport headers, checksums), fragments go through the
+//! reassembly buffer, and whole packets wait briefly in a queue (for their flows to be
+//! prefetched) before the tracker accounts them. Timeouts run on packet time, or on the wall
+//! clock while a live capture is idle. Live captures and pipes are read here, on the thread
+//! that owns the sink; regular files are read ahead by [`crate::pipe`].
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pcap::{Activated, Capture};
+use shared::sink::EventSink;
+
+use crate::defrag::{Defrag, Outcome};
+use crate::tracker::{Hint, Options, Seen, Stats, Tracker};
+use crate::wire::{self, Drop, IpPacket, Link};
+use crate::CaptureError;
+
+/// What a run keeps from packet to packet: the link type, the fragment buffer, the tracker,
+/// the packets waiting in the read queue, and the run's progress.
+pub(crate) struct Reader {
+    /// The capture's name (path or interface), for messages.
+    name: String,
+    link: Link,
+    progress: Progress,
+    defrag: Defrag,
+    tracker: Tracker,
+    frag_counting: bool,
+    /// Packets parsed but not yet accounted (see `submit`), with their flow lookup hints.
+    queue: VecDeque<(Seen, Hint)>,
+    depth: usize,
+}
+
+/// What one captured frame is to the tracker.
+pub(crate) enum Parsed<'a> {
+    /// A whole packet, parsed and checksummed.
+    Seen(Seen),
+    /// An unusable packet, for the drop counters.
+    Drop(Drop),
+    /// An IP fragment, for the reassembly buffer.
+    Frag(IpPacket<'a>),
+}
+
+/// Takes one frame apart: link, IP and transport headers, checksums. Depends on nothing but
+/// the frame, so a file's reader thread can do it while the tracker works (see `pipe`).
+#[inline]
+pub(crate) fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) -> Parsed<'_> {
+    let (ipb, ip_wire, hint) = match wire::strip_link(link, data, wire_len) {
+        Ok(v) => v,
+        Err(d) => return Parsed::Drop(d),
+    };
+    let ip = match wire::parse_ip(ipb, ip_wire, hint) {
+        Ok(v) => v,
+        Err(d) => return Parsed::Drop(d),
+    };
+    if ip.frag.is_some() {
+        return Parsed::Frag(ip);
+    }
+    let l4 = match wire::parse_l4(ip.proto, ip.l4, ip.l4_len) {
+        Ok(v) => v,
+        Err(d) => return Parsed::Drop(d),
+    };
+    let csum_bad = ip.ip_csum_bad || wire::l4_checksum_bad(&ip) == Some(true);
+    Parsed::Seen(Seen {
+        ts_us,
+        src: ip.src,
+        dst: ip.dst,
+        proto: ip.proto,
+        ip_len: ip.ip_len,
+        l4,
+        csum_bad,
+        fragments: 0,
+    })
+}
+
+impl Reader {
+    /// A reader of capture `name`'s `link` frames for a tracker with `opts`, which keeps
+    /// `queue` packets waiting for their prefetches (0: account each packet at once) and prints
+    /// statistics every `stats_every`, if given.
+    pub(crate) fn new(
+        name: String,
+        link: Link,
+        opts: Options,
+        queue: usize,
+        stats_every: Option<Duration>,
+    ) -> Reader {
+        Reader {
+            name,
+            link,
+            progress: Progress {
+                packets: 0,
+                damaged: 0,
+                next_stats: stats_every.map(|d| Instant::now() + d),
+                every: stats_every,
+            },
+            defrag: Defrag::new(FRAGMENT_DATAGRAMS, FRAGMENT_TIMEOUT_US),
+            frag_counting: opts.fragment,
+            tracker: Tracker::new(opts),
+            queue: VecDeque::with_capacity(queue + 1),
+            depth: queue,
+        }
+    }
+
+    /// Handles one frame: parse, reassemble if fragmented, account.
+    #[inline]
+    pub(crate) fn frame(
+        &mut self,
+        ts_us: i64,
+        wire_len: u32,
+        data: &[u8],
+        sink: &mut dyn EventSink,
+    ) {
+        match parse_frame(self.link, ts_us, wire_len, data) {
+            Parsed::Seen(seen) => self.submit(seen, sink),
+            Parsed::Drop(d) => self.tracker.drop(d, 1),
+            Parsed::Frag(ip) => self.fragment(ts_us, &ip, sink),
+        }
+    }
+
+    /// Handles one IP fragment: holds it, or accounts the datagram it completes.
+    pub(crate) fn fragment(&mut self, ts_us: i64, ip: &IpPacket<'_>, sink: &mut dyn EventSink) {
+        match self.defrag.add(ts_us, ip) {
+            Outcome::Held => {}
+            Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
+            Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
+            Outcome::Done(a) => {
+                let n = a.fragments as u64;
+                match wire::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
+                    Ok(l4) => {
+                        self.tracker.stats.frags_merged += n - 1;
+                        let seen = Seen {
+                            ts_us,
+                            src: a.src,
+                            dst: a.dst,
+                            proto: a.proto,
+                            ip_len: a.ip_len,
+                            l4,
+                            csum_bad: false,
+                            fragments: if self.frag_counting { a.fragments } else { 0 },
+                        };
+                        self.submit(seen, sink);
+                    }
+                    Err(d) => self.tracker.drop(d, n),
+                }
+            }
+        }
+    }
+
+    /// Queues a parsed packet; when the queue is full, accounts the oldest. While a packet waits,
+    /// its flow's index slot and then the flow itself are prefetched, so that the flow table's
+    /// cache misses overlap with parsing the packets behind it (a file read is otherwise bound
+    /// by those misses). Live captures use no queue, so events are never held back.
+    #[inline]
+    pub(crate) fn submit(&mut self, seen: Seen, sink: &mut dyn EventSink) {
+        if self.depth == 0 {
+            return self.account(&seen, sink);
+        }
+        let hint = self.tracker.hint(&seen);
+        self.tracker.prefetch_slot(&hint);
+        // The packet half-way through the queue has had its slot prefetched: now its flow.
+        let n = self.queue.len();
+        if n >= self.depth / 2 {
+            let mid = self.queue[n - self.depth / 2].1;
+            self.tracker.prefetch_flow(&mid);
+        }
+        self.queue.push_back((seen, hint));
+        if self.queue.len() > self.depth {
+            let (old, h) = self.queue.pop_front().expect("non-empty");
+            self.account_hinted(&old, &h, sink);
+        }
+    }
+
+    /// Accounts every queued packet (end of input, idle live capture).
+    fn drain(&mut self, sink: &mut dyn EventSink) {
+        while let Some((s, h)) = self.queue.pop_front() {
+            self.account_hinted(&s, &h, sink);
+        }
+    }
+
+    /// Ends the run: accounts what is queued, closes every flow, counts the fragments of
+    /// datagrams that never completed.
+    pub(crate) fn finish(&mut self, sink: &mut dyn EventSink) {
+        self.drain(sink);
+        self.tracker.finish(sink);
+        let lost = self.defrag.flush();
+        self.tracker.drop(Drop::FragIncomplete, lost);
+        sink.flush();
+    }
+
+    /// Counts a packet that cannot be used.
+    #[inline]
+    pub(crate) fn dropped(&mut self, why: Drop) {
+        self.tracker.drop(why, 1);
+    }
+
+    /// Starts loading the flow index slot of a packet some way ahead.
+    #[inline]
+    pub(crate) fn prefetch_slot(&self, h: &Hint) {
+        self.tracker.prefetch_slot(h);
+    }
+
+    /// Starts loading the flow of a packet a little way ahead.
+    #[inline]
+    pub(crate) fn prefetch_flow(&self, h: &Hint) {
+        self.tracker.prefetch_flow(h);
+    }
+
+    pub(crate) fn stats(&self) -> &Stats {
+        &self.tracker.stats
+    }
+
+    /// The latest packet time, or `None` before the first packet.
+    pub(crate) fn last_packet_us(&self) -> Option<i64> {
+        Some(self.tracker.now_us()).filter(|&t| t != i64::MIN)
+    }
+
+    /// Runs timeouts when packet time says so, then accounts the packet to its flow.
+    #[inline]
+    fn account(&mut self, seen: &Seen, sink: &mut dyn EventSink) {
+        self.advance(seen.ts_us, sink);
+        self.tracker.packet(seen, sink);
+    }
+
+    /// [`Reader::account`] with the flow hash computed ahead.
+    #[inline]
+    pub(crate) fn account_hinted(&mut self, seen: &Seen, hint: &Hint, sink: &mut dyn EventSink) {
+        self.advance(seen.ts_us, sink);
+        self.tracker.packet_hinted(seen, hint, sink);
+    }
+
+    /// Runs timeouts (flows and fragments) when packet time says so.
+    #[inline]
+    fn advance(&mut self, ts_us: i64, sink: &mut dyn EventSink) {
+        if self.tracker.advance(ts_us) {
+            let lost = self.defrag.expire(self.tracker.now_us());
+            self.tracker.drop(Drop::FragIncomplete, lost);
+            self.tracker.sweep(sink);
+        }
+    }
+}
+
+/// Packet and damaged-record counts of a run, and when to print statistics next.
+struct Progress {
+    packets: u64,
+    damaged: u64,
+    next_stats: Option<Instant>,
+    every: Option<Duration>,
+}
+
+impl Reader {
+    /// The capture's path or interface, for messages.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn link(&self) -> Link {
+        self.link
+    }
+
+    /// Counts one more record read (before it is accounted, so messages name it).
+    #[inline]
+    pub(crate) fn packet(&mut self) {
+        self.progress.packets += 1;
+    }
+
+    /// Records read, and records libpcap could not read.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (self.progress.packets, self.progress.damaged)
+    }
+
+    /// Counts a record libpcap could not read, and says so (the first 10 times).
+    pub(crate) fn damaged(&mut self, e: &dyn std::fmt::Display) {
+        let p = &mut self.progress;
+        p.damaged += 1;
+        if p.damaged <= 10 {
+            eprintln!(
+                "ipclog: {}: after packet {}: damaged record: {e}",
+                self.name, p.packets
+            );
+        }
+    }
+
+    /// Says that the rest of the file is not read.
+    pub(crate) fn give_up(&self) {
+        eprintln!(
+            "ipclog: {}: giving up on the rest of the file after packet {}",
+            self.name, self.progress.packets
+        );
+    }
+
+    /// Prints statistics when they are due (checked every 4096 packets).
+    #[inline]
+    pub(crate) fn tick(&mut self) {
+        if self.progress.packets & 4095 == 0 {
+            self.stats_if_due();
+        }
+    }
+
+    fn stats_if_due(&mut self) {
+        if let (Some(t), Some(every)) = (self.progress.next_stats, self.progress.every) {
+            if Instant::now() >= t {
+                self.print_stats();
+                self.progress.next_stats = Some(Instant::now() + every);
+            }
+        }
+    }
+
+    /// The `-s` statistics line.
+    pub(crate) fn print_stats(&self) {
+        let s = &self.tracker.stats;
+        let dropped: u64 = s.drops.iter().sum();
+        eprintln!(
+            "ipclog: capture stats: packets={} flows_open={} flows_open_max={} flows_total={} \
+             segments={} segments_max={} segments_not_tracked={} fragments_held={} \
+             dropped={dropped} session_limit_drops={} timed_out={} with_retrans={} \
+             with_syn_retrans={} with_rst={} with_long_delay={} with_frag={} with_long_conn={}",
+            self.progress.packets,
+            self.tracker.open_flows(),
+            s.flows_open_max,
+            s.flows_total,
+            self.tracker.segments(),
+            s.segments_max,
+            s.segments_dropped,
+            self.defrag.held(),
+            s.drops[Drop::SessionLimit as usize],
+            s.timed_out,
+            s.with_anomaly[0],
+            s.with_anomaly[1],
+            s.with_anomaly[2],
+            s.with_anomaly[3],
+            s.with_anomaly[4],
+            s.with_anomaly[5],
+        );
+    }
+}
+
+/// Reads and tracks on this thread: live captures (non-blocking, with idle handling) and
+/// files that are not regular (pipes).
+pub(crate) fn read_direct(
+    cap: &mut Capture<dyn Activated>,
+    live_fd: Option<std::os::fd::RawFd>,
+    r: &mut Reader,
+    sink: &mut dyn EventSink,
+    stop: &AtomicBool,
+) -> Result<(), CaptureError> {
+    let live = live_fd.is_some();
+    let mut consecutive = 0u32;
+    let mut last_flush = Instant::now();
+    loop {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
+        match cap.next_packet() {
+            Ok(p) => {
+                consecutive = 0;
+                r.packet();
+                let ts_us = ts_us(&p.header.ts);
+                r.frame(ts_us, p.header.len, p.data, sink);
+                // A busy live capture never idles: flush its output at least once a second.
+                if live
+                    && r.progress.packets & 255 == 0
+                    && last_flush.elapsed() >= Duration::from_secs(1)
+                {
+                    sink.flush();
+                    last_flush = Instant::now();
+                }
+                r.tick();
+            }
+            Err(pcap::Error::NoMorePackets) => break,
+            Err(pcap::Error::TimeoutExpired) => {
+                // Live and nothing to read: wait up to 100 ms for packets; when none come,
+                // let wall-clock time run the timeouts, flush, and report stats.
+                if let Some(fd) = live_fd {
+                    let mut pfd = libc::pollfd {
+                        fd,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    };
+                    // SAFETY: one valid pollfd for the capture's descriptor.
+                    if unsafe { libc::poll(&mut pfd, 1, 100) } > 0 {
+                        continue;
+                    }
+                }
+                r.advance(chrono::Utc::now().timestamp_micros(), sink);
+                sink.flush();
+                r.stats_if_due();
+            }
+            Err(e) => {
+                if live && stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                consecutive += 1;
+                r.damaged(&e);
+                if live && consecutive > 100 {
+                    return Err(CaptureError {
+                        message: format!("capture on {}: {e}", r.name),
+                        exit_code: 1,
+                    });
+                }
+                if !live && consecutive >= MAX_CONSECUTIVE_DAMAGE {
+                    r.give_up();
+                    break;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A libpcap timestamp in microseconds, within the times the log can show (see [`clamp_ts`]).
+#[inline]
+pub(crate) fn ts_us(ts: &libc::timeval) -> i64 {
+    #[allow(clippy::unnecessary_cast)] // time_t/suseconds_t differ by platform
+    let us = (ts.tv_sec as i64)
+        .saturating_mul(1_000_000)
+        .saturating_add(ts.tv_usec as i64);
+    clamp_ts(us)
+}
+
+/// The latest packet time kept, 9999-12-30 00:00 UTC: a day short of the year 10000 in every
+/// time zone, since the log writes local time with a four-digit year.
+const MAX_TS_US: i64 = 253_402_128_000_000_000;
+
+/// A packet time moved into 1970..9999. A pcapng file's 64-bit timestamps and time offsets
+/// can say anything, and a time outside those years would give a log line no reader accepts
+/// (and overflow the tracker's arithmetic).
+#[inline]
+pub(crate) fn clamp_ts(us: i64) -> i64 {
+    us.clamp(0, MAX_TS_US)
+}
+
+/// Consecutive unreadable records after which the rest of a file is given up (a corrupt
+/// record header leaves libpcap no way to find the next one).
+pub(crate) const MAX_CONSECUTIVE_DAMAGE: u32 = 3;
+
+/// How many parsed packets a file read keeps queued for prefetching (see `Reader::submit`).
+pub(crate) const PIPELINE: usize = 8;
+
+/// Datagrams whose fragments are held at once, and how long (packet time) they wait for the
+/// rest.
+const FRAGMENT_DATAGRAMS: usize = 4096;
+const FRAGMENT_TIMEOUT_US: i64 = 30_000_000;
