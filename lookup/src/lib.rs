@@ -19,7 +19,7 @@ use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use shared::proto::proto_from_name;
+use shared::proto::{proto_from_name, TCP, UDP};
 use shared::text::escaped;
 
 /// A line of a lookup, services or cache file that was skipped, and why.
@@ -164,7 +164,7 @@ impl Services {
         let mut map = HashMap::new();
         for &(port, name, protos) in BUILTIN_SERVICES {
             for p in protos.chars() {
-                let proto = if p == 't' { 6 } else { 17 };
+                let proto = if p == 't' { TCP } else { UDP };
                 map.insert((port, proto), name.to_string());
             }
         }
