@@ -452,7 +452,7 @@ pub fn event_json(ev: &ConnEvent, show_nat: bool) -> Value {
         m.insert("resp_bytes".into(), json!(c.resp_bytes));
     }
     if let Some(s) = ev.zeek_state {
-        m.insert("conn_state".into(), json!(s));
+        m.insert("conn_state".into(), json!(s.as_str()));
     }
     if let Some(h) = &ev.history {
         m.insert("history".into(), json!(h));

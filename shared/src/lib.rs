@@ -13,5 +13,6 @@ pub mod store;
 pub mod text;
 
 pub use event::{
-    Anomalies, ConnEvent, ConnState, Counters, Direction, EventKind, FlowTuple, Source, TcpState,
+    Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple, Source,
+    TcpState, ZeekState,
 };

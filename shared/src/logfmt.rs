@@ -241,7 +241,7 @@ fn write_extras(ev: &ConnEvent, opts: WriteOptions, out: &mut String) {
     }
     if let Some(s) = ev.zeek_state {
         out.push_str(" conn_state=");
-        out.push_str(s);
+        out.push_str(s.as_str());
     }
     if let Some(h) = &ev.history {
         if !h.is_empty() {
@@ -722,7 +722,7 @@ mod tests {
             resp_bytes: None,
         });
         e.anomalies.retransmits = 2;
-        e.zeek_state = Some("SF");
+        e.zeek_state = Some(ZeekState::Sf);
         e.history = Some("ShADadFf".into());
         e.kernel_start = Some(Utc.timestamp_opt(1_700_000_000, 5).unwrap());
         let mut s = String::new();

@@ -50,7 +50,7 @@ use chrono::{DateTime, Local, Utc};
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
 use rustc_hash::FxHashMap;
 
-use crate::event::{epoch_secs, Anomalies, ConnEvent, ConnState, EventKind, FlowTuple, Source};
+use crate::event::{epoch_secs, Anomalies, ConnEvent, ConnKey, ConnState, EventKind, ZeekState};
 use crate::outfile::{self, OpenError, Policy};
 
 /// The schema version this code reads and writes.
@@ -150,13 +150,6 @@ impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Sql(e)
     }
-}
-
-/// Identifies a connection among the open ones.
-type ConnKey = (Source, u64, u8, FlowTuple);
-
-fn key(ev: &ConnEvent) -> ConnKey {
-    (ev.source, ev.conn_id, ev.proto, ev.orig)
 }
 
 /// Creates or checks the database file (mode 0640, no symbolic link unless `policy` allows
@@ -386,7 +379,7 @@ impl Store {
             let mut update = tx.prepare_cached(UPDATE_SQL)?;
             let mut update_sticky = Sticky::default();
             for ev in events {
-                let k = key(ev);
+                let k = ev.key();
                 let target = match self.batch_rows.get(&k) {
                     Some(&i) => Some(Target::New(i)),
                     None => self.open_rows.get(&k).map(|&id| Target::Old(id)),
@@ -549,7 +542,7 @@ impl<'a> NewRow<'a> {
         for (old, new) in self.counters.iter_mut().zip(new) {
             *old = new.or(*old);
         }
-        self.conn_state = ev.zeek_state.or(self.conn_state);
+        self.conn_state = ev.zeek_state.map(ZeekState::as_str).or(self.conn_state);
         self.history = ev.history.as_deref().or(self.history);
         self.anomalies = ev.anomalies;
         self.mark = ev.mark.or(self.mark);
@@ -781,10 +774,7 @@ fn bind_row(
     // An update or close with no open row: the logger missed the open (started later, or lost
     // events); the open time is then the best estimate and the row is marked as found.
     let missed_open = ev.kind != EventKind::Open;
-    let open_ts = match (missed_open, ev.duration) {
-        (true, Some(d)) => epoch_secs(ev.ts) - d,
-        _ => epoch_secs(ev.ts),
-    };
+    let open_ts = ev.start_ts();
     let r = ev.reply;
     let text = |a: Option<IpAddr>| a.map(AddrText::new);
     let (orig_h, resp_h) = (AddrText::new(ev.orig.src), AddrText::new(ev.orig.dst));
@@ -855,7 +845,7 @@ fn update_row(
     for (i, c) in counter_values(ev).into_iter().enumerate() {
         bind!(stmt, 6 + i, c);
     }
-    bind!(stmt, 12, ev.zeek_state);
+    bind!(stmt, 12, ev.zeek_state.map(ZeekState::as_str));
     bind!(stmt, 13, ev.history.as_deref());
     bind!(stmt, 14, a.retransmits);
     bind!(stmt, 15, a.syn_retransmits);
@@ -884,7 +874,7 @@ pub fn schema_version(path: &Path) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Counters, TcpState};
+    use crate::event::{Counters, FlowTuple, Source, TcpState};
     use chrono::TimeZone;
 
     fn tmpdir(name: &str) -> std::path::PathBuf {
@@ -1079,7 +1069,7 @@ mod tests {
         u.duration = Some(1.0);
         u.uid = Some("Cabc".into());
         u.history = Some("ShAD".into());
-        u.zeek_state = Some("S1");
+        u.zeek_state = Some(ZeekState::S1);
         u.mark = None;
         u.counters = Some(Counters {
             orig_pkts: 3,

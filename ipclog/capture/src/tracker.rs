@@ -902,7 +902,7 @@ impl Tracker {
         ev.duration = (kind != EventKind::Open).then_some(dur_us as f64 / 1e6);
         ev.counters = Some(f.counters());
         ev.anomalies = f.anom;
-        ev.zeek_state = Some(f.zeek_state());
+        ev.zeek_state = shared::event::ZeekState::parse(f.zeek_state());
         let h = f.hist.as_str();
         if !h.is_empty() || f.proto == 6 || f.proto == 17 {
             let s = ev.history.get_or_insert_with(String::new);
