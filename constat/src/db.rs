@@ -25,7 +25,7 @@ pub fn scan_db(
     scan: &mut Scan,
     verbose: bool,
 ) -> Result<(), String> {
-    let conn = shared::store::open_read_only(path).map_err(|e| e.to_string())?;
+    let conn = store::open_read_only(path).map_err(|e| e.to_string())?;
     let shown = escaped(&path.display().to_string()).into_owned();
     let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
     let sql = match day_str {

@@ -23,7 +23,7 @@ use clap::Parser;
 use shared::logfmt::WriteOptions;
 use shared::outfile;
 use shared::sink::EventSink;
-use shared::store::Store;
+use store::Store;
 
 use cli::Cli;
 use sinks::{FanOut, Filter, Filtered, JsonSink, LineLog, SyslogSink, TextOut};

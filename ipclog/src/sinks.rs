@@ -21,8 +21,8 @@ use shared::logfmt::{self, WriteOptions};
 use shared::outfile;
 use shared::proto::{proto_from_name, proto_name};
 use shared::sink::EventSink;
-use shared::store::Store;
 use shared::{ConnEvent, EventKind};
+use store::Store;
 
 use crate::daemon::HUP;
 

@@ -25,6 +25,15 @@ impl EventKind {
             EventKind::Close => 'C',
         }
     }
+
+    /// The name JSON gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Open => "open",
+            EventKind::Update => "update",
+            EventKind::Close => "close",
+        }
+    }
 }
 
 /// Who saw the connection.

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use e2e::bins::{bin, repo_root, scratch};
 use shared::logfmt::parse_epoch;
-use shared::store::Store;
 use shared::{ConnEvent, ConnState, EventKind, FlowTuple, Source, TcpState};
+use store::Store;
 
 /// One connection of the seed's sample: (open "HH:MM:SS" on 2004-08-05 UTC, proto, src, src
 /// interface, dst, dst interface, sport, dport, final state, duration; None = still open).
