@@ -9,6 +9,7 @@ use std::net::IpAddr;
 
 use chrono::NaiveDate;
 use shared::logfmt::{ConnLine, ParseError, MAX_VALUE};
+use shared::record::{FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::unescape_field;
 use shared::EventKind;
 
@@ -327,10 +328,7 @@ impl Scan {
             EventKind::Open => {
                 // The logger found this connection open at its start: if we already track it
                 // (the logger restarted while it was open), it is the same connection.
-                if !c.extras.is_empty()
-                    && c.extra("found") == Some("start")
-                    && self.open.contains_key(&t)
-                {
+                if !c.extras.is_empty() && c.is_set(FOUND_AT_START) && self.open.contains_key(&t) {
                     return Ok(());
                 }
                 let row = match self.day {
@@ -428,21 +426,19 @@ fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
 /// pass (this runs for every C line). A byte count that is not a number or out of range makes
 /// the line bad rather than count as nothing.
 fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
+    const ORIG: &str = ORIG_IP_BYTES.log_key();
+    const RESP: &str = RESP_IP_BYTES.log_key();
     let mut bits = 0u8;
     let mut bytes = 0u64;
     for (k, v) in c.extras() {
         match k {
-            "orig_ip_bytes" | "resp_ip_bytes" => {
+            ORIG | RESP => {
                 let n = v
                     .parse::<u64>()
                     .ok()
                     .filter(|&n| n <= MAX_VALUE)
                     .ok_or_else(|| ParseError {
-                        field: if k == "orig_ip_bytes" {
-                            "orig_ip_bytes"
-                        } else {
-                            "resp_ip_bytes"
-                        },
+                        field: if k == ORIG { ORIG } else { RESP },
                         reason: format!("not a byte count (0-{MAX_VALUE}): {v:?}"),
                     })?;
                 bytes = bytes.saturating_add(n);

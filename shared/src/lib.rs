@@ -11,6 +11,7 @@
 //! files safely as root).
 
 pub mod event;
+pub mod json;
 pub mod logfmt;
 pub mod net;
 pub mod outfile;
@@ -18,6 +19,9 @@ pub mod proto;
 pub mod record;
 pub mod sink;
 pub mod text;
+
+#[cfg(test)]
+mod testdata;
 
 pub use event::{
     Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple, Source,

@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 use chrono::{DateTime, Utc};
 
-use crate::event::{Anomalies, ConnEvent, EventKind};
+use crate::event::{Anomalies, ConnEvent, Counters, EventKind};
 
 /// One field's value in one event.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -124,17 +124,17 @@ pub enum Set {
 
 impl Set {
     /// Whether the first event sets the column.
-    pub fn at_open(self) -> bool {
+    pub const fn at_open(self) -> bool {
         matches!(self, Set::Open | Set::OpenKeep | Set::OpenReplace)
     }
 
     /// Whether later events change it.
-    pub fn changes(self) -> bool {
-        self != Set::Open
+    pub const fn changes(self) -> bool {
+        !matches!(self, Set::Open)
     }
 
     /// Whether a later event without a value leaves the old one.
-    pub fn keeps(self) -> bool {
+    pub const fn keeps(self) -> bool {
         matches!(self, Set::OpenKeep | Set::Keep)
     }
 }
@@ -248,6 +248,14 @@ impl Field {
         }
     }
 
+    /// The field's log key; fails to build where the field has none (in a constant).
+    pub const fn log_key(&self) -> &'static str {
+        match self.log {
+            Some(l) => l.key,
+            None => panic!("not a log extra"),
+        }
+    }
+
     /// This field's value in `ev`.
     pub fn get<'a>(&self, ev: &'a ConnEvent) -> Value<'a> {
         (self.get)(ev)
@@ -256,15 +264,19 @@ impl Field {
 
 use Value::*;
 
-fn counter(ev: &ConnEvent, f: fn(&crate::event::Counters) -> u64) -> Value<'static> {
-    Value::count_or_absent(ev.counters.as_ref().map(f))
+/// A counter: absent with the counters.
+fn counter(c: &Option<Counters>, n: impl FnOnce(&Counters) -> u64) -> Value<'static> {
+    match c {
+        Some(c) => Count(n(c)),
+        None => Absent,
+    }
 }
 
 /// Payload byte counts are known to packet captures only: `null` next to the other counters
 /// when unknown, absent with them.
-fn payload(ev: &ConnEvent, f: fn(&crate::event::Counters) -> Option<u64>) -> Value<'static> {
-    match &ev.counters {
-        Some(c) => Value::count_or_null(f(c)),
+fn payload(c: &Option<Counters>, n: impl FnOnce(&Counters) -> Option<u64>) -> Value<'static> {
+    match c {
+        Some(c) => Value::count_or_null(n(c)),
         None => Absent,
     }
 }
@@ -370,27 +382,31 @@ pub const FIELDS: &[Field] = &[
     Field::new("duration", |e| e.duration.map_or(Null, Secs))
         .sql("REAL", Set::Keep)
         .json(),
-    Field::new("orig_pkts", |e| counter(e, |c| c.orig_pkts))
+    Field::new("orig_pkts", |e| counter(&e.counters, |c| c.orig_pkts))
         .sql("INTEGER", Set::Keep)
         .json()
         .log(1),
-    Field::new("orig_ip_bytes", |e| counter(e, |c| c.orig_ip_bytes))
-        .sql("INTEGER", Set::Keep)
-        .json()
-        .log(2),
-    Field::new("resp_pkts", |e| counter(e, |c| c.resp_pkts))
+    Field::new("orig_ip_bytes", |e| {
+        counter(&e.counters, |c| c.orig_ip_bytes)
+    })
+    .sql("INTEGER", Set::Keep)
+    .json()
+    .log(2),
+    Field::new("resp_pkts", |e| counter(&e.counters, |c| c.resp_pkts))
         .sql("INTEGER", Set::Keep)
         .json()
         .log(3),
-    Field::new("resp_ip_bytes", |e| counter(e, |c| c.resp_ip_bytes))
-        .sql("INTEGER", Set::Keep)
-        .json()
-        .log(4),
-    Field::new("orig_bytes", |e| payload(e, |c| c.orig_bytes))
+    Field::new("resp_ip_bytes", |e| {
+        counter(&e.counters, |c| c.resp_ip_bytes)
+    })
+    .sql("INTEGER", Set::Keep)
+    .json()
+    .log(4),
+    Field::new("orig_bytes", |e| payload(&e.counters, |c| c.orig_bytes))
         .sql("INTEGER", Set::Keep)
         .json()
         .log(5),
-    Field::new("resp_bytes", |e| payload(e, |c| c.resp_bytes))
+    Field::new("resp_bytes", |e| payload(&e.counters, |c| c.resp_bytes))
         .sql("INTEGER", Set::Keep)
         .json()
         .log(6),
@@ -507,10 +523,23 @@ const fn log_count() -> usize {
     n
 }
 
+/// A field the log writes as an extra.
+#[derive(Debug, Clone, Copy)]
+pub struct LogExtra {
+    pub key: &'static str,
+    pub rule: LogRule,
+    pub get: Get,
+}
+
 /// The fields the log writes as extras, in their order on the line. Checked when built: the
 /// positions are 0, 1, 2, ... without a gap or a repeat.
-pub const LOG_EXTRAS: [&Field; log_count()] = {
-    let mut out: [&Field; log_count()] = [&FIELDS[0]; log_count()];
+pub const LOG_EXTRAS: [LogExtra; log_count()] = {
+    let unset = LogExtra {
+        key: "",
+        rule: LogRule::Always,
+        get: |_| Absent,
+    };
+    let mut out = [unset; log_count()];
     let mut seen = [false; log_count()];
     let mut i = 0;
     while i < FIELDS.len() {
@@ -519,7 +548,11 @@ pub const LOG_EXTRAS: [&Field; log_count()] = {
             assert!(p < log_count(), "log position beyond the number of extras");
             assert!(!seen[p], "two extras at one log position");
             seen[p] = true;
-            out[p] = &FIELDS[i];
+            out[p] = LogExtra {
+                key: l.key,
+                rule: l.rule,
+                get: FIELDS[i].get,
+            };
         }
         i += 1;
     }
