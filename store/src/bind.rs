@@ -1,55 +1,123 @@
 //! Binding a row's values to a prepared statement's parameters, in the order
-//! [`crate::schema::Statements`] generated them.
+//! [`crate::schema`] worked out.
+//!
+//! Each parameter is bound by its own call, its place in the column lists a constant
+//! (`each_index!`), rather than by a loop over the lists: the field's getter is then a known
+//! function, inlined, and binding a column costs what a hand-written bind of that column would
+//! (a loop through function pointers cost ~8 % more instructions per event; BENCHMARKS.md).
 
 use chrono::{DateTime, Local, Utc};
 use rusqlite::types::Null;
 use rusqlite::CachedStatement;
 use shared::event::epoch_secs;
 use shared::net::AddrText;
-use shared::record::{Bind, Value};
+use shared::record::{Bind, Column, Value, FIELDS};
 use shared::ConnEvent;
 
-use crate::schema::{Param, Statements};
+use crate::schema::{changed_slot, CHANGED, LATER, OPEN};
 use crate::writer::NewRow;
 
-/// A column's value for `ev`: the field's, or the column's own where the row means something
-/// else by it.
-pub(crate) fn value<'a>(p: &Param, ev: &'a ConnEvent) -> Value<'a> {
-    match p.column.bind {
-        Bind::Own(get) => get(ev),
-        _ => p.field.get(ev),
+/// Calls `$f::<I> $args?` for every index `I` a column list can have.
+macro_rules! each_index {
+    ($f:ident $args:tt) => {
+        each_index!(@ $f $args 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23
+            24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47)
+    };
+    (@ $f:ident $args:tt $($i:literal)*) => { $( $f::<$i> $args?; )* };
+}
+const _: () = assert!(OPEN.len() <= 48 && LATER.len() <= 48 && CHANGED.len() <= 48);
+
+/// Where each of [`OPEN`] and [`LATER`] is among [`CHANGED`].
+const OPEN_SLOT: [Option<usize>; OPEN.len()] = slots(OPEN);
+const LATER_SLOT: [Option<usize>; LATER.len()] = slots(LATER);
+
+const fn slots<const N: usize>(fields: [usize; N]) -> [Option<usize>; N] {
+    let mut out = [None; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = changed_slot(fields[i]);
+        i += 1;
+    }
+    out
+}
+
+const fn column(field: usize) -> Column {
+    match FIELDS[field].sql {
+        Some(c) => c,
+        None => panic!("not a column"),
     }
 }
 
-/// Text parameters that most rows of a batch share (source, direction, day, state, flag) are
-/// bound again only when they change: SQLite keeps a statement's bindings from one execution to
-/// the next, and binding text costs a copy. One per statement and batch.
+/// Field `field`'s column value for `ev`: the field's, or the column's own where the row means
+/// something else by it.
+#[inline(always)]
+fn value(field: usize, ev: &ConnEvent) -> Value<'_> {
+    match column(field).bind {
+        Bind::Own(get) => get(ev),
+        _ => (FIELDS[field].get)(ev),
+    }
+}
+
+/// What a statement's parameters are bound to, where that saves binding them again: SQLite
+/// keeps a statement's bindings from one execution to the next, so a NULL (most columns of
+/// most events: no counters yet, no Zeek fields from conntrack) or a text most rows of a batch
+/// share (source, direction, day, state, flag; binding text costs a copy) is bound only when it
+/// changes. One per statement and batch.
 #[derive(Default)]
-pub(crate) struct Sticky(Vec<Option<Option<String>>>);
+pub(crate) struct Sticky(Vec<Bound>);
+
+#[derive(Clone, Default, PartialEq)]
+enum Bound {
+    /// Something not remembered.
+    #[default]
+    Other,
+    Null,
+    Text(String),
+}
 
 impl Sticky {
-    fn bind(
+    #[inline(always)]
+    fn slot(&mut self, i: usize) -> &mut Bound {
+        if self.0.len() <= i {
+            self.0.resize(i + 1, Bound::Other);
+        }
+        &mut self.0[i]
+    }
+
+    #[inline(always)]
+    fn null(&mut self, stmt: &mut CachedStatement<'_>, i: usize) -> rusqlite::Result<()> {
+        let slot = self.slot(i);
+        if *slot != Bound::Null {
+            stmt.raw_bind_parameter(i, Null)?;
+            *slot = Bound::Null;
+        }
+        Ok(())
+    }
+
+    fn text(
         &mut self,
         stmt: &mut CachedStatement<'_>,
         i: usize,
-        value: Option<&str>,
+        value: &str,
     ) -> rusqlite::Result<()> {
-        if self.0.len() <= i {
-            self.0.resize(i + 1, None);
-        }
-        let slot = &mut self.0[i];
-        if slot.as_ref().map(|b| b.as_deref()) == Some(value) {
-            return Ok(());
-        }
-        stmt.raw_bind_parameter(i, value)?;
-        match (slot, value) {
-            (Some(Some(s)), Some(v)) => {
+        let slot = self.slot(i);
+        match slot {
+            Bound::Text(s) if s == value => return Ok(()),
+            Bound::Text(s) => {
                 s.clear();
-                s.push_str(v);
+                s.push_str(value);
             }
-            (slot, v) => *slot = Some(v.map(str::to_owned)),
+            slot => *slot = Bound::Text(value.to_owned()),
         }
-        Ok(())
+        stmt.raw_bind_parameter(i, value)
+    }
+
+    /// `i` is about to be bound to something else.
+    #[inline(always)]
+    fn forget(&mut self, i: usize) {
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Bound::Other;
+        }
     }
 }
 
@@ -78,87 +146,179 @@ impl DayCache {
     }
 }
 
-/// Binds `v` as the statement's `i`-th parameter (`p`'s column). `days` and `ts` (the
-/// event's time, for a date out of chrono's range) serve a local-date column.
-fn bind_value(
-    stmt: &mut CachedStatement<'_>,
-    sticky: &mut Sticky,
-    i: usize,
-    p: &Param,
-    v: Value<'_>,
-    days: &mut DayCache,
-    ts: DateTime<Utc>,
-) -> rusqlite::Result<()> {
-    let mut buf = [0u8; 4];
-    let text = |t: &str, sticky: &mut Sticky, stmt: &mut CachedStatement<'_>| match p.column.shared
-    {
-        true => sticky.bind(stmt, i, Some(t)),
-        false => stmt.raw_bind_parameter(i, t),
-    };
-    match (p.column.bind, v) {
-        (Bind::LocalDay, Value::Secs(s)) => text(days.day(s.floor() as i64, ts), sticky, stmt),
-        (_, Value::Absent | Value::Null) => stmt.raw_bind_parameter(i, Null),
-        // Counts are bound as SQLite's INTEGER (i64); MAX_VALUE is the largest a reader takes.
-        (_, Value::Count(n) | Value::Tally(n)) => stmt.raw_bind_parameter(i, n as i64),
-        (_, Value::Flag(b)) => stmt.raw_bind_parameter(i, b as i64),
-        (_, Value::Proto(n)) => stmt.raw_bind_parameter(i, n),
-        (_, Value::Secs(s)) => stmt.raw_bind_parameter(i, s),
-        (_, Value::Time(t)) => stmt.raw_bind_parameter(i, epoch_secs(t)),
-        (_, Value::Word(w)) => text(w, sticky, stmt),
-        (_, Value::Text(t)) => text(t, sticky, stmt),
-        (_, Value::Char(c)) => text(c.encode_utf8(&mut buf), sticky, stmt),
-        (_, Value::Addr(a)) => text(AddrText::new(a).as_str(), sticky, stmt),
-        (_, Value::AddrPort(a, port)) => {
-            let a = AddrText::new(a);
-            match port {
-                Some(port) => text(&format!("{}:{port}", a.as_str()), sticky, stmt),
-                None => text(a.as_str(), sticky, stmt),
+/// What binding a statement's parameters needs besides the values.
+pub(crate) struct Binder<'s, 'c> {
+    pub stmt: &'s mut CachedStatement<'c>,
+    pub sticky: &'s mut Sticky,
+    pub days: &'s mut DayCache,
+}
+
+impl Binder<'_, '_> {
+    /// Binds `v` as parameter `i` of column `c`; `ts` (the event's time) is the fallback of a
+    /// local date out of chrono's range.
+    #[inline(always)]
+    fn bind(
+        &mut self,
+        i: usize,
+        c: Column,
+        v: Value<'_>,
+        ts: DateTime<Utc>,
+    ) -> rusqlite::Result<()> {
+        let stmt = &mut *self.stmt;
+        if let Value::Absent | Value::Null = v {
+            return self.sticky.null(stmt, i);
+        }
+        let (mut buf, addr, owned);
+        let text = match (c.bind, v) {
+            (Bind::LocalDay, Value::Secs(s)) => self.days.day(s.floor() as i64, ts),
+            (_, Value::Word(w)) => w,
+            (_, Value::Text(t)) => t,
+            (_, Value::Char(ch)) => {
+                buf = [0u8; 4];
+                ch.encode_utf8(&mut buf)
+            }
+            (_, Value::Addr(a)) => {
+                addr = AddrText::new(a);
+                addr.as_str()
+            }
+            (_, Value::AddrPort(a, p)) => {
+                owned = p.map_or(a.to_string(), |p| format!("{a}:{p}"));
+                &owned
+            }
+            (_, number) => {
+                self.sticky.forget(i);
+                return bind_number(stmt, i, number);
+            }
+        };
+        match c.shared {
+            true => self.sticky.text(stmt, i, text),
+            false => {
+                self.sticky.forget(i);
+                stmt.raw_bind_parameter(i, text)
             }
         }
     }
 }
 
-/// Binds one new row: its INSERT's parameters from `offset + 1` on (`offset` = the row's place
-/// in a multi-row INSERT times its parameters), with the columns later events changed when the
-/// row has `merged` values (the single-row full INSERT).
+/// Binds a number: counts as SQLite's INTEGER (i64; `MAX_VALUE` is the largest a reader
+/// takes), seconds and times as REAL.
+#[inline(always)]
+fn bind_number(stmt: &mut CachedStatement<'_>, i: usize, v: Value<'_>) -> rusqlite::Result<()> {
+    match v {
+        Value::Count(n) | Value::Tally(n) => stmt.raw_bind_parameter(i, n as i64),
+        Value::Flag(b) => stmt.raw_bind_parameter(i, b as i64),
+        Value::Proto(n) => stmt.raw_bind_parameter(i, n),
+        Value::Secs(s) => stmt.raw_bind_parameter(i, s),
+        Value::Time(t) => stmt.raw_bind_parameter(i, epoch_secs(t)),
+        _ => stmt.raw_bind_parameter(i, Null),
+    }
+}
+
+/// Binds one new row: `run_id` and its first event's columns from parameter `offset + 1` on
+/// (`offset` = the row's place in a multi-row INSERT times [`crate::schema::INSERT_WIDTH`]);
+/// when later events of the batch changed it (`row.merged`), the changed columns' merged
+/// values, and the columns only later events set (the single-row full INSERT).
 pub(crate) fn bind_row(
-    stmt: &mut CachedStatement<'_>,
-    sticky: &mut Sticky,
+    b: &mut Binder<'_, '_>,
     offset: usize,
     row: &NewRow<'_>,
     merged: &[Value<'_>],
     run_id: Option<i64>,
-    days: &mut DayCache,
 ) -> rusqlite::Result<()> {
-    let sql = Statements::get();
-    let first = row.first;
-    // `run_id` comes first: the table's own column, not a field of the record.
-    stmt.raw_bind_parameter(offset + 1, run_id)?;
-    let params = match row.merged {
-        Some(_) => &sql.full_params,
-        None => &sql.insert_params,
-    };
-    for (k, p) in params.iter().enumerate() {
-        let v = match (row.merged, p.changed) {
-            (Some(start), Some(c)) => merged[start + c],
-            _ => value(p, first),
-        };
-        bind_value(stmt, sticky, offset + k + 2, p, v, days, first.ts)?;
+    b.stmt.raw_bind_parameter(offset + 1, run_id)?;
+    each_index!(bind_open(b, offset, row, merged));
+    if let Some(start) = row.merged {
+        each_index!(bind_later(b, offset, row, &merged[start..]));
     }
     Ok(())
 }
 
-/// Writes a later event's changes to a row of an earlier batch.
-pub(crate) fn update_row(
-    stmt: &mut CachedStatement<'_>,
-    sticky: &mut Sticky,
-    ev: &ConnEvent,
-    row: i64,
-    days: &mut DayCache,
+#[inline(always)]
+fn bind_open<const I: usize>(
+    b: &mut Binder<'_, '_>,
+    offset: usize,
+    row: &NewRow<'_>,
+    merged: &[Value<'_>],
 ) -> rusqlite::Result<()> {
-    stmt.raw_bind_parameter(1, row)?;
-    for (k, p) in Statements::get().update_params.iter().enumerate() {
-        bind_value(stmt, sticky, k + 2, p, value(p, ev), days, ev.ts)?;
+    let Some(&field) = OPEN.get(I) else {
+        return Ok(());
+    };
+    let v = match (row.merged, OPEN_SLOT[I]) {
+        (Some(start), Some(slot)) => merged[start + slot],
+        _ => value(field, row.first),
+    };
+    b.bind(offset + 2 + I, column(field), v, row.first.ts)
+}
+
+#[inline(always)]
+fn bind_later<const I: usize>(
+    b: &mut Binder<'_, '_>,
+    offset: usize,
+    row: &NewRow<'_>,
+    merged: &[Value<'_>],
+) -> rusqlite::Result<()> {
+    let (Some(&field), Some(Some(slot))) = (LATER.get(I), LATER_SLOT.get(I)) else {
+        return Ok(());
+    };
+    b.bind(
+        offset + 2 + OPEN.len() + I,
+        column(field),
+        merged[*slot],
+        row.first.ts,
+    )
+}
+
+/// Writes a later event's changes to a row of an earlier batch.
+pub(crate) fn update_row(b: &mut Binder<'_, '_>, ev: &ConnEvent, row: i64) -> rusqlite::Result<()> {
+    b.stmt.raw_bind_parameter(1, row)?;
+    each_index!(bind_changed(b, ev));
+    b.stmt.raw_execute().map(drop)
+}
+
+#[inline(always)]
+fn bind_changed<const I: usize>(b: &mut Binder<'_, '_>, ev: &ConnEvent) -> rusqlite::Result<()> {
+    let Some(&field) = CHANGED.get(I) else {
+        return Ok(());
+    };
+    b.bind(I + 2, column(field), value(field, ev), ev.ts)
+}
+
+/// The values of [`CHANGED`] an INSERT of `first` alone would write (NULL where a later event
+/// sets the column).
+pub(crate) fn initial<'a>(first: &'a ConnEvent, out: &mut Vec<Value<'a>>) {
+    #[inline(always)]
+    fn one<'a, const I: usize>(first: &'a ConnEvent, out: &mut Vec<Value<'a>>) -> Option<()> {
+        if let Some(&field) = CHANGED.get(I) {
+            out.push(match column(field).set.at_open() {
+                true => value(field, first),
+                false => Value::Null,
+            });
+        }
+        Some(())
     }
-    stmt.raw_execute().map(drop)
+    fn all<'a>(first: &'a ConnEvent, out: &mut Vec<Value<'a>>) -> Option<()> {
+        each_index!(one(first, out));
+        Some(())
+    }
+    all(first, out);
+}
+
+/// Applies a later event to a row's [`CHANGED`] values as the UPDATE would: a column that
+/// keeps its value (`coalesce`) keeps it when the event has none, the others take the event's.
+pub(crate) fn apply<'a>(ev: &'a ConnEvent, merged: &mut [Value<'a>]) {
+    #[inline(always)]
+    fn one<'a, const I: usize>(ev: &'a ConnEvent, merged: &mut [Value<'a>]) -> Option<()> {
+        if let Some(&field) = CHANGED.get(I) {
+            let new = value(field, ev);
+            if !(column(field).set.keeps() && matches!(new, Value::Absent | Value::Null)) {
+                merged[I] = new;
+            }
+        }
+        Some(())
+    }
+    fn all<'a>(ev: &'a ConnEvent, merged: &mut [Value<'a>]) -> Option<()> {
+        each_index!(one(ev, merged));
+        Some(())
+    }
+    all(ev, merged);
 }

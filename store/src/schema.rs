@@ -1,11 +1,11 @@
 //! The tables and the statements that write them. The `connections` columns are those of
-//! [`shared::record::FIELDS`] that have one, after the table's own `id` and `run_id`; the
-//! INSERT and UPDATE statements and the order their parameters are bound in are generated from
-//! the same list, once.
+//! [`shared::record::FIELDS`] that have one, after the table's own `id` and `run_id`; which
+//! columns each statement binds, in which order, is worked out from the same list when the
+//! crate is built ([`OPEN`], [`LATER`], [`CHANGED`]), and the statements' text once at run time.
 
 use std::sync::OnceLock;
 
-use shared::record::{Bind, Column, Field, FIELDS};
+use shared::record::{Bind, Field, FIELDS};
 
 /// The schema version this code reads and writes.
 pub const SCHEMA_VERSION: i64 = 1;
@@ -34,9 +34,77 @@ CREATE INDEX IF NOT EXISTS connections_resp_h ON connections(resp_h);
 /// the table and its three indexes and resets its registers).
 pub const INSERT_ROWS: usize = 8;
 
-/// The history's columns: fields that have one.
-fn columns() -> impl Iterator<Item = (&'static Field, Column)> {
-    FIELDS.iter().filter_map(|f| f.sql.map(|c| (f, c)))
+/// Which columns a list holds.
+#[derive(Clone, Copy)]
+enum Kind {
+    /// All of them.
+    Column,
+    /// Bound by the INSERT of a row's first event (not those SQL computes).
+    Open,
+    /// Left to later events.
+    Later,
+    /// Changed by later events.
+    Changed,
+}
+
+const fn is(f: &Field, kind: Kind) -> bool {
+    match f.sql {
+        None => false,
+        Some(c) => match kind {
+            Kind::Column => true,
+            Kind::Open => c.set.at_open() && !matches!(c.bind, Bind::Coalesce(_)),
+            Kind::Later => !c.set.at_open(),
+            Kind::Changed => c.set.changes(),
+        },
+    }
+}
+
+const fn count(kind: Kind) -> usize {
+    let (mut n, mut i) = (0, 0);
+    while i < FIELDS.len() {
+        if is(&FIELDS[i], kind) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+/// The indexes in [`FIELDS`] of the columns of `kind`, in table order.
+const fn pick<const N: usize>(kind: Kind) -> [usize; N] {
+    let mut out = [0; N];
+    let (mut n, mut i) = (0, 0);
+    while i < FIELDS.len() {
+        if is(&FIELDS[i], kind) {
+            out[n] = i;
+            n += 1;
+        }
+        i += 1;
+    }
+    assert!(n == N);
+    out
+}
+
+/// The columns, in table order (indexes in [`FIELDS`]).
+pub const COLUMNS: [usize; count(Kind::Column)] = pick(Kind::Column);
+/// The parameters of a row's INSERT after `run_id`: the columns its first event sets.
+pub const OPEN: [usize; count(Kind::Open)] = pick(Kind::Open);
+/// The columns a full INSERT binds after [`OPEN`]: those only later events set.
+pub const LATER: [usize; count(Kind::Later)] = pick(Kind::Later);
+/// The columns later events change: the UPDATE's parameters after the row id, and the
+/// values a row kept in memory merges.
+pub const CHANGED: [usize; count(Kind::Changed)] = pick(Kind::Changed);
+
+/// Where field `field` is among [`CHANGED`].
+pub const fn changed_slot(field: usize) -> Option<usize> {
+    let mut i = 0;
+    while i < CHANGED.len() {
+        if CHANGED[i] == field {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
 }
 
 /// Both tables and their indexes, created where missing.
@@ -45,7 +113,8 @@ pub fn schema() -> String {
     s.push_str("\nCREATE TABLE IF NOT EXISTS connections (\n");
     s.push_str("    id             INTEGER PRIMARY KEY,\n");
     s.push_str("    run_id         INTEGER REFERENCES runs(id)");
-    for (f, c) in columns() {
+    for &i in &COLUMNS {
+        let (f, c) = (&FIELDS[i], FIELDS[i].sql.expect("a column"));
         s.push_str(&format!(",\n    {:<14} {}", f.name, c.decl));
     }
     s.push_str("\n);");
@@ -53,36 +122,23 @@ pub fn schema() -> String {
     s
 }
 
-/// One parameter of a statement: the column it fills, and for a column that later events
-/// change, its place among [`Statements::changed`].
-#[derive(Clone, Copy)]
-pub struct Param {
-    pub field: &'static Field,
-    pub column: Column,
-    pub changed: Option<usize>,
-}
-
-/// The statements the writer prepares, with their parameters in order. An INSERT's first
-/// parameter is the row's `run_id`, the fields' follow from `?2`.
+/// The statements the writer prepares. An INSERT's first parameter is the row's `run_id`,
+/// [`OPEN`] follow from `?2` (and [`LATER`] in the full INSERT); the UPDATE's first is the row
+/// id, [`CHANGED`] follow.
 pub struct Statements {
     /// A row as its first event leaves it.
     pub insert: String,
     /// [`INSERT_ROWS`] such rows; row `j`'s parameters are those of `insert` plus `j` times
-    /// [`Statements::insert_width`].
+    /// [`INSERT_WIDTH`].
     pub insert_many: String,
-    pub insert_params: Vec<Param>,
-    /// Parameters per row of `insert`: `run_id` and `insert_params`.
-    pub insert_width: usize,
     /// A row with the columns later events changed as well.
     pub insert_full: String,
-    pub full_params: Vec<Param>,
-    /// A later event's changes to a row written before: `?1` is the row id, the columns'
-    /// parameters follow.
+    /// A later event's changes to a row written before.
     pub update: String,
-    pub update_params: Vec<Param>,
-    /// The columns later events change: what a row kept in memory merges.
-    pub changed: Vec<Param>,
 }
+
+/// Parameters per row of [`Statements::insert`].
+pub const INSERT_WIDTH: usize = 1 + OPEN.len();
 
 impl Statements {
     pub fn get() -> &'static Statements {
@@ -91,88 +147,58 @@ impl Statements {
     }
 
     fn build() -> Statements {
-        let changed_fields: Vec<&Field> = columns()
-            .filter(|(_, c)| c.set.changes())
-            .map(|(f, _)| f)
+        let at_open: Vec<&Field> = COLUMNS
+            .iter()
+            .map(|&i| &FIELDS[i])
+            .filter(|f| f.sql.is_some_and(|c| c.set.at_open()))
             .collect();
-        let param = |(f, c): (&'static Field, Column)| Param {
-            field: f,
-            column: c,
-            changed: changed_fields.iter().position(|g| g.name == f.name),
+        let later: Vec<&Field> = LATER.iter().map(|&i| &FIELDS[i]).collect();
+        let all: Vec<&Field> = at_open.iter().chain(&later).copied().collect();
+        let names = |cols: &[&Field]| {
+            let names: Vec<&str> = cols.iter().map(|f| f.name).collect();
+            names.join(", ")
         };
-        let at_open: Vec<(&Field, Column)> = columns().filter(|(_, c)| c.set.at_open()).collect();
-        let later: Vec<(&Field, Column)> = columns().filter(|(_, c)| !c.set.at_open()).collect();
-        let bound = |cols: &[(&'static Field, Column)]| -> Vec<Param> {
-            cols.iter()
-                .filter(|(_, c)| !matches!(c.bind, Bind::Coalesce(_)))
-                .map(|&fc| param(fc))
-                .collect()
-        };
-        let insert_params = bound(&at_open);
-        let all: Vec<_> = at_open.iter().chain(&later).copied().collect();
-        let full_params = bound(&all);
-        let names = |cols: &[(&Field, Column)]| {
-            cols.iter()
-                .map(|(f, _)| f.name)
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        let insert_head = format!(
-            "INSERT INTO connections (run_id, {}) VALUES ",
-            names(&at_open)
-        );
-        let insert_width = insert_params.len() + 1;
+        let head =
+            |cols: &[&Field]| format!("INSERT INTO connections (run_id, {}) VALUES ", names(cols));
         let many: Vec<String> = (0..INSERT_ROWS)
-            .map(|j| values(&at_open, &insert_params, j * insert_width))
+            .map(|j| values(&at_open, j * INSERT_WIDTH))
             .collect();
-        let changed: Vec<Param> = columns()
-            .filter(|(_, c)| c.set.changes())
-            .map(param)
-            .collect();
-        let sets: Vec<String> = changed
+        let sets: Vec<String> = CHANGED
             .iter()
             .enumerate()
-            .map(|(i, p)| {
-                let (name, n) = (p.field.name, i + 2);
-                if p.column.set.keeps() {
-                    format!("{name} = coalesce(?{n}, {name})")
-                } else {
-                    format!("{name} = ?{n}")
+            .map(|(k, &i)| {
+                let (name, n) = (FIELDS[i].name, k + 2);
+                match FIELDS[i].sql.is_some_and(|c| c.set.keeps()) {
+                    true => format!("{name} = coalesce(?{n}, {name})"),
+                    false => format!("{name} = ?{n}"),
                 }
             })
             .collect();
         Statements {
-            insert: format!("{insert_head}{}", values(&at_open, &insert_params, 0)),
-            insert_many: format!("{insert_head}{}", many.join(",\n    ")),
-            insert_full: format!(
-                "INSERT INTO connections (run_id, {}) VALUES {}",
-                names(&all),
-                values(&all, &full_params, 0)
-            ),
+            insert: format!("{}{}", head(&at_open), values(&at_open, 0)),
+            insert_many: format!("{}{}", head(&at_open), many.join(",\n    ")),
+            insert_full: format!("{}{}", head(&all), values(&all, 0)),
             update: format!("UPDATE connections SET {} WHERE id = ?1", sets.join(", ")),
-            update_params: changed.clone(),
-            insert_params,
-            insert_width,
-            full_params,
-            changed,
         }
     }
 }
 
-/// `(?1, ?2, ?3, coalesce(?5, ?3), ...)`: `run_id` as `?(offset + 1)`, then the parameters of
-/// `params` and the computed columns among `cols`.
-fn values(cols: &[(&Field, Column)], params: &[Param], offset: usize) -> String {
+/// `(?1, ?2, ?3, coalesce(?5, ?3), ...)` for one row of an INSERT of `cols`: `run_id` as
+/// `?(offset + 1)`, then [`OPEN`] and [`LATER`] in turn, and the computed columns from their
+/// parameters.
+fn values(cols: &[&Field], offset: usize) -> String {
     let number = |name: &str| {
-        let i = params
+        let i = OPEN
             .iter()
-            .position(|p| p.field.name == name)
-            .unwrap_or_else(|| panic!("computed column refers to {name}, not a parameter"));
+            .chain(&LATER)
+            .position(|&i| FIELDS[i].name == name)
+            .unwrap_or_else(|| panic!("{name} is not a parameter"));
         format!("?{}", offset + i + 2)
     };
     let items: Vec<String> = cols
         .iter()
-        .map(|(f, c)| match c.bind {
-            Bind::Coalesce(names) => {
+        .map(|f| match f.sql.map(|c| c.bind) {
+            Some(Bind::Coalesce(names)) => {
                 let numbers: Vec<String> = names.iter().map(|n| number(n)).collect();
                 format!("coalesce({})", numbers.join(", "))
             }

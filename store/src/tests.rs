@@ -6,7 +6,7 @@ use shared::outfile::Policy;
 use shared::{ConnEvent, ConnState, Counters, EventKind, FlowTuple, Source, TcpState, ZeekState};
 
 use crate::bind::DayCache;
-use crate::schema::{schema, Statements, INSERT_ROWS};
+use crate::schema::{schema, Statements, INSERT_ROWS, INSERT_WIDTH};
 use crate::{Store, StoreError};
 
 fn tmpdir(name: &str) -> std::path::PathBuf {
@@ -465,7 +465,7 @@ fn many_opens_in_one_batch_are_each_closed_on_their_own_row() {
         .unwrap();
     assert_eq!((n, wrong), (21, 0));
     let sql = Statements::get();
-    let last = format!("?{}", INSERT_ROWS * sql.insert_width);
+    let last = format!("?{}", INSERT_ROWS * INSERT_WIDTH);
     assert!(
         sql.insert_many.ends_with(&format!("{last})")),
         "{}",
@@ -589,7 +589,7 @@ fn statements_are_generated_once_from_the_fields() {
         "{}",
         sql.insert
     );
-    assert_eq!(sql.insert_width, 25);
+    assert_eq!(INSERT_WIDTH, 25);
     assert!(!sql.insert.contains("close_ts") && sql.insert_full.contains("close_ts"));
     assert!(sql.insert_full.ends_with("?42)"), "{}", sql.insert_full);
     assert!(

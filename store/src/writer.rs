@@ -8,9 +8,9 @@ use shared::outfile::Policy;
 use shared::record::Value;
 use shared::{ConnEvent, ConnKey, EventKind};
 
-use crate::bind::{bind_row, update_row, DayCache, Sticky};
+use crate::bind::{bind_row, update_row, Binder, DayCache, Sticky};
 use crate::open::{open_for_writing, StoreError};
-use crate::schema::{Statements, INSERT_ROWS};
+use crate::schema::{Statements, CHANGED, INSERT_ROWS, INSERT_WIDTH};
 
 /// The batched writer.
 pub struct Store {
@@ -58,26 +58,15 @@ impl<'a> NewRow<'a> {
         }
     }
 
-    /// Applies an update or close exactly as the UPDATE statement would: a column that keeps
-    /// its value (`coalesce`) keeps it when the event has none, the others take the event's.
-    /// `merged` holds every new row's values, [`Statements::changed`] per row.
+    /// Applies an update or close exactly as the UPDATE statement would. `merged` holds the
+    /// batch's new rows' values of the columns later events change, [`CHANGED`] per row.
     fn apply(&mut self, ev: &'a ConnEvent, merged: &mut Vec<Value<'a>>) {
-        let changed = &Statements::get().changed;
         let start = *self.merged.get_or_insert_with(|| {
-            // What the INSERT alone would have written.
             let start = merged.len();
-            merged.extend(changed.iter().map(|p| match p.column.set.at_open() {
-                true => crate::bind::value(p, self.first),
-                false => Value::Null,
-            }));
+            crate::bind::initial(self.first, merged);
             start
         });
-        for (p, old) in changed.iter().zip(&mut merged[start..]) {
-            let new = crate::bind::value(p, ev);
-            if !(p.column.set.keeps() && matches!(new, Value::Absent | Value::Null)) {
-                *old = new;
-            }
-        }
+        crate::bind::apply(ev, &mut merged[start..start + CHANGED.len()]);
         self.closed = ev.kind == EventKind::Close;
     }
 }
@@ -151,7 +140,12 @@ impl Store {
                     match target {
                         Target::New(i) => rows[i].apply(ev, &mut merged),
                         Target::Old(id) => {
-                            update_row(&mut update, &mut update_sticky, ev, id, &mut self.days)?
+                            let mut b = Binder {
+                                stmt: &mut update,
+                                sticky: &mut update_sticky,
+                                days: &mut self.days,
+                            };
+                            update_row(&mut b, ev, id)?
                         }
                     }
                 }
@@ -170,18 +164,13 @@ impl Store {
                 let end = (i + INSERT_ROWS).min(rows.len());
                 let run = &mut rows[i..end];
                 if run.len() == INSERT_ROWS && run.iter().all(|r| r.merged.is_none()) {
+                    let mut b = Binder {
+                        stmt: &mut insert_many,
+                        sticky: &mut many_sticky,
+                        days: &mut self.days,
+                    };
                     for (j, row) in run.iter().enumerate() {
-                        let s = &mut many_sticky;
-                        let offset = j * sql.insert_width;
-                        bind_row(
-                            &mut insert_many,
-                            s,
-                            offset,
-                            row,
-                            &merged,
-                            self.run_id,
-                            &mut self.days,
-                        )?;
+                        bind_row(&mut b, j * INSERT_WIDTH, row, &merged, self.run_id)?;
                     }
                     insert_many.raw_execute()?;
                     // One statement's rows get consecutive row ids (each is one more than
@@ -198,7 +187,12 @@ impl Store {
                     Some(_) => (&mut insert_full, &mut full_sticky),
                     None => (&mut insert, &mut sticky),
                 };
-                bind_row(stmt, sticky, 0, row, &merged, self.run_id, &mut self.days)?;
+                let mut b = Binder {
+                    stmt,
+                    sticky,
+                    days: &mut self.days,
+                };
+                bind_row(&mut b, 0, row, &merged, self.run_id)?;
                 stmt.raw_execute()?;
                 row.id = tx.last_insert_rowid();
                 i += 1;
