@@ -343,11 +343,17 @@ impl ZeekState {
 /// know it). Field names are Zeek's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Counters {
+    /// Packets from the originator.
     pub orig_pkts: u64,
+    /// Their IP bytes.
     pub orig_ip_bytes: u64,
+    /// Packets from the responder.
     pub resp_pkts: u64,
+    /// Their IP bytes.
     pub resp_ip_bytes: u64,
+    /// Payload the originator sent (by sequence space for TCP), where known.
     pub orig_bytes: Option<u64>,
+    /// Payload the responder sent.
     pub resp_bytes: Option<u64>,
 }
 

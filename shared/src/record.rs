@@ -256,6 +256,34 @@ impl Field {
         }
     }
 
+    /// A field every output has under its name: a history column `decl` written as `set`
+    /// says, a JSON key, and a log extra at `log_pos`.
+    const fn everywhere(
+        name: &'static str,
+        get: Get,
+        decl: &'static str,
+        set: Set,
+        log_pos: u8,
+    ) -> Field {
+        Field::new(name, get).sql(decl, set).json().log(log_pos)
+    }
+
+    /// A count the history keeps from the last event that had it.
+    const fn counter(name: &'static str, get: Get, log_pos: u8) -> Field {
+        Field::everywhere(name, get, "INTEGER", Set::Keep, log_pos)
+    }
+
+    /// An anomaly: a count each event states anew, shown when not zero.
+    const fn anomaly(name: &'static str, get: Get, log_pos: u8) -> Field {
+        Field::everywhere(
+            name,
+            get,
+            "INTEGER NOT NULL DEFAULT 0",
+            Set::Replace,
+            log_pos,
+        )
+    }
+
     /// This field's value in `ev`.
     pub fn get<'a>(&self, ev: &'a ConnEvent) -> Value<'a> {
         (self.get)(ev)
@@ -279,10 +307,6 @@ fn payload(c: &Option<Counters>, n: impl FnOnce(&Counters) -> Option<u64>) -> Va
         Some(c) => Value::count_or_null(n(c)),
         None => Absent,
     }
-}
-
-fn anomaly(n: u32) -> Value<'static> {
-    Tally(n.into())
 }
 
 const KEYS: [&str; 6] = Anomalies::KEYS;
@@ -382,34 +406,20 @@ pub const FIELDS: &[Field] = &[
     Field::new("duration", |e| e.duration.map_or(Null, Secs))
         .sql("REAL", Set::Keep)
         .json(),
-    Field::new("orig_pkts", |e| counter(&e.counters, |c| c.orig_pkts))
-        .sql("INTEGER", Set::Keep)
-        .json()
-        .log(1),
-    Field::new("orig_ip_bytes", |e| {
-        counter(&e.counters, |c| c.orig_ip_bytes)
-    })
-    .sql("INTEGER", Set::Keep)
-    .json()
-    .log(2),
-    Field::new("resp_pkts", |e| counter(&e.counters, |c| c.resp_pkts))
-        .sql("INTEGER", Set::Keep)
-        .json()
-        .log(3),
-    Field::new("resp_ip_bytes", |e| {
-        counter(&e.counters, |c| c.resp_ip_bytes)
-    })
-    .sql("INTEGER", Set::Keep)
-    .json()
-    .log(4),
-    Field::new("orig_bytes", |e| payload(&e.counters, |c| c.orig_bytes))
-        .sql("INTEGER", Set::Keep)
-        .json()
-        .log(5),
-    Field::new("resp_bytes", |e| payload(&e.counters, |c| c.resp_bytes))
-        .sql("INTEGER", Set::Keep)
-        .json()
-        .log(6),
+    Field::counter("orig_pkts", |e| counter(&e.counters, |c| c.orig_pkts), 1),
+    Field::counter(
+        "orig_ip_bytes",
+        |e| counter(&e.counters, |c| c.orig_ip_bytes),
+        2,
+    ),
+    Field::counter("resp_pkts", |e| counter(&e.counters, |c| c.resp_pkts), 3),
+    Field::counter(
+        "resp_ip_bytes",
+        |e| counter(&e.counters, |c| c.resp_ip_bytes),
+        4,
+    ),
+    Field::counter("orig_bytes", |e| payload(&e.counters, |c| c.orig_bytes), 5),
+    Field::counter("resp_bytes", |e| payload(&e.counters, |c| c.resp_bytes), 6),
     Field::new("conn_state", |e| {
         e.zeek_state.map_or(Absent, |z| Word(z.as_str()))
     })
@@ -420,46 +430,40 @@ pub const FIELDS: &[Field] = &[
         .sql("TEXT", Set::Keep)
         .json()
         .log_as(8, "history", LogRule::NonEmpty),
-    Field::new(KEYS[0], |e| anomaly(e.anomalies.retransmits))
-        .sql("INTEGER NOT NULL DEFAULT 0", Set::Replace)
-        .json()
-        .log(10),
-    Field::new(KEYS[1], |e| anomaly(e.anomalies.syn_retransmits))
-        .sql("INTEGER NOT NULL DEFAULT 0", Set::Replace)
-        .json()
-        .log(11),
-    Field::new(KEYS[2], |e| anomaly(e.anomalies.resets))
-        .sql("INTEGER NOT NULL DEFAULT 0", Set::Replace)
-        .json()
-        .log(12),
-    Field::new(KEYS[3], |e| anomaly(e.anomalies.long_delays))
-        .sql("INTEGER NOT NULL DEFAULT 0", Set::Replace)
-        .json()
-        .log(13),
-    Field::new(KEYS[4], |e| anomaly(e.anomalies.fragments))
-        .sql("INTEGER NOT NULL DEFAULT 0", Set::Replace)
-        .json()
-        .log(14),
-    Field::new(KEYS[5], |e| anomaly(e.anomalies.long_connect.into()))
-        .sql("INTEGER NOT NULL DEFAULT 0", Set::Replace)
-        .json()
-        .log(15),
-    Field::new("mark", |e| Value::count_or_absent(e.mark))
-        .sql("INTEGER", Set::OpenKeep)
-        .json()
-        .log(16),
-    Field::new("zone", |e| Value::count_or_absent(e.zone))
-        .sql("INTEGER", Set::OpenKeep)
-        .json()
-        .log(17),
-    Field::new("kstart", |e| Value::time_or_absent(e.kernel_start))
-        .sql("REAL", Set::OpenKeep)
-        .json()
-        .log(18),
-    Field::new("kstop", |e| Value::time_or_absent(e.kernel_stop))
-        .sql("REAL", Set::Keep)
-        .json()
-        .log(19),
+    Field::anomaly(KEYS[0], |e| Tally(e.anomalies.retransmits.into()), 10),
+    Field::anomaly(KEYS[1], |e| Tally(e.anomalies.syn_retransmits.into()), 11),
+    Field::anomaly(KEYS[2], |e| Tally(e.anomalies.resets.into()), 12),
+    Field::anomaly(KEYS[3], |e| Tally(e.anomalies.long_delays.into()), 13),
+    Field::anomaly(KEYS[4], |e| Tally(e.anomalies.fragments.into()), 14),
+    Field::anomaly(KEYS[5], |e| Tally(e.anomalies.long_connect.into()), 15),
+    Field::everywhere(
+        "mark",
+        |e| Value::count_or_absent(e.mark),
+        "INTEGER",
+        Set::OpenKeep,
+        16,
+    ),
+    Field::everywhere(
+        "zone",
+        |e| Value::count_or_absent(e.zone),
+        "INTEGER",
+        Set::OpenKeep,
+        17,
+    ),
+    Field::everywhere(
+        "kstart",
+        |e| Value::time_or_absent(e.kernel_start),
+        "REAL",
+        Set::OpenKeep,
+        18,
+    ),
+    Field::everywhere(
+        "kstop",
+        |e| Value::time_or_absent(e.kernel_stop),
+        "REAL",
+        Set::Keep,
+        19,
+    ),
     // Only the log and JSON have these.
     Field::new("nat_src", |e| {
         e.nat_src().map_or(Absent, |(a, p)| AddrPort(a, p))

@@ -14,7 +14,7 @@ use shared::net::AddrText;
 use shared::record::{Bind, Column, Value, FIELDS};
 use shared::ConnEvent;
 
-use crate::schema::{changed_slot, CHANGED, LATER, OPEN};
+use crate::schema::{changed_slot, CHANGED, FULL, OPEN};
 use crate::writer::NewRow;
 
 /// Calls `$f::<I> $args?` for every index `I` a column list can have.
@@ -25,11 +25,10 @@ macro_rules! each_index {
     };
     (@ $f:ident $args:tt $($i:literal)*) => { $( $f::<$i> $args?; )* };
 }
-const _: () = assert!(OPEN.len() <= 48 && LATER.len() <= 48 && CHANGED.len() <= 48);
+const _: () = assert!(FULL.len() <= 48 && CHANGED.len() <= 48);
 
-/// Where each of [`OPEN`] and [`LATER`] is among [`CHANGED`].
-const OPEN_SLOT: [Option<usize>; OPEN.len()] = slots(OPEN);
-const LATER_SLOT: [Option<usize>; LATER.len()] = slots(LATER);
+/// Where each of [`FULL`] is among [`CHANGED`].
+const FULL_SLOT: [Option<usize>; FULL.len()] = slots(FULL);
 
 const fn slots<const N: usize>(fields: [usize; N]) -> [Option<usize>; N] {
     let mut out = [None; N];
@@ -214,10 +213,11 @@ fn bind_number(stmt: &mut CachedStatement<'_>, i: usize, v: Value<'_>) -> rusqli
     }
 }
 
-/// Binds one new row: `run_id` and its first event's columns from parameter `offset + 1` on
-/// (`offset` = the row's place in a multi-row INSERT times [`crate::schema::INSERT_WIDTH`]);
-/// when later events of the batch changed it (`row.merged`), the changed columns' merged
-/// values, and the columns only later events set (the single-row full INSERT).
+/// Binds one new row: `run_id` and its first event's columns ([`OPEN`]) from parameter
+/// `offset + 1` on (`offset` = the row's place in a multi-row INSERT times
+/// [`crate::schema::INSERT_WIDTH`]); when later events of the batch changed it (`row.merged`),
+/// the changed columns' merged values and the columns only later events set ([`FULL`], the
+/// single-row full INSERT).
 pub(crate) fn bind_row(
     b: &mut Binder<'_, '_>,
     offset: usize,
@@ -226,46 +226,26 @@ pub(crate) fn bind_row(
     run_id: Option<i64>,
 ) -> rusqlite::Result<()> {
     b.stmt.raw_bind_parameter(offset + 1, run_id)?;
-    each_index!(bind_open(b, offset, row, merged));
-    if let Some(start) = row.merged {
-        each_index!(bind_later(b, offset, row, &merged[start..]));
-    }
+    each_index!(bind_param(b, offset, row, merged));
     Ok(())
 }
 
 #[inline(always)]
-fn bind_open<const I: usize>(
+fn bind_param<const I: usize>(
     b: &mut Binder<'_, '_>,
     offset: usize,
     row: &NewRow<'_>,
     merged: &[Value<'_>],
 ) -> rusqlite::Result<()> {
-    let Some(&field) = OPEN.get(I) else {
+    let Some(&field) = FULL.get(I) else {
         return Ok(());
     };
-    let v = match (row.merged, OPEN_SLOT[I]) {
+    let v = match (row.merged, FULL_SLOT[I]) {
         (Some(start), Some(slot)) => merged[start + slot],
+        (None, _) if I >= OPEN.len() => return Ok(()),
         _ => value(field, row.first),
     };
     b.bind(offset + 2 + I, column(field), v, row.first.ts)
-}
-
-#[inline(always)]
-fn bind_later<const I: usize>(
-    b: &mut Binder<'_, '_>,
-    offset: usize,
-    row: &NewRow<'_>,
-    merged: &[Value<'_>],
-) -> rusqlite::Result<()> {
-    let (Some(&field), Some(Some(slot))) = (LATER.get(I), LATER_SLOT.get(I)) else {
-        return Ok(());
-    };
-    b.bind(
-        offset + 2 + OPEN.len() + I,
-        column(field),
-        merged[*slot],
-        row.first.ts,
-    )
 }
 
 /// Writes a later event's changes to a row of an earlier batch.
@@ -283,42 +263,41 @@ fn bind_changed<const I: usize>(b: &mut Binder<'_, '_>, ev: &ConnEvent) -> rusql
     b.bind(I + 2, column(field), value(field, ev), ev.ts)
 }
 
-/// The values of [`CHANGED`] an INSERT of `first` alone would write (NULL where a later event
-/// sets the column).
-pub(crate) fn initial<'a>(first: &'a ConnEvent, out: &mut Vec<Value<'a>>) {
-    #[inline(always)]
-    fn one<'a, const I: usize>(first: &'a ConnEvent, out: &mut Vec<Value<'a>>) -> Option<()> {
-        if let Some(&field) = CHANGED.get(I) {
-            out.push(match column(field).set.at_open() {
-                true => value(field, first),
-                false => Value::Null,
-            });
-        }
-        Some(())
-    }
-    fn all<'a>(first: &'a ConnEvent, out: &mut Vec<Value<'a>>) -> Option<()> {
-        each_index!(one(first, out));
-        Some(())
-    }
-    all(first, out);
+/// How [`merge`] changes a row's values of [`CHANGED`].
+#[derive(Clone, Copy, PartialEq)]
+pub(crate) enum Merge {
+    /// To what an INSERT of the row's first event alone writes (NULL where only a later event
+    /// sets the column).
+    First,
+    /// As the UPDATE of a later event would: a column that keeps its value (`coalesce`) keeps
+    /// it when the event has none, the others take the event's.
+    Later,
 }
 
-/// Applies a later event to a row's [`CHANGED`] values as the UPDATE would: a column that
-/// keeps its value (`coalesce`) keeps it when the event has none, the others take the event's.
-pub(crate) fn apply<'a>(ev: &'a ConnEvent, merged: &mut [Value<'a>]) {
+/// Applies `ev` to a new row's values of [`CHANGED`] (`merged`, as long as `CHANGED`).
+pub(crate) fn merge<'a>(how: Merge, ev: &'a ConnEvent, merged: &mut [Value<'a>]) {
     #[inline(always)]
-    fn one<'a, const I: usize>(ev: &'a ConnEvent, merged: &mut [Value<'a>]) -> Option<()> {
+    fn one<'a, const I: usize>(
+        how: Merge,
+        ev: &'a ConnEvent,
+        merged: &mut [Value<'a>],
+    ) -> Option<()> {
         if let Some(&field) = CHANGED.get(I) {
-            let new = value(field, ev);
-            if !(column(field).set.keeps() && matches!(new, Value::Absent | Value::Null)) {
-                merged[I] = new;
-            }
+            let set = column(field).set;
+            merged[I] = match how {
+                Merge::First if !set.at_open() => Value::Null,
+                Merge::First => value(field, ev),
+                Merge::Later => match value(field, ev) {
+                    Value::Absent | Value::Null if set.keeps() => merged[I],
+                    new => new,
+                },
+            };
         }
         Some(())
     }
-    fn all<'a>(ev: &'a ConnEvent, merged: &mut [Value<'a>]) -> Option<()> {
-        each_index!(one(ev, merged));
+    fn all<'a>(how: Merge, ev: &'a ConnEvent, merged: &mut [Value<'a>]) -> Option<()> {
+        each_index!(one(how, ev, merged));
         Some(())
     }
-    all(ev, merged);
+    all(how, ev, merged);
 }

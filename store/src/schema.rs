@@ -91,6 +91,20 @@ pub const COLUMNS: [usize; count(Kind::Column)] = pick(Kind::Column);
 pub const OPEN: [usize; count(Kind::Open)] = pick(Kind::Open);
 /// The columns a full INSERT binds after [`OPEN`]: those only later events set.
 pub const LATER: [usize; count(Kind::Later)] = pick(Kind::Later);
+/// The parameters of a row's full INSERT after `run_id`: [`OPEN`], then [`LATER`].
+pub const FULL: [usize; OPEN.len() + LATER.len()] = {
+    let mut out = [0; OPEN.len() + LATER.len()];
+    let mut i = 0;
+    while i < out.len() {
+        out[i] = if i < OPEN.len() {
+            OPEN[i]
+        } else {
+            LATER[i - OPEN.len()]
+        };
+        i += 1;
+    }
+    out
+};
 /// The columns later events change: the UPDATE's parameters after the row id, and the
 /// values a row kept in memory merges.
 pub const CHANGED: [usize; count(Kind::Changed)] = pick(Kind::Changed);
@@ -188,9 +202,8 @@ impl Statements {
 /// parameters.
 fn values(cols: &[&Field], offset: usize) -> String {
     let number = |name: &str| {
-        let i = OPEN
+        let i = FULL
             .iter()
-            .chain(&LATER)
             .position(|&i| FIELDS[i].name == name)
             .unwrap_or_else(|| panic!("{name} is not a parameter"));
         format!("?{}", offset + i + 2)

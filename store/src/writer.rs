@@ -8,7 +8,7 @@ use shared::outfile::Policy;
 use shared::record::Value;
 use shared::{ConnEvent, ConnKey, EventKind};
 
-use crate::bind::{bind_row, update_row, Binder, DayCache, Sticky};
+use crate::bind::{bind_row, merge, update_row, Binder, DayCache, Merge, Sticky};
 use crate::open::{open_for_writing, StoreError};
 use crate::schema::{Statements, CHANGED, INSERT_ROWS, INSERT_WIDTH};
 
@@ -63,10 +63,11 @@ impl<'a> NewRow<'a> {
     fn apply(&mut self, ev: &'a ConnEvent, merged: &mut Vec<Value<'a>>) {
         let start = *self.merged.get_or_insert_with(|| {
             let start = merged.len();
-            crate::bind::initial(self.first, merged);
+            merged.resize(start + CHANGED.len(), Value::Null);
+            merge(Merge::First, self.first, &mut merged[start..]);
             start
         });
-        crate::bind::apply(ev, &mut merged[start..start + CHANGED.len()]);
+        merge(Merge::Later, ev, &mut merged[start..start + CHANGED.len()]);
         self.closed = ev.kind == EventKind::Close;
     }
 }
