@@ -259,6 +259,7 @@ fn push_extra<const I: usize>(ev: &ConnEvent, opts: WriteOptions, out: &mut Stri
 }
 
 /// Appends a value as the log writes it.
+#[inline(always)]
 fn push_value(v: Value<'_>, out: &mut String) {
     match v {
         Value::Absent | Value::Null => {}
