@@ -9,7 +9,7 @@ use crate::Warning;
 
 /// Service names by (port, IP protocol number): a built-in table of the common ones, which
 /// `/etc/services` may extend or rename. The lookup file's own service lines beat both (see
-/// [`Lookup::service_name`]).
+/// [`crate::Lookup::service_name`]).
 #[derive(Debug, Clone)]
 pub struct Services {
     map: HashMap<(u16, u8), String>,

@@ -4,7 +4,8 @@
 //! Each parameter is bound by its own call, its place in the column lists a constant
 //! (`each_index!`), rather than by a loop over the lists: the field's getter is then a known
 //! function, inlined, and binding a column costs what a hand-written bind of that column would
-//! (a loop through function pointers cost ~8 % more instructions per event; BENCHMARKS.md).
+//! (a loop through function pointers costs measurably more per event; BENCHMARKS.md has the
+//! figures).
 
 use chrono::{DateTime, Local, Utc};
 use rusqlite::types::Null;

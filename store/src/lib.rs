@@ -1,14 +1,15 @@
 //! The SQLite history: one row per connection, updated as it changes state and closes, plus
 //! one row per logger run.
 //!
-//! ipclog's database sink hands [`Store::write_batch`] the [`shared::ConnEvent`]s of its
-//! sources in batches; the first event of a connection inserts its row, later ones update it;
+//! ipclog's database sink hands [`Store::write_batch`] the [`shared::ConnEvent`]s its sources
+//! produced, in batches: a connection's first event inserts its row, later ones update it.
 //! constat opens the file with [`open_read_only`] and reports from the rows. The columns are
-//! generated from [`shared::record::FIELDS`] (see [`schema`]); this crate only knows how to
-//! write them. Writes are batched (one transaction per batch, prepared statements, WAL) so a
-//! flood of events costs one fsync per batch rather than one per event. The schema's version is kept in
-//! `PRAGMA user_version`; a database of another version is refused at open, never migrated
-//! silently.
+//! those of [`shared::record::FIELDS`]: [`schema`] generates the tables and statements from
+//! them, `bind` binds a row's values in that order, `writer` batches (one transaction per
+//! batch, prepared statements, WAL, so a flood costs one fsync per batch, not per event),
+//! `open` checks the file before SQLite opens it, `runs` keeps the runs table. The schema's
+//! version is kept in `PRAGMA user_version`; a database of another version is refused at
+//! open, never migrated silently.
 //!
 //! ## `connections`
 //! | column | meaning |
@@ -44,6 +45,7 @@
 //!
 //! ## `runs`
 //! `id`, `started`, `stopped` (epoch s, NULL while running or after a crash), `source`,
+//! `command`, `errors`, `lost_events`, `dropped`.
 
 mod bind;
 mod open;

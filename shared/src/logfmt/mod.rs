@@ -20,8 +20,8 @@
 //! line never carries terminal escapes and a name never splits into two columns.
 //! [`crate::text::unescape_field`] reads a field back.
 //!
-//! [`write`] turns lines into text, [`parse`] reads one line back (borrowing from it), and
-//! [`reader`] streams a file of them. Writer and parser meet in [`LineView`]: an event and a
+//! `write` turns lines into text, `parse` reads one line back (borrowing from it), and
+//! `reader` streams a file of them. Writer and parser meet in [`LineView`]: an event and a
 //! parsed line both show the nine columns and the extras, and [`write_line`] writes either.
 
 mod parse;
