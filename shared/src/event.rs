@@ -380,8 +380,8 @@ impl Anomalies {
         *self == Anomalies::default()
     }
 
-    /// The anomaly keys, in the order the log writes them: the log's `key=value` keys and the
-    /// SQLite/JSON field names.
+    /// The anomalies' names, in the log's order: the names of their fields in
+    /// [`crate::record::FIELDS`], so every output calls them so.
     pub const KEYS: [&'static str; 6] = [
         "retrans",
         "syn_retrans",
@@ -402,22 +402,6 @@ impl Anomalies {
             self.long_connect as u32,
         ];
         std::array::from_fn(|i| (Self::KEYS[i], values[i]))
-    }
-
-    /// Sets one anomaly from its log key; false when the key is not an anomaly key.
-    pub fn set(&mut self, key: &str, value: u32) -> bool {
-        let Some(i) = Self::KEYS.iter().position(|k| *k == key) else {
-            return false;
-        };
-        match i {
-            0 => self.retransmits = value,
-            1 => self.syn_retransmits = value,
-            2 => self.resets = value,
-            3 => self.long_delays = value,
-            4 => self.fragments = value,
-            _ => self.long_connect = value != 0,
-        }
-        true
     }
 }
 
