@@ -6,6 +6,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use rusqlite::types::ValueRef as Value;
 use shared::logfmt::MAX_VALUE;
+use shared::record::{ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::escaped;
 
 use crate::scan::{Scan, ANOMALY_KEYS};
@@ -13,9 +14,16 @@ use crate::scan::{Scan, ANOMALY_KEYS};
 /// The first 16 bytes of every SQLite 3 database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
-const COLUMNS: &str = "id, src, proto, dport, dst, close_ts IS NOT NULL, duration,
-    retrans, syn_retrans, rst, long_delay, frag, long_conn,
-    orig_ip_bytes, resp_ip_bytes";
+/// The columns [`decode`] reads, in its order: the anomalies and the byte counters by their
+/// record fields' names.
+fn columns() -> String {
+    format!(
+        "id, src, proto, dport, dst, close_ts IS NOT NULL, duration, {}, {}, {}",
+        ANOMALY_KEYS.join(", "),
+        ORIG_IP_BYTES.name,
+        RESP_IP_BYTES.name
+    )
+}
 
 /// Scans the history at `path` into `scan`; `verbose` prints undecodable rows to stderr.
 /// Returns a one-line error when the file is not a readable ipclog history.
@@ -29,8 +37,8 @@ pub fn scan_db(
     let shown = escaped(&path.display().to_string()).into_owned();
     let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
     let sql = match day_str {
-        Some(_) => format!("SELECT {COLUMNS} FROM connections WHERE day = ?1"),
-        None => format!("SELECT {COLUMNS} FROM connections"),
+        Some(_) => format!("SELECT {} FROM connections WHERE day = ?1", columns()),
+        None => format!("SELECT {} FROM connections", columns()),
     };
     let mut stmt = conn
         .prepare(&sql)
@@ -212,9 +220,10 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
             anomalies |= 1 << i;
         }
     }
-    let bytes = count(row, 13, "orig_ip_bytes")?
+    let n = 7 + ANOMALY_KEYS.len();
+    let bytes = count(row, n, ORIG_IP_BYTES.name)?
         .unwrap_or(0)
-        .saturating_add(count(row, 14, "resp_ip_bytes")?.unwrap_or(0));
+        .saturating_add(count(row, n + 1, RESP_IP_BYTES.name)?.unwrap_or(0));
     Ok(Decoded {
         src: text(row, 1, "src")?,
         proto,
