@@ -8,6 +8,7 @@ use std::io::{self, BufWriter, Write};
 use std::net::{IpAddr, Ipv4Addr};
 
 use shared::logfmt::{header_line, parse_epoch, program_line, write_event, WriteOptions};
+use shared::proto::{TCP, UDP};
 use shared::{ConnEvent, ConnState, Counters, EventKind, FlowTuple, Source, TcpState};
 
 struct Rng(u64);
@@ -32,18 +33,18 @@ struct Conn {
 }
 
 const SERVICES: [(u8, u16); 12] = [
-    (6, 80),
-    (6, 443),
-    (6, 443),
-    (6, 443),
-    (6, 22),
-    (6, 25),
-    (6, 993),
-    (17, 53),
-    (17, 53),
-    (17, 123),
-    (6, 8080),
-    (17, 443),
+    (TCP, 80),
+    (TCP, 443),
+    (TCP, 443),
+    (TCP, 443),
+    (TCP, 22),
+    (TCP, 25),
+    (TCP, 993),
+    (UDP, 53),
+    (UDP, 53),
+    (UDP, 123),
+    (TCP, 8080),
+    (UDP, 443),
 ];
 
 fn main() -> io::Result<()> {
@@ -98,7 +99,7 @@ fn main() -> io::Result<()> {
             if local {
                 ev.src_iface = Some("ppp0".into());
             }
-            ev.state = if proto == 6 {
+            ev.state = if proto == TCP {
                 ConnState::Tcp(TcpState::Established)
             } else {
                 ConnState::Unreplied
@@ -113,13 +114,13 @@ fn main() -> io::Result<()> {
             let i = rng.below(open.len() as u64) as usize;
             let c = &mut open[i];
             let dur = (now - c.opened).max(0.0);
-            let close = c.ev.proto != 6 || c.updates >= 2 || rng.below(3) == 0;
+            let close = c.ev.proto != TCP || c.updates >= 2 || rng.below(3) == 0;
             if close {
                 let mut c = open.swap_remove(i);
                 c.ev.kind = EventKind::Close;
                 c.ev.ts = ts(now);
                 c.ev.duration = Some(dur);
-                if c.ev.proto == 17 {
+                if c.ev.proto == UDP {
                     c.ev.state = ConnState::Replied;
                 }
                 let pkts = 2 + rng.below(40);

@@ -8,6 +8,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use rusqlite::types::ValueRef as Value;
 use shared::logfmt::MAX_VALUE;
+use shared::record::{ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::escaped;
 
 use crate::scan::{RowKey, Scan, ANOMALY_KEYS};
@@ -15,24 +16,35 @@ use crate::scan::{RowKey, Scan, ANOMALY_KEYS};
 /// The first 16 bytes of every SQLite 3 database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
-const COLUMNS: &str = "id, src, proto, dport, dst, close_ts IS NOT NULL, duration,
-    retrans, syn_retrans, rst, long_delay, frag, long_conn,
-    orig_ip_bytes, resp_ip_bytes,
-    found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p";
+/// The columns [`decode`] and [`conn_key`] read, in their order: the anomalies and the byte
+/// counters by their record fields' names, then what identifies a connection across runs.
+fn columns() -> String {
+    format!(
+        "id, src, proto, dport, dst, close_ts IS NOT NULL, duration, {}, {}, {}, \
+         found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p",
+        ANOMALY_KEYS.join(", "),
+        ORIG_IP_BYTES.name,
+        RESP_IP_BYTES.name
+    )
+}
+
+/// Where `found_at_start` is in [`columns`]; the connection key follows it.
+const FOUND_AT: usize = 7 + ANOMALY_KEYS.len() + 2;
 
 /// One connection as the logger knows it: source, conntrack id (or flow number), protocol and
 /// original tuple.
 type ConnKey = (String, i64, i64, String, Option<i64>, String, Option<i64>);
 
 fn conn_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnKey> {
+    let k = FOUND_AT + 1;
     Ok((
-        row.get(16)?,
-        row.get(17)?,
+        row.get(k)?,
+        row.get(k + 1)?,
         row.get(2)?,
-        row.get(18)?,
-        row.get(19)?,
-        row.get(20)?,
-        row.get(21)?,
+        row.get(k + 2)?,
+        row.get(k + 3)?,
+        row.get(k + 4)?,
+        row.get(k + 5)?,
     ))
 }
 
@@ -44,13 +56,16 @@ pub fn scan_db(
     scan: &mut Scan,
     verbose: bool,
 ) -> Result<(), String> {
-    let conn = shared::store::open_read_only(path).map_err(|e| e.to_string())?;
+    let conn = store::open_read_only(path).map_err(|e| e.to_string())?;
     let shown = escaped(&path.display().to_string()).into_owned();
     let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
     // In row order: a connection's first row comes before the rows a later run adds for it.
     let sql = match day_str {
-        Some(_) => format!("SELECT {COLUMNS} FROM connections WHERE day = ?1 ORDER BY id"),
-        None => format!("SELECT {COLUMNS} FROM connections ORDER BY id"),
+        Some(_) => format!(
+            "SELECT {} FROM connections WHERE day = ?1 ORDER BY id",
+            columns()
+        ),
+        None => format!("SELECT {} FROM connections ORDER BY id", columns()),
     };
     let mut stmt = conn
         .prepare(&sql)
@@ -263,11 +278,12 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
             anomalies |= 1 << i;
         }
     }
-    let bytes = count(row, 13, "orig_ip_bytes")?
+    let n = 7 + ANOMALY_KEYS.len();
+    let bytes = count(row, n, ORIG_IP_BYTES.name)?
         .unwrap_or(0)
-        .saturating_add(count(row, 14, "resp_ip_bytes")?.unwrap_or(0));
+        .saturating_add(count(row, n + 1, RESP_IP_BYTES.name)?.unwrap_or(0));
     Ok(Decoded {
-        found: int(row, 15, "found_at_start")?.unwrap_or(0) != 0,
+        found: int(row, FOUND_AT, "found_at_start")?.unwrap_or(0) != 0,
         src: text(row, 1, "src")?,
         proto,
         dport,

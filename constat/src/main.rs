@@ -1,6 +1,12 @@
 //! constat: the daily table of who talked to whom, how often and how long, from ipclog's line
 //! log (or its SQLite history). Known hosts and services carry the names of the lookup file, so
 //! unknown ones stand out. The log is streamed, so memory stays flat however long it is.
+//!
+//! The way through: `shared::logfmt::LogReader` reads the log line by line and parses each
+//! O/S/C line into a `ConnLine` borrowed from the line; [`scan`] pairs opens with closes and
+//! adds each connection to its report row (from the history, [`db`] reads one row per
+//! connection through `store::open_read_only` instead); [`render`] puts the lookup file's
+//! names on the rows and prints the table.
 
 mod db;
 mod render;

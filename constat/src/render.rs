@@ -13,7 +13,7 @@ use std::io::{self, Write};
 use std::net::IpAddr;
 
 use lookup::{Lookup, NameCache, Services};
-use shared::proto::proto_name;
+use shared::proto::{proto_name, TCP, UDP};
 use shared::text::field;
 
 use crate::scan::{FxMap, Host, Interner, Row, RowKey, ANOMALY_KEYS};
@@ -33,7 +33,7 @@ pub struct Namer<'a> {
 /// Ports whose unnamed destinations fold into `any`: web browsing reaches many servers, and a
 /// row per server would drown the rest of the report.
 fn is_web(proto: u8, dport: Option<u16>) -> bool {
-    matches!(proto, 6 | 17) && matches!(dport, Some(80 | 443))
+    matches!(proto, TCP | UDP) && matches!(dport, Some(80 | 443))
 }
 
 impl Namer<'_> {

@@ -3,58 +3,18 @@
 //! aggregates are kept, so memory follows the number of concurrent connections and distinct
 //! rows, never the length of the log.
 
-use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasherDefault, Hasher};
+use std::collections::VecDeque;
 use std::net::IpAddr;
 
 use chrono::NaiveDate;
 use shared::logfmt::{ConnLine, ParseError, MAX_VALUE};
+use shared::record::{FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::unescape_field;
 use shared::EventKind;
 
-/// A small, fast, non-cryptographic hasher (FxHash): the keys are our own parsed values, not
-/// attacker-chosen strings worth SipHash's cost on every line.
-#[derive(Default, Clone, Copy)]
-pub struct Fx(u64);
-
-impl Hasher for Fx {
-    fn write(&mut self, bytes: &[u8]) {
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            self.add(u64::from_le_bytes(c.try_into().unwrap()));
-        }
-        for &b in chunks.remainder() {
-            self.add(b as u64);
-        }
-    }
-    fn write_u8(&mut self, i: u8) {
-        self.add(i as u64)
-    }
-    fn write_u16(&mut self, i: u16) {
-        self.add(i as u64)
-    }
-    fn write_u32(&mut self, i: u32) {
-        self.add(i as u64)
-    }
-    fn write_u64(&mut self, i: u64) {
-        self.add(i)
-    }
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64)
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl Fx {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-pub type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<Fx>>;
+/// Maps keyed by our own parsed values (addresses, ports, interned names), not by strings an
+/// attacker chooses, so FxHash rather than SipHash's cost on every line.
+pub type FxMap<K, V> = rustc_hash::FxHashMap<K, V>;
 
 /// What the log shows as a source or destination: an address, or a local interface name
 /// (interned, so keys stay `Copy` and reading allocates nothing per line).
@@ -327,10 +287,7 @@ impl Scan {
             EventKind::Open => {
                 // The logger found this connection open at its start: if we already track it
                 // (the logger restarted while it was open), it is the same connection.
-                if !c.extras.is_empty()
-                    && c.extra("found") == Some("start")
-                    && self.open.contains_key(&t)
-                {
+                if !c.extras.is_empty() && c.is_set(FOUND_AT_START) && self.open.contains_key(&t) {
                     return Ok(());
                 }
                 let row = match self.day {
@@ -428,21 +385,19 @@ fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
 /// pass (this runs for every C line). A byte count that is not a number or out of range makes
 /// the line bad rather than count as nothing.
 fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
+    const ORIG: &str = ORIG_IP_BYTES.log_key();
+    const RESP: &str = RESP_IP_BYTES.log_key();
     let mut bits = 0u8;
     let mut bytes = 0u64;
     for (k, v) in c.extras() {
         match k {
-            "orig_ip_bytes" | "resp_ip_bytes" => {
+            ORIG | RESP => {
                 let n = v
                     .parse::<u64>()
                     .ok()
                     .filter(|&n| n <= MAX_VALUE)
                     .ok_or_else(|| ParseError {
-                        field: if k == "orig_ip_bytes" {
-                            "orig_ip_bytes"
-                        } else {
-                            "resp_ip_bytes"
-                        },
+                        field: if k == ORIG { ORIG } else { RESP },
                         reason: format!("not a byte count (0-{MAX_VALUE}): {v:?}"),
                     })?;
                 bytes = bytes.saturating_add(n);

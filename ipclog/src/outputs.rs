@@ -6,7 +6,7 @@ use std::path::Path;
 
 use shared::logfmt::WriteOptions;
 use shared::sink::RunInfo;
-use shared::store::Store;
+use store::Store;
 
 use crate::cli::Cli;
 use crate::conntrack;
@@ -39,7 +39,6 @@ pub fn open_text(cli: &Cli, opts: WriteOptions) -> Result<FanOut, Error> {
         let json = JsonOptions {
             // Packets: one object per connection, as Zeek's conn.log (README, --help).
             closes_only: packets,
-            show_nat: cli.nat,
             uid_of: (!packets).then_some(conntrack::uid as fn(u64) -> String),
         };
         fan.others.push(Box::new(JsonSink::json(out, json)));

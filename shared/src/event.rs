@@ -25,6 +25,15 @@ impl EventKind {
             EventKind::Close => 'C',
         }
     }
+
+    /// The name JSON gives it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Open => "open",
+            EventKind::Update => "update",
+            EventKind::Close => "close",
+        }
+    }
 }
 
 /// Who saw the connection.
@@ -237,16 +246,114 @@ impl ConnState {
     }
 }
 
+/// Zeek's conn_state: how a connection went, summed up from what each side did (Zeek's
+/// `base/protocols/conn/main.zeek` documents each one). The packet tracker sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ZeekState {
+    /// Connection attempt seen, no reply.
+    S0,
+    /// Established, not terminated.
+    S1,
+    /// Normal establishment and termination.
+    Sf,
+    /// Connection attempt rejected.
+    Rej,
+    /// Established, close attempt by the originator seen (no reply from the responder).
+    S2,
+    /// Established, close attempt by the responder seen (no reply from the originator).
+    S3,
+    /// Established, the originator aborted (sent a RST).
+    Rsto,
+    /// Established, the responder aborted.
+    Rstr,
+    /// The originator sent a SYN followed by a RST; no SYN-ACK from the responder.
+    Rstos0,
+    /// The responder sent a SYN-ACK followed by a RST; no SYN from the originator.
+    Rstrh,
+    /// The originator sent a SYN followed by a FIN; no SYN-ACK from the responder.
+    Sh,
+    /// The responder sent a SYN-ACK followed by a FIN; no SYN from the originator.
+    Shr,
+    /// No SYN seen, just midstream traffic.
+    Oth,
+}
+
+impl ZeekState {
+    /// Every state, in the order Zeek's documentation lists them.
+    pub const ALL: [ZeekState; 13] = [
+        ZeekState::S0,
+        ZeekState::S1,
+        ZeekState::Sf,
+        ZeekState::Rej,
+        ZeekState::S2,
+        ZeekState::S3,
+        ZeekState::Rsto,
+        ZeekState::Rstr,
+        ZeekState::Rstos0,
+        ZeekState::Rstrh,
+        ZeekState::Sh,
+        ZeekState::Shr,
+        ZeekState::Oth,
+    ];
+
+    /// Zeek's name, as the log, the SQLite history and JSON write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ZeekState::S0 => "S0",
+            ZeekState::S1 => "S1",
+            ZeekState::Sf => "SF",
+            ZeekState::Rej => "REJ",
+            ZeekState::S2 => "S2",
+            ZeekState::S3 => "S3",
+            ZeekState::Rsto => "RSTO",
+            ZeekState::Rstr => "RSTR",
+            ZeekState::Rstos0 => "RSTOS0",
+            ZeekState::Rstrh => "RSTRH",
+            ZeekState::Sh => "SH",
+            ZeekState::Shr => "SHR",
+            ZeekState::Oth => "OTH",
+        }
+    }
+
+    /// The state of a Zeek name; `None` for anything else.
+    pub fn parse(s: &str) -> Option<ZeekState> {
+        // A match rather than a search of `ALL`: the packet tracker names its state this way
+        // for every event it emits.
+        Some(match s {
+            "S0" => ZeekState::S0,
+            "S1" => ZeekState::S1,
+            "SF" => ZeekState::Sf,
+            "REJ" => ZeekState::Rej,
+            "S2" => ZeekState::S2,
+            "S3" => ZeekState::S3,
+            "RSTO" => ZeekState::Rsto,
+            "RSTR" => ZeekState::Rstr,
+            "RSTOS0" => ZeekState::Rstos0,
+            "RSTRH" => ZeekState::Rstrh,
+            "SH" => ZeekState::Sh,
+            "SHR" => ZeekState::Shr,
+            "OTH" => ZeekState::Oth,
+            _ => return None,
+        })
+    }
+}
+
 /// Packet and byte counts, one set per direction. `*_ip_bytes` count whole IP packets (what
 /// conntrack's accounting counts); `*_bytes` count transport payload (only packet captures
 /// know it). Field names are Zeek's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Counters {
+    /// Packets from the originator.
     pub orig_pkts: u64,
+    /// Their IP bytes.
     pub orig_ip_bytes: u64,
+    /// Packets from the responder.
     pub resp_pkts: u64,
+    /// Their IP bytes.
     pub resp_ip_bytes: u64,
+    /// Payload the originator sent (by sequence space for TCP), where known.
     pub orig_bytes: Option<u64>,
+    /// Payload the responder sent.
     pub resp_bytes: Option<u64>,
 }
 
@@ -273,8 +380,8 @@ impl Anomalies {
         *self == Anomalies::default()
     }
 
-    /// The anomaly keys, in the order the log writes them: the log's `key=value` keys and the
-    /// SQLite/JSON field names.
+    /// The anomalies' names, in the log's order: the names of their fields in
+    /// [`crate::record::FIELDS`], so every output calls them so.
     pub const KEYS: [&'static str; 6] = [
         "retrans",
         "syn_retrans",
@@ -296,22 +403,16 @@ impl Anomalies {
         ];
         std::array::from_fn(|i| (Self::KEYS[i], values[i]))
     }
+}
 
-    /// Sets one anomaly from its log key; false when the key is not an anomaly key.
-    pub fn set(&mut self, key: &str, value: u32) -> bool {
-        let Some(i) = Self::KEYS.iter().position(|k| *k == key) else {
-            return false;
-        };
-        match i {
-            0 => self.retransmits = value,
-            1 => self.syn_retransmits = value,
-            2 => self.resets = value,
-            3 => self.long_delays = value,
-            4 => self.fragments = value,
-            _ => self.long_connect = value != 0,
-        }
-        true
-    }
+/// Which connection an event belongs to, among those open at the same time: what the store
+/// keeps a row per, and what a sink that merges a connection's events keys on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    pub source: Source,
+    pub conn_id: u64,
+    pub proto: u8,
+    pub orig: FlowTuple,
 }
 
 /// One thing that happened to one connection.
@@ -323,7 +424,7 @@ pub struct ConnEvent {
     pub ts: DateTime<Utc>,
     pub source: Source,
     /// Identifies the connection among those open at the same time: conntrack's id, or the
-    /// packet tracker's flow number. Sinks key on (source, conn_id, proto, orig).
+    /// packet tracker's flow number. Sinks key on [`ConnEvent::key`].
     pub conn_id: u64,
     /// IP protocol number.
     pub proto: u8,
@@ -345,8 +446,8 @@ pub struct ConnEvent {
     pub found_at_start: bool,
     pub counters: Option<Counters>,
     pub anomalies: Anomalies,
-    /// Zeek's conn_state (S0, SF, REJ, ...), from the packet tracker.
-    pub zeek_state: Option<&'static str>,
+    /// Zeek's conn_state, from the packet tracker.
+    pub zeek_state: Option<ZeekState>,
     /// Zeek's history letters, from the packet tracker.
     pub history: Option<String>,
     /// Zeek-style unique id of the connection (packet tracker).
@@ -395,6 +496,25 @@ impl ConnEvent {
         }
     }
 
+    /// The connection this event belongs to.
+    pub fn key(&self) -> ConnKey {
+        ConnKey {
+            source: self.source,
+            conn_id: self.conn_id,
+            proto: self.proto,
+            orig: self.orig,
+        }
+    }
+
+    /// When the connection opened, in epoch seconds: the event's time less its duration for an
+    /// update or close, the event's time for an open (or when the duration is unknown).
+    pub fn start_ts(&self) -> f64 {
+        match self.duration {
+            Some(d) if self.kind != EventKind::Open => epoch_secs(self.ts) - d,
+            _ => epoch_secs(self.ts),
+        }
+    }
+
     /// The address the log shows as source: the original sender (before any SNAT).
     pub fn shown_src(&self) -> IpAddr {
         self.orig.src
@@ -428,4 +548,30 @@ impl ConnEvent {
 /// Seconds since the epoch with the fraction, as the SQLite history and JSON store times.
 pub fn epoch_secs(t: DateTime<Utc>) -> f64 {
     t.timestamp() as f64 + t.timestamp_subsec_nanos() as f64 / 1e9
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn zeek_states_round_trip() {
+        for z in ZeekState::ALL {
+            assert_eq!(ZeekState::parse(z.as_str()), Some(z));
+        }
+        assert_eq!(ZeekState::parse("sf"), None);
+    }
+
+    #[test]
+    fn start_is_the_time_less_the_duration_except_for_an_open() {
+        let t = Utc.timestamp_opt(1_700_000_010, 500_000_000).unwrap();
+        let tuple = FlowTuple::new([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), None, None);
+        let mut e = ConnEvent::new(EventKind::Close, t, Source::Pcap, 1, 1, tuple);
+        assert_eq!(e.start_ts(), 1_700_000_010.5);
+        e.duration = Some(10.25);
+        assert_eq!(e.start_ts(), 1_700_000_000.25);
+        e.kind = EventKind::Open;
+        assert_eq!(e.start_ts(), 1_700_000_010.5);
+    }
 }

@@ -1,17 +1,29 @@
-//! The one data model both tools share: a [`ConnEvent`] says that a connection opened, changed
-//! state or closed, whichever source saw it (conntrack or packets); [`logfmt`] turns events into
-//! the constat-compatible line log and parses that log back; [`store`] keeps the same events as
-//! one SQLite row per connection. Sources produce events, sinks consume them, and neither side
-//! knows the other: this crate is the contract between them.
+//! The one data model both tools share. A source (conntrack's netlink messages in ipclog, or
+//! packets in `ipclog-capture`) turns what it sees into [`ConnEvent`]s: a connection opened,
+//! changed state or closed. Sinks ([`sink::EventSink`]) take the events without knowing the
+//! source: [`logfmt`] writes the constat-compatible line log (and reads it back for constat's
+//! report), [`json`] makes JSON objects, and the `store` crate keeps one SQLite row per
+//! connection, which constat reports from as well. [`record`] lists the fields of a connection
+//! once, with the name each output gives them, and every output is generated from that list.
+//!
+//! Also here: [`proto`] (protocol numbers and names), [`net`] (address text, networks),
+//! [`text`] (escaping foreign text for terminals and logs) and [`outfile`] (opening output
+//! files safely as root).
 
 pub mod event;
+pub mod json;
 pub mod logfmt;
+pub mod net;
 pub mod outfile;
 pub mod proto;
+pub mod record;
 pub mod sink;
-pub mod store;
 pub mod text;
 
+#[cfg(test)]
+mod testdata;
+
 pub use event::{
-    Anomalies, ConnEvent, ConnState, Counters, Direction, EventKind, FlowTuple, Source, TcpState,
+    Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple, Source,
+    TcpState, ZeekState,
 };

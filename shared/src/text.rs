@@ -75,24 +75,23 @@ pub fn push_field(s: &str, out: &mut String) {
     push_with(s, true, out);
 }
 
-/// `s` with its control and bidi characters escaped; borrowed when nothing needed it.
-pub fn escaped(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| escape_of(c, false).is_some()) {
+fn escaped_with(s: &str, field: bool) -> Cow<'_, str> {
+    if !s.chars().any(|c| escape_of(c, field).is_some()) {
         return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len() + 8);
-    push_escaped(s, &mut out);
+    push_with(s, field, &mut out);
     Cow::Owned(out)
+}
+
+/// `s` with its control and bidi characters escaped; borrowed when nothing needed it.
+pub fn escaped(s: &str) -> Cow<'_, str> {
+    escaped_with(s, false)
 }
 
 /// `s` escaped as one field (see [`push_field`]); borrowed when nothing needed it.
 pub fn field(s: &str) -> Cow<'_, str> {
-    if !s.chars().any(|c| escape_of(c, true).is_some()) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    push_field(s, &mut out);
-    Cow::Owned(out)
+    escaped_with(s, true)
 }
 
 /// Bytes that may not be UTF-8 (a path, a raw line), shown lossily and escaped.

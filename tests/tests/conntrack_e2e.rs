@@ -384,7 +384,7 @@ fn sqlite_and_json_hold_every_connection_with_counters() {
     wait_closed(&ipc, Some(up), Some(5353), 17);
     ipc.stop();
 
-    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let conn_db = store::open_read_only(&db).unwrap();
     let row = conn_db
         .query_row(
             "SELECT orig_h, resp_h, dport, last_state, flag, close_ts IS NOT NULL, duration,
@@ -566,7 +566,7 @@ fn hostile_environment_is_refused_at_start() {
     // A database of another schema, and a foreign one.
     let other = dir.join("other.db");
     {
-        let s = shared::store::Store::open(&other).unwrap();
+        let s = store::Store::open(&other).unwrap();
         s.connection()
             .execute_batch("PRAGMA user_version = 99")
             .unwrap();
@@ -576,7 +576,7 @@ fn hostile_environment_is_refused_at_start() {
     assert!(err.contains("schema version 99"), "{err}");
     // A locked database.
     let locked = dir.join("locked.db");
-    let holder = shared::store::Store::open(&locked).unwrap();
+    let holder = store::Store::open(&locked).unwrap();
     holder
         .connection()
         .execute_batch("BEGIN EXCLUSIVE")
@@ -640,7 +640,7 @@ fn write_errors_are_counted_not_fatal_and_exit_1() {
         .unwrap();
     let out = lab.client(&["udp", SERVER, "5353", "10"]);
     let p: i64 = out[0].parse().unwrap();
-    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let conn_db = store::open_read_only(&db).unwrap();
     wait_for(Duration::from_secs(15), || {
         conn_db
             .query_row(
@@ -724,7 +724,7 @@ fn lost_events_are_reported_and_resynced() {
     });
     let text = ipc.stop();
     let lost = lost_lines(&text);
-    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let conn_db = store::open_read_only(&db).unwrap();
     let (run_lost, run_dropped): (i64, i64) = conn_db
         .query_row("SELECT lost_events, dropped FROM runs", [], |r| {
             Ok((r.get(0)?, r.get(1)?))
@@ -793,7 +793,7 @@ fn daemon_writes_pidfile_and_stops_on_sigterm() {
     let text = fs::read_to_string(&log).unwrap();
     assert!(text.ends_with(" ipclog stopped, 0 errors\n"), "{text}");
     // The database, reopened after the fork, has the connection and the finished run.
-    let conn_db = shared::store::open_read_only(&db).unwrap();
+    let conn_db = store::open_read_only(&db).unwrap();
     let (rows, stopped): (i64, bool) = conn_db
         .query_row(
             "SELECT (SELECT count(*) FROM connections WHERE orig_p = 40998),

@@ -7,8 +7,8 @@ use std::process::Command;
 
 use e2e::bins::{bin, repo_root, scratch};
 use shared::logfmt::parse_epoch;
-use shared::store::Store;
 use shared::{ConnEvent, ConnState, EventKind, FlowTuple, Source, TcpState};
+use store::Store;
 
 /// One connection of the seed's sample: (open "HH:MM:SS" on 2004-08-05 UTC, proto, src, src
 /// interface, dst, dst interface, sport, dport, final state, duration; None = still open).
@@ -347,7 +347,7 @@ fn a_connection_open_across_a_restart_is_counted_once() {
         store.start_run(at(run), "conntrack", "test").unwrap();
         store.write_batch(&events).unwrap();
     }
-    let rows: i64 = shared::store::open_read_only(&db)
+    let rows: i64 = store::open_read_only(&db)
         .unwrap()
         .query_row("SELECT count(*) FROM connections", [], |r| r.get(0))
         .unwrap();

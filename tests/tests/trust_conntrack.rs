@@ -172,7 +172,7 @@ fn kill_9_under_a_flood_then_restart_counts_every_connection_once() {
         );
     }
     let open_rows = || -> i64 {
-        let Ok(c) = shared::store::open_read_only(&db) else {
+        let Ok(c) = store::open_read_only(&db) else {
             return 0;
         };
         c.query_row(
@@ -197,7 +197,7 @@ fn kill_9_under_a_flood_then_restart_counts_every_connection_once() {
     let torn = !at_kill.ends_with(b"\n");
     let lines_at_kill = at_kill.split(|&b| b == b'\n').count() - 1 + torn as usize;
     {
-        let c = shared::store::open_read_only(&db).unwrap();
+        let c = store::open_read_only(&db).unwrap();
         let check: String = c
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))
             .unwrap();
@@ -288,7 +288,7 @@ fn kill_9_under_a_flood_then_restart_counts_every_connection_once() {
             "history {key}: {report:#?}"
         );
     }
-    let c = shared::store::open_read_only(&db).unwrap();
+    let c = store::open_read_only(&db).unwrap();
     let (flows, unclosed): (i64, i64) = c
         .query_row(
             "SELECT count(DISTINCT orig_p),
@@ -699,7 +699,7 @@ fn database_queue_drops_are_written_stored_and_reported() {
     let dropped = p_events(&text, "dropped");
     let lost = p_events(&text, "lost");
     assert!(dropped > 0, "nothing dropped with a queue of 16:\n{text}");
-    let c = shared::store::open_read_only(&db).unwrap();
+    let c = store::open_read_only(&db).unwrap();
     let (run_lost, run_dropped, rows): (i64, i64, i64) = c
         .query_row(
             "SELECT lost_events, dropped, (SELECT count(*) FROM connections) FROM runs",

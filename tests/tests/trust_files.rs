@@ -300,7 +300,7 @@ fn follow_symlinks_writes_through_the_link() {
     assert!(log.lines().any(|l| l.starts_with("C ")), "{log}");
     let json = fs::read_to_string(real.join("json")).unwrap();
     assert!(json.contains("\"id.resp_p\":80"), "{json}");
-    let db = shared::store::open_read_only(&real.join("db")).unwrap();
+    let db = store::open_read_only(&real.join("db")).unwrap();
     let rows: i64 = db
         .query_row("SELECT count(*) FROM connections", [], |r| r.get(0))
         .unwrap();
@@ -650,7 +650,7 @@ fn user_nobody_owns_its_files_and_reopens_them_on_sighup() {
     wait_text(&json, "40202");
     let text = stop(child, &d, &log);
     assert!(!text.contains(" 40201 9 "), "{text}");
-    let db = shared::store::open_read_only(&db).unwrap();
+    let db = store::open_read_only(&db).unwrap();
     let rows: i64 = db
         .query_row(
             "SELECT count(*) FROM connections WHERE orig_p IN (40201, 40202)",

@@ -14,8 +14,8 @@ use e2e::bins::{bin, repo_root, scratch};
 use e2e::netns::Netns;
 use e2e::require_netns;
 use shared::logfmt::parse_epoch;
-use shared::store::Store;
 use shared::{ConnEvent, ConnState, EventKind, FlowTuple, Source, TcpState};
+use store::Store;
 
 /// A legal Linux interface name that retitles the terminal window and turns on reverse video.
 const EVIL_IF: &str = "\u{1b}]0;PWN\u{7}\u{1b}[7m";

@@ -8,9 +8,13 @@ use common::*;
 use ipclog_capture::CaptureArgs;
 use shared::event::ConnState;
 use shared::event::TcpState;
+use shared::event::ZeekState;
 
 fn state_hist(e: &shared::event::ConnEvent) -> (&str, &str) {
-    (e.zeek_state.unwrap(), e.history.as_deref().unwrap())
+    (
+        e.zeek_state.unwrap().as_str(),
+        e.history.as_deref().unwrap(),
+    )
 }
 
 #[test]
@@ -112,7 +116,7 @@ fn rejected_syns_and_port_reuse() {
     // The completed POP3 sessions close normally: SF.
     let sf = closes(&ev)
         .into_iter()
-        .filter(|e| e.zeek_state == Some("SF"))
+        .filter(|e| e.zeek_state == Some(ZeekState::Sf))
         .count();
     assert_eq!(sf, 5);
     assert_eq!(sum.flows, 11);
@@ -220,7 +224,7 @@ fn retransmissions_counted_by_threshold() {
     let (ev, sum) = read(&p);
     let c = closes(&ev);
     assert_eq!(c.len(), 1);
-    assert_eq!(c[0].zeek_state, Some("RSTO"));
+    assert_eq!(c[0].zeek_state, Some(ZeekState::Rsto));
     assert!(c[0].history.as_deref().unwrap().contains('t'));
     assert_eq!(c[0].anomalies.retransmits, 0, "none slower than 1000 ms");
     assert_eq!(sum.bad_checksum, 39);
@@ -274,7 +278,7 @@ fn rst_after_fin_ignored_in_mode_1() {
         let (ev, _) = read_with(&p, args);
         let c = closes(&ev);
         assert_eq!(c.len(), 1);
-        assert_eq!(c[0].zeek_state, Some("RSTO"));
+        assert_eq!(c[0].zeek_state, Some(ZeekState::Rsto));
         assert_eq!(c[0].anomalies.resets, want, "--rst {mode}");
     }
 }

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicBool;
 use common::*;
 use e2e::pcapgen::{self, Link, Record, Session};
 use ipclog_capture::CaptureArgs;
+use shared::event::ZeekState;
 use shared::sink::VecSink;
 
 const T0: i64 = 1_700_000_000_000_000;
@@ -85,7 +86,7 @@ fn every_link_type_and_both_formats_give_the_same_connection() {
                 assert_eq!(sum.bad_checksum, 0, "{what}");
                 let c = closes(&ev);
                 assert_eq!(c.len(), 1, "{what}");
-                assert_eq!(c[0].zeek_state, Some("SF"), "{what}");
+                assert_eq!(c[0].zeek_state, Some(ZeekState::Sf), "{what}");
                 assert_eq!(c[0].history.as_deref(), Some("ShADadFf"), "{what}");
                 let k = c[0].counters.unwrap();
                 assert_eq!((k.orig_pkts, k.resp_pkts), (6, 4), "{what}");
@@ -199,7 +200,7 @@ fn bad_filter_expression_is_a_clear_error_and_a_good_one_filters() {
     let c = closes(&ev);
     assert_eq!(c.len(), 1);
     assert_eq!(c[0].proto, 17);
-    assert_eq!(c[0].zeek_state, Some("S0"));
+    assert_eq!(c[0].zeek_state, Some(ZeekState::S0));
     assert_eq!(c[0].history.as_deref(), Some("D"));
 }
 
@@ -288,9 +289,9 @@ fn rst_modes() {
         let cb = close_by_sport(&ev, 40001);
         assert_eq!(ca[0].anomalies.resets, wa, "mode {mode}");
         assert_eq!(cb[0].anomalies.resets, wb, "mode {mode}");
-        assert_eq!(ca[0].zeek_state, Some("RSTR"));
+        assert_eq!(ca[0].zeek_state, Some(ZeekState::Rstr));
         assert_eq!(ca[0].history.as_deref(), Some("ShADr"));
-        assert_eq!(cb[0].zeek_state, Some("RSTR"));
+        assert_eq!(cb[0].zeek_state, Some(ZeekState::Rstr));
     }
 }
 
@@ -401,17 +402,17 @@ fn inactivity_timeouts_in_packet_time() {
     check_accounting(&ev, &sum, "timeouts");
     let udp: Vec<_> = close_by_sport(&ev, 5000);
     assert_eq!(udp.len(), 2);
-    assert_eq!(udp[0].zeek_state, Some("SF"));
+    assert_eq!(udp[0].zeek_state, Some(ZeekState::Sf));
     assert_eq!(udp[0].history.as_deref(), Some("Dd"));
-    assert_eq!(udp[1].zeek_state, Some("S0"));
+    assert_eq!(udp[1].zeek_state, Some(ZeekState::S0));
     // Timed out: the first UDP flow (at 70 s), the first TCP one (at 301 s) and, once the
     // packet at 401 s moves time on, the second UDP flow (idle since 100 s).
     assert_eq!(sum.timed_out, 3, "{}", sum.describe());
     assert!(sum.describe().contains("3 timed out"));
     let tcp = close_by_sport(&ev, 40000);
     assert_eq!(tcp.len(), 2);
-    assert_eq!(tcp[0].zeek_state, Some("S1"));
-    assert_eq!(tcp[1].zeek_state, Some("OTH"));
+    assert_eq!(tcp[0].zeek_state, Some(ZeekState::S1));
+    assert_eq!(tcp[1].zeek_state, Some(ZeekState::Oth));
     assert_eq!(tcp[1].history.as_deref(), Some("D"));
     // Longer timeouts keep each one flow.
     let (ev, _) = read_with(
@@ -498,7 +499,7 @@ fn port_reuse_and_sequence_wrap() {
     assert_eq!(c.len(), 2);
     let k = c[0].counters.unwrap();
     assert_eq!((k.orig_bytes, k.resp_bytes), (Some(1000), Some(0)));
-    assert_eq!(c[0].zeek_state, Some("SF"));
+    assert_eq!(c[0].zeek_state, Some(ZeekState::Sf));
     assert_ne!(c[0].uid, c[1].uid);
     assert_eq!(c[1].counters.unwrap().orig_bytes, Some(100));
 }

@@ -1,4 +1,4 @@
-//! The SQLite history (`shared::store`), written in batches by a thread of its own so a slow
+//! The SQLite history (the `store` crate), written in batches by a thread of its own so a slow
 //! disk never stalls the source. With a live source, events that do not fit in the bounded
 //! queue are dropped and counted (in P lines, the runs table and the exit status); with a
 //! file source the sender waits. The runs row records the run: started when the database is
@@ -16,8 +16,8 @@ use chrono::{DateTime, Utc};
 
 use shared::outfile;
 use shared::sink::{EventSink, RunEnd, RunInfo, SinkStats};
-use shared::store::Store;
 use shared::{ConnEvent, EventKind};
+use store::Store;
 
 use super::with_symlink_hint;
 use crate::error::Error;
@@ -292,10 +292,10 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>, capacity
 /// later event sets again, so only the last one matters. A TCP connection's whole life (open,
 /// established, closing, TIME_WAIT, close) becomes two statements instead of five.
 fn compact(batch: &mut Vec<ConnEvent>) {
-    let mut later: HashSet<(shared::Source, u64, u8, shared::FlowTuple)> = HashSet::new();
+    let mut later: HashSet<shared::event::ConnKey> = HashSet::new();
     let mut keep = vec![true; batch.len()];
     for (i, ev) in batch.iter().enumerate().rev() {
-        let k = (ev.source, ev.conn_id, ev.proto, ev.orig);
+        let k = ev.key();
         match ev.kind {
             EventKind::Update => {
                 if !later.insert(k) {

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use lookup::{Cidr, CidrError};
+use shared::net::Cidr;
 
 use shared::proto::proto_from_name;
 use shared::ConnEvent;
@@ -29,14 +29,7 @@ impl Filter {
             .collect::<Result<_, _>>()?;
         let hosts = hosts
             .iter()
-            .map(|h| {
-                Cidr::parse(h).map_err(|e| match e {
-                    CidrError::NotAnAddress => format!("--host {h}: not an IP address"),
-                    CidrError::BadPrefix { max } => {
-                        format!("--host {h}: prefix length must be 0..={max}")
-                    }
-                })
-            })
+            .map(|h| Cidr::parse(h).map_err(|e| format!("--host {h}: {e}")))
             .collect::<Result<_, _>>()?;
         Ok(Filter {
             protos,

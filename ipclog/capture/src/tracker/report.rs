@@ -2,6 +2,7 @@
 //! Zeek's conn_state, the counters, the history, and a Zeek-like uid.
 
 use chrono::{DateTime, Utc};
+use shared::event::ZeekState;
 use shared::event::{ConnEvent, ConnState, Counters, EventKind, TcpState};
 
 use super::endpoint::Ep;
@@ -78,7 +79,8 @@ impl Flow {
     }
 
     /// Zeek's conn_state (base/protocols/conn/main.zeek), from the endpoint states.
-    fn zeek_state(&self) -> &'static str {
+    fn zeek_state(&self) -> ZeekState {
+        use ZeekState as Z;
         let (o, r) = (&self.ep[0], &self.ep[1]);
         match self.proto {
             TCP => {
@@ -89,51 +91,51 @@ impl Flow {
                     if matches!(os, Ep::SynSent | Ep::SynAckSent)
                         || (os == Ep::Reset && o.size(r) == 0 && r.size(o) == 0)
                     {
-                        "REJ"
+                        Z::Rej
                     } else if o_inactive {
-                        "RSTRH"
+                        Z::Rstrh
                     } else {
-                        "RSTR"
+                        Z::Rstr
                     }
                 } else if os == Ep::Reset {
                     if r_inactive {
                         if rstos0_history(self.hist.as_str()) {
-                            "RSTOS0"
+                            Z::Rstos0
                         } else {
-                            "OTH"
+                            Z::Oth
                         }
                     } else {
-                        "RSTO"
+                        Z::Rsto
                     }
                 } else if rs == Ep::Closed && os == Ep::Closed {
-                    "SF"
+                    Z::Sf
                 } else if os == Ep::Closed {
                     if r_inactive {
-                        "SH"
+                        Z::Sh
                     } else {
-                        "S2"
+                        Z::S2
                     }
                 } else if rs == Ep::Closed {
                     if o_inactive {
-                        "SHR"
+                        Z::Shr
                     } else {
-                        "S3"
+                        Z::S3
                     }
                 } else if os == Ep::SynSent && rs == Ep::Inactive {
-                    "S0"
+                    Z::S0
                 } else if os == Ep::Established && rs == Ep::Established {
-                    "S1"
+                    Z::S1
                 } else {
-                    "OTH"
+                    Z::Oth
                 }
             }
             UDP => match (o.pkts > 0, r.pkts > 0) {
-                (true, true) => "SF",
-                (true, false) => "S0",
-                (false, true) => "SHR",
-                (false, false) => "OTH",
+                (true, true) => Z::Sf,
+                (true, false) => Z::S0,
+                (false, true) => Z::Shr,
+                (false, false) => Z::Oth,
             },
-            _ => "OTH",
+            _ => Z::Oth,
         }
     }
 

@@ -9,8 +9,8 @@
 use std::time::Instant;
 
 use chrono::{TimeZone, Utc};
-use shared::store::Store;
 use shared::*;
+use store::Store;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
