@@ -31,7 +31,8 @@ export RUSTC_BOOTSTRAP=1
 # and without ASan it runs about twice as fast. Debug assertions and overflow checks stay on.
 fuzz=(cargo fuzz run --fuzz-dir fuzz/libfuzzer --sanitizer none)
 
-mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target" fuzz/logs
+# regressions/TARGET may be absent in a clone (git keeps no empty directory).
+mkdir -p "fuzz/corpus/$target" "fuzz/artifacts/$target" "fuzz/regressions/$target" fuzz/logs
 cargo run -q -p ipclog-fuzz --bin fuzz-seeds -- fuzz/seeds >/dev/null
 cargo fuzz build --fuzz-dir fuzz/libfuzzer --sanitizer none "$target"
 
