@@ -459,3 +459,49 @@ fn messages_escape_what_they_quote() {
         );
     }
 }
+
+/// `--db` on a disk that fills up (a 512 KiB tmpfs in a private mount namespace): the run
+/// says how many events the database did not get and exits 1, the rows that were written
+/// are whole (integrity check), and those plus the events said to be missing are all of them.
+#[test]
+fn a_full_disk_under_the_database_is_exit_1_with_the_count() {
+    if let Some(why) = e2e::netns::skip_reason() {
+        eprintln!("SKIPPED a_full_disk_under_the_database: {why}");
+        return;
+    }
+    let dir = scratch("trust-dbfull");
+    let cap = capture(&dir, "c.pcap", 20_000);
+    let mnt = dir.join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let copy = dir.join("copy.db");
+    let errf = dir.join("stderr");
+    let script = r#"mount -t tmpfs -o size=512k,mode=0755 none "$1" || exit 99
+"$2" -r "$3" --db "$1/h.db" -f /dev/null 2>"$5"
+code=$?
+for f in "$1"/h.db*; do cp "$f" "$4${f#"$1"/h.db}"; done
+exit $code"#;
+    let st = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&mnt)
+        .arg(bin("ipclog"))
+        .arg(&cap)
+        .arg(&copy)
+        .arg(&errf)
+        .status()
+        .unwrap();
+    let err = fs::read_to_string(&errf).unwrap_or_default();
+    assert_ne!(st.code(), Some(99), "cannot mount a tmpfs here");
+    assert_eq!(st.code(), Some(1), "{err}");
+    assert_eq!(sql(&copy, "PRAGMA integrity_check"), "ok");
+    let missing = summary_count(&err, "database ", " events");
+    assert!(missing > 0, "{err}");
+    // Every connection is an open and a close; the rows hold the ones that got in.
+    let rows: u64 = sql(&copy, "SELECT count(*) FROM connections")
+        .parse()
+        .unwrap();
+    assert!(rows < 20_000, "{rows} rows on a 512 KiB disk?");
+    assert!(
+        err.contains("database or disk is full") || err.contains("No space"),
+        "{err}"
+    );
+}
