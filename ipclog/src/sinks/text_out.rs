@@ -51,9 +51,10 @@ pub fn open_append(path: &Path) -> io::Result<File> {
 /// old one away; the next write creates the new one).
 ///
 /// Lines are written whole or counted as not written: after a short write (a disk that filled
-/// up in the middle of a buffer) the next write starts with a newline, so the torn fragment
-/// stays one bad line instead of gluing itself to the next one, and a torn last line left by
-/// an earlier run is ended the same way when the file is opened. A reader that went away
+/// up in the middle of a buffer) the torn fragment is cut off a regular file again, and where
+/// that cannot be done (a pipe) the next write starts with a newline, so the fragment stays
+/// one bad line instead of gluing itself to the next one; a torn last line left by an earlier
+/// run is ended with a newline when the file is opened. A reader that went away
 /// (EPIPE) is not an error: the output closes and the run stops, like any Unix filter.
 pub struct TextOut {
     path: Option<PathBuf>,
@@ -79,32 +80,35 @@ pub struct TextOut {
 impl TextOut {
     /// Standard output, or `path` opened now (an unwritable path is a start-up error).
     pub fn open(path: Option<&Path>, what: &'static str) -> io::Result<TextOut> {
-        let mut regular = None;
-        let (path, out, torn_at_open): (Option<PathBuf>, Box<dyn Write + Send>, _) = match path {
-            None => (None, Box::new(stdout_unbuffered()?), None),
-            Some(p) => {
-                let f = open_append(p)?;
-                regular = f
-                    .try_clone()
-                    .ok()
-                    .filter(|c| c.metadata().is_ok_and(|m| m.is_file()));
-                let torn = torn_tail(&f);
-                // Absolute, so a reopen after the daemon's chdir("/") finds the same file.
-                let abs = if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    std::env::current_dir()?.join(p)
-                };
-                (Some(abs), Box::new(f), torn)
-            }
+        let Some(p) = path else {
+            let mut t = TextOut::from_writer(Box::new(stdout_unbuffered()?));
+            t.what = what;
+            return Ok(t);
         };
-        let mut t = TextOut::from_writer(out);
-        t.path = path;
+        let f = open_append(p)?;
+        let mut t = TextOut::from_writer(Box::new(io::sink()));
         t.what = what;
-        t.torn = torn_at_open.is_some();
-        t.torn_at_open = torn_at_open;
-        t.regular = regular;
+        // Absolute, so a reopen after the daemon's chdir("/") finds the same file.
+        t.path = Some(if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            std::env::current_dir()?.join(p)
+        });
+        t.torn_at_open = t.adopt(f);
         Ok(t)
+    }
+
+    /// Writes to the file `f` from now on; returns the size of a torn last line it ends in
+    /// (an earlier run, or logrotate's copytruncate, left it), which the next write ends.
+    fn adopt(&mut self, f: File) -> Option<u64> {
+        let torn = torn_tail(&f);
+        self.torn = torn.is_some();
+        self.regular = f
+            .try_clone()
+            .ok()
+            .filter(|c| c.metadata().is_ok_and(|m| m.is_file()));
+        self.out = Box::new(f);
+        torn
     }
 
     /// Any writer (tests, and the pieces `open` puts together).
@@ -181,13 +185,7 @@ impl TextOut {
             if let Some(p) = &self.path {
                 match open_append(p) {
                     Ok(f) => {
-                        // A file logrotate left in place (copytruncate) may end in a torn line.
-                        self.torn = torn_tail(&f).is_some();
-                        self.regular = f
-                            .try_clone()
-                            .ok()
-                            .filter(|c| c.metadata().is_ok_and(|m| m.is_file()));
-                        self.out = Box::new(f);
+                        self.adopt(f);
                     }
                     Err(e) => {
                         self.errors += 1;
