@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use e2e::bins::{bin, repo_root, scratch};
+use e2e::report::rows;
 
 const LOOKUP: &str = "\
 192.168.0.2     nat-pc
@@ -87,17 +88,6 @@ fn out(o: &Output) -> String {
 
 fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The report's rows (between the dashes and the ERRORS line), whitespace collapsed.
-fn rows(report: &str) -> Vec<String> {
-    report
-        .lines()
-        .skip_while(|l| !l.starts_with("-----"))
-        .skip(1)
-        .take_while(|l| !l.ends_with(" ERRORS") && !l.contains(" EVENTS LOST ") && !l.is_empty())
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
 }
 
 fn errors_line(report: &str) -> &str {

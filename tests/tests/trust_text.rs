@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use e2e::bins::{bin, repo_root, scratch};
 use e2e::netns::Netns;
+use e2e::report::rows;
 use e2e::require_netns;
 use shared::logfmt::parse_epoch;
 use shared::{ConnEvent, ConnState, EventKind, FlowTuple, Source, TcpState};
@@ -60,17 +61,6 @@ fn stdout(o: &Output) -> String {
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// The report's rows (after the dashes, before the ERRORS / LOST lines), spaces collapsed.
-fn rows(report: &str) -> Vec<String> {
-    report
-        .lines()
-        .skip_while(|l| !l.starts_with("-----"))
-        .skip(1)
-        .take_while(|l| !l.ends_with(" ERRORS") && !l.contains(" EVENTS LOST ") && !l.is_empty())
-        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect()
 }
 
 fn last_lines(report: &str, n: usize) -> Vec<&str> {

@@ -1,0 +1,12 @@
+//! Reading constat's text report back in the tests.
+
+/// The report's rows (after the dashes, before the ERRORS / LOST lines), spaces collapsed.
+pub fn rows(report: &str) -> Vec<String> {
+    report
+        .lines()
+        .skip_while(|l| !l.starts_with("-----"))
+        .skip(1)
+        .take_while(|l| !l.ends_with(" ERRORS") && !l.contains(" EVENTS LOST ") && !l.is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
