@@ -97,6 +97,17 @@ pub struct Cli {
     #[arg(long = "user", value_name = "NAME")]
     pub user: Option<String>,
 
+    /// Add the local process that owns each connection's socket (`pid=`, `comm=`,
+    /// `proc_uid=`): conntrack mode and -i, for connections with an end on this host, looked
+    /// up once per connection in the kernel's socket table and /proc (see README).
+    #[arg(long = "proc")]
+    pub proc: bool,
+
+    /// Print the counters of the ipclog running with --pidfile FILE (default /run/ipclog.pid)
+    /// and exit; 3 when none runs.
+    #[arg(long = "status")]
+    pub status: bool,
+
     /// Only log these protocols (names or numbers, comma separated or repeated).
     #[arg(
         long = "proto",

@@ -19,7 +19,9 @@ mod names;
 mod outputs;
 mod packets;
 mod privs;
+mod procs;
 mod sinks;
+mod status;
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -114,6 +116,19 @@ impl Source {
 
 /// Runs ipclog as the command line says; the exit status, or why it could not start.
 fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
+    if cli.status {
+        let pidfile = cli
+            .pidfile
+            .as_deref()
+            .unwrap_or(Path::new("/run/ipclog.pid"));
+        return Ok(status::print(pidfile));
+    }
+    if cli.proc && cli.capture.read_file.is_some() {
+        return Err(Error::Start(
+            "ipclog: --proc needs live connections (conntrack mode or -i), not a capture file"
+                .into(),
+        ));
+    }
     let filter = Filter::new(&cli.proto, &cli.port, &cli.host, &cli.iface)
         .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
     if cli.once || invoked_as_ipc() {
@@ -160,7 +175,18 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
         .map(|p| daemon::PidFile::acquire(p, &policy))
         .transpose()
         .map_err(Error::Start)?;
+    let status_file = cli
+        .pidfile
+        .as_deref()
+        .map(|p| status::StatusFile::open(p, &policy))
+        .transpose()
+        .map_err(Error::Start)?;
     let mut fan = outputs::open_text(cli, opts)?;
+    if cli.proc {
+        fan.procs = Some(procs::Attributor::open().map_err(|e| {
+            Error::Start(format!("ipclog: --proc: cannot open the socket table: {e}"))
+        })?);
+    }
     let mut store = outputs::open_db(cli, &run_now(), cli.daemon)?;
     if cli.daemon {
         daemon::daemonize().map_err(|e| Error::Start(format!("ipclog: cannot detach: {e}")))?;
@@ -168,17 +194,20 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     }
     // Everything is open: what remains needs at most CAP_NET_ADMIN (conntrack's dumps). Done
     // before any thread starts, as capabilities are per thread.
-    let keep: &[u32] = match &source {
+    let mut keep: Vec<u32> = match &source {
         Source::Conntrack(_) => {
             // Raising a nice value needs no privilege, lowering it needs CAP_SYS_NICE: so this
             // thread takes the reader's priority now, and every thread started later inherits
             // it and moves to its own (conntrack::run, the database and name threads).
             daemon::set_thread_nice(-10);
-            &[privs::CAP_NET_ADMIN]
+            vec![privs::CAP_NET_ADMIN]
         }
-        Source::Capture(_) => &[],
+        Source::Capture(_) => vec![],
     };
-    privs::drop_privileges(keep, user.as_ref())
+    if cli.proc {
+        keep.push(privs::CAP_SYS_PTRACE);
+    }
+    privs::drop_privileges(&keep, user.as_ref())
         .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
     if let Some(p) = &mut pidfile {
         p.write_pid()
@@ -196,6 +225,16 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     }
     fan.filter = filter;
     let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
+    fan.stats_every = stats_every;
+    if let Some(s) = &status_file {
+        let kind = if cli.capture.is_capture() {
+            "pcap"
+        } else {
+            "conntrack"
+        };
+        s.start(kind, outputs::listed(cli))
+            .map_err(|e| Error::Start(format!("ipclog: cannot start the status thread: {e}")))?;
+    }
     let run = run_now();
     let code = match source {
         Source::Conntrack(sock) => {
@@ -211,6 +250,7 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
             packets::run(capture, &cli.capture, &mut fan, stats_every, &run)
         }
     };
+    drop(status_file);
     drop(pidfile);
     Ok(fan.outcome().exit_code(code))
 }

@@ -79,3 +79,34 @@ pub fn start_db(fan: &mut FanOut, store: Store, cli: &Cli) {
     };
     fan.db = Some(DbSink::start(store, cli.db_queue.max(16), when_full, db));
 }
+
+/// The outputs as `--status` lists them, with the files whose size it shows.
+pub fn listed(cli: &Cli) -> Vec<crate::status::Output> {
+    use crate::status::Output;
+    let mut out = Vec::new();
+    if cli.log.is_some() || none_named(cli) {
+        out.push(Output {
+            kind: "log",
+            path: cli.log.clone(),
+        });
+    }
+    if let Some(db) = &cli.db {
+        out.push(Output {
+            kind: "db",
+            path: Some(db.clone()),
+        });
+    }
+    if let Some(j) = &cli.json {
+        out.push(Output {
+            kind: "json",
+            path: (j != "-").then(|| j.into()),
+        });
+    }
+    if cli.syslog {
+        out.push(Output {
+            kind: "syslog",
+            path: None,
+        });
+    }
+    out
+}

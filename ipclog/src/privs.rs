@@ -14,6 +14,9 @@ use std::io;
 
 /// Bit number of CAP_NET_ADMIN.
 pub const CAP_NET_ADMIN: u32 = 12;
+/// Bit number of CAP_SYS_PTRACE: `--proc` reads other processes' `/proc/PID/fd`, which the
+/// kernel allows only to a reader whose capabilities cover the target's.
+pub const CAP_SYS_PTRACE: u32 = 19;
 const CAP_SETGID: u32 = 6;
 const CAP_SETUID: u32 = 7;
 const CAP_SETPCAP: u32 = 8;

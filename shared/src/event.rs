@@ -458,6 +458,18 @@ pub struct ConnEvent {
     /// Kernel start and stop time of the conntrack entry (`nf_conntrack_timestamp`).
     pub kernel_start: Option<DateTime<Utc>>,
     pub kernel_stop: Option<DateTime<Utc>>,
+    /// The local process that owns the connection's socket (`--proc`).
+    pub process: Option<Process>,
+}
+
+/// Who owns a connection's local socket: the socket's uid (from the kernel's socket table) and
+/// a process holding it open (from `/proc`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Process {
+    pub pid: u32,
+    /// `/proc/PID/comm`: foreign text, escaped by the log.
+    pub comm: String,
+    pub uid: u32,
 }
 
 impl ConnEvent {
@@ -493,6 +505,7 @@ impl ConnEvent {
             zone: None,
             kernel_start: None,
             kernel_stop: None,
+            process: None,
         }
     }
 

@@ -156,6 +156,13 @@ pub fn run(cfg: Config, sock: EventSocket, sink: &mut dyn EventSink, run: &RunIn
                 p.set_addrs(addrs);
             }
         }
+        crate::status::publish_source(
+            p.open_count() as u64,
+            shared.depth.load(Ordering::Relaxed).max(0) as u64,
+            shared.lost.load(Ordering::Relaxed),
+            shared.queue_dropped.load(Ordering::Relaxed),
+            p.sink().errors() + shared.decode_errors.load(Ordering::Relaxed),
+        );
         if let Some(every) = cfg.stats_every {
             if last_stats.elapsed() >= every {
                 let ev = shared.events.load(Ordering::Relaxed);

@@ -31,6 +31,11 @@ pub struct FanOut {
     db_dropped_said: u64,
     /// When the last drop line was written (at most one every few seconds).
     db_dropped_said_at: Option<Instant>,
+    /// `--proc`: puts the owning process on each event the filters let through.
+    pub procs: Option<crate::procs::Attributor>,
+    /// `-s`: how often to say the attribution's figures on standard error.
+    pub stats_every: Option<Duration>,
+    procs_said_at: Option<Instant>,
 }
 
 /// How a run's output went, for the exit status and the last words on standard error.
@@ -133,9 +138,21 @@ impl EventSink for FanOut {
     }
 
     fn event(&mut self, ev: &ConnEvent) {
-        if self.filter.matches(ev) {
-            self.all().for_each(|s| s.event(ev));
+        crate::status::count_event(ev);
+        if !self.filter.matches(ev) {
+            return;
         }
+        if let Some(p) = &mut self.procs {
+            if let Some(process) = p.process(ev) {
+                let ev = ConnEvent {
+                    process: Some(process),
+                    ..ev.clone()
+                };
+                self.all().for_each(|s| s.event(&ev));
+                return;
+            }
+        }
+        self.all().for_each(|s| s.event(ev));
     }
 
     fn program(&mut self, ts: DateTime<Utc>, message: &str) {
@@ -151,6 +168,20 @@ impl EventSink for FanOut {
             self.say_db_drops(Utc::now(), false);
         }
         self.all().for_each(|s| s.flush());
+        let db = self.db.as_ref().map(|d| d.stats()).unwrap_or_default();
+        let errors = self.errors();
+        crate::status::publish_sinks(
+            db.queued,
+            db.dropped,
+            errors,
+            self.procs.as_ref().map(|p| p.stats),
+        );
+        if let (Some(p), Some(every)) = (&self.procs, self.stats_every) {
+            if self.procs_said_at.is_none_or(|t| t.elapsed() >= every) {
+                self.procs_said_at = Some(Instant::now());
+                eprintln!("ipclog: {}", p.stats.describe());
+            }
+        }
     }
 
     /// The database thread finishes its queue and records the run first, then the other
@@ -164,6 +195,11 @@ impl EventSink for FanOut {
             errors += db.errors();
         }
         self.say_db_drops(end.stopped, true);
+        if let Some(p) = &self.procs {
+            let said = p.stats.describe();
+            self.text_sinks()
+                .for_each(|s| s.program(end.stopped, &said));
+        }
         let end = RunEnd { errors, ..*end };
         self.text_sinks().for_each(|s| s.finish(&end));
     }

@@ -6,9 +6,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
 use super::{LineView, WriteOptions, MAX_VALUE, TIME_FORMAT};
-use crate::event::EventKind;
+use crate::event::{EventKind, Process};
 use crate::proto::proto_from_name;
-use crate::record::{Field, LogRule};
+use crate::record::{Field, LogRule, COMM, PID, PROC_UID};
 
 /// Why a line could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +83,31 @@ impl<'a> ConnLine<'a> {
     /// have it (or the field is not written to the log).
     pub fn field(&self, f: &Field) -> Option<&'a str> {
         self.extra(f.log?.key)
+    }
+
+    /// The process that owned the connection's socket (ipclog `--proc`): `None` when the line
+    /// names none; an error naming the token when a number is not one or the name is missing.
+    pub fn process(&self) -> Result<Option<Process>, ParseError> {
+        let Some(pid) = self.field(PID) else {
+            return Ok(None);
+        };
+        let number = |key: &'static str, v: &str| {
+            v.parse::<u32>()
+                .map_err(|_| err(key, format!("not a number: {v:?}")))
+        };
+        let pid = number(PID.log_key(), pid)?;
+        let comm = self
+            .field(COMM)
+            .ok_or_else(|| err(COMM.log_key(), "pid= without comm="))?;
+        let uid = match self.field(PROC_UID) {
+            Some(u) => number(PROC_UID.log_key(), u)?,
+            None => return Err(err(PROC_UID.log_key(), "pid= without proc_uid=")),
+        };
+        Ok(Some(Process {
+            pid,
+            comm: crate::text::unescape_field(comm).into_owned(),
+            uid,
+        }))
     }
 
     /// Whether a yes-or-no field written as `key=WORD` ([`LogRule::Word`]) is set.

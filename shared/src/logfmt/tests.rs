@@ -244,3 +244,47 @@ fn fields_are_found_by_their_log_key() {
     assert!(!c.is_set(FOUND_AT_START));
     assert_eq!(c.field(field("nat_src")), None, "only with -N");
 }
+
+/// `--proc`'s fields are written after the others and read back, a command name with a space
+/// and a control character escaped on the line and restored by the reader.
+#[test]
+fn the_owning_process_round_trips() {
+    let mut e = ev(
+        EventKind::Open,
+        "2026-01-02-03:04:05",
+        6,
+        FlowTuple::new(
+            "10.0.0.1".parse().unwrap(),
+            "10.0.0.2".parse().unwrap(),
+            Some(40000),
+            Some(80),
+        ),
+    );
+    e.mark = Some(7);
+    e.process = Some(Process {
+        pid: 4242,
+        comm: "evil name\u{1b}[2J".into(),
+        uid: 1000,
+    });
+    let mut s = String::new();
+    write_event(&e, WriteOptions::default(), &mut s);
+    assert!(!s.contains('\u{1b}'), "{s}");
+    assert!(
+        s.ends_with(" mark=7 pid=4242 comm=evil\\x20name\\x1b[2J proc_uid=1000"),
+        "{s}"
+    );
+    let LogLine::Conn(c) = parse_line(&s).unwrap() else {
+        panic!("not a conn line: {s}")
+    };
+    assert_eq!(c.process().unwrap(), e.process);
+    let bad = s.replace("pid=4242", "pid=x");
+    let LogLine::Conn(c) = parse_line(&bad).unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.process().unwrap_err().field, "pid");
+    let none = s.replace(" pid=4242", "");
+    let LogLine::Conn(c) = parse_line(&none).unwrap() else {
+        panic!()
+    };
+    assert_eq!(c.process().unwrap(), None);
+}

@@ -178,6 +178,29 @@ pub const FIELDS: &[Field] = &[
         Set::Keep,
         19,
     ),
+    // The owning process (`--proc`); `uid` is Zeek's connection id, so the owner's is
+    // `proc_uid`.
+    Field::everywhere(
+        "pid",
+        |e| Value::count_or_absent(e.process.as_ref().map(|p| p.pid)),
+        "INTEGER",
+        Set::OpenKeep,
+        22,
+    ),
+    Field::everywhere(
+        "comm",
+        |e| Value::text_or_absent(e.process.as_ref().map(|p| p.comm.as_str())),
+        "TEXT",
+        Set::OpenKeep,
+        23,
+    ),
+    Field::everywhere(
+        "proc_uid",
+        |e| Value::count_or_absent(e.process.as_ref().map(|p| p.uid)),
+        "INTEGER",
+        Set::OpenKeep,
+        24,
+    ),
     // Only the log and JSON have these.
     Field::new("nat_src", |e| {
         e.nat_src().map_or(Absent, |(a, p)| AddrPort(a, p))

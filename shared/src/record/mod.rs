@@ -328,6 +328,9 @@ pub const FOUND_AT_START: &Field = field("found_at_start");
 pub const ORIG_IP_BYTES: &Field = field("orig_ip_bytes");
 pub const RESP_IP_BYTES: &Field = field("resp_ip_bytes");
 pub const UID: &Field = field("uid");
+pub const PID: &Field = field("pid");
+pub const COMM: &Field = field("comm");
+pub const PROC_UID: &Field = field("proc_uid");
 
 const fn log_count() -> usize {
     let mut n = 0;
