@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::NaiveDate;
 use rusqlite::types::ValueRef as Value;
 use shared::logfmt::MAX_VALUE;
-use shared::record::{ORIG_IP_BYTES, RESP_IP_BYTES};
+use shared::record::{COMM, ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::escaped;
 
 use crate::scan::{RowKey, Scan, ANOMALY_KEYS};
@@ -21,15 +21,19 @@ pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 fn columns() -> String {
     format!(
         "id, src, proto, dport, dst, close_ts IS NOT NULL, duration, {}, {}, {}, \
-         found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p",
+         found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p, {}",
         ANOMALY_KEYS.join(", "),
         ORIG_IP_BYTES.name,
-        RESP_IP_BYTES.name
+        RESP_IP_BYTES.name,
+        COMM.name
     )
 }
 
 /// Where `found_at_start` is in [`columns`]; the connection key follows it.
 const FOUND_AT: usize = 7 + ANOMALY_KEYS.len() + 2;
+
+/// Where the process name (`--by proc`) is in [`columns`].
+const COMM_AT: usize = FOUND_AT + 7;
 
 /// One connection as the logger knows it: source, conntrack id (or flow number), protocol and
 /// original tuple.
@@ -92,12 +96,17 @@ pub fn scan_db(
         let id: i64 = row.get(0).unwrap_or(-1);
         match decode(row) {
             Ok(d) => {
-                let key = (
-                    scan.interner.host(&d.src),
-                    d.proto,
-                    d.dport,
-                    scan.interner.host(&d.dst),
-                );
+                let key = if scan.by_proc {
+                    let comm: Option<String> = row.get(COMM_AT).unwrap_or(None);
+                    scan.proc_key(comm.as_deref(), false)
+                } else {
+                    (
+                        scan.interner.host(&d.src),
+                        d.proto,
+                        d.dport,
+                        scan.interner.host(&d.dst),
+                    )
+                };
                 let conn = if d.found || !d.closed {
                     conn_key(row).ok()
                 } else {

@@ -47,6 +47,9 @@ file), sorted by the names shown:
   nopn   of those, not closed by the end of the log
   avgtm  average duration in seconds of the closed ones (time column of the C line)
   maxtm  longest duration in seconds
+With --by proc: one row per local process that owned the connections (ipclog --proc's
+comm=), most connections first, `-` for connections without one; columns n, nopn, avgtm,
+maxtm (and bytes) as above.
 Names ending in `?` come from the reverse-DNS name cache, not from the lookup file.
 Then `N ERRORS`: lines (database rows) that could not be read, or that hold a count or time
 beyond 2^63-1; -v shows each one as `file:line: field: reason` on stderr. A last line without
@@ -114,6 +117,17 @@ struct Args {
     /// Add a column with the IP bytes (both directions) of the closed connections
     #[arg(long)]
     bytes: bool,
+
+    /// Group the report: `conn` by (src, prot, dport, dst), `proc` by the local process that
+    /// owned the connection (ipclog --proc's comm)
+    #[arg(long, value_enum, default_value = "conn")]
+    by: By,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum By {
+    Conn,
+    Proc,
 }
 
 fn parse_day(s: &str) -> Result<NaiveDate, String> {
@@ -210,10 +224,11 @@ fn run(args: &Args) -> Result<(), Failure> {
         Some(args.date.unwrap_or_else(|| Local::now().date_naive()))
     };
     let mut scan = Scan::new(day);
+    scan.by_proc = args.by == By::Proc;
     read_input(args, day, &mut scan)?;
     scan.finish();
 
-    if args.resolve {
+    if args.resolve && !scan.by_proc {
         if let Some(c) = cache.as_mut() {
             resolve_unnamed(&scan, &lookup, c);
         }
@@ -225,7 +240,6 @@ fn run(args: &Args) -> Result<(), Failure> {
         numeric: args.numeric,
         no_any: args.no_any,
     };
-    let rows = namer.named_rows(&scan.rows, &scan.interner);
     let layout = Layout {
         heading: match day {
             Some(d) => format!("scanning for date {}", d.format("%Y-%m-%d")),
@@ -235,9 +249,20 @@ fn run(args: &Args) -> Result<(), Failure> {
     };
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
-    match render::report(&mut out, &layout, &rows, scan.lost_events, scan.errors)
-        .and_then(|_| out.flush())
-    {
+    let written = if scan.by_proc {
+        render::report_by_proc(
+            &mut out,
+            &layout,
+            &scan.rows,
+            &scan.interner,
+            scan.lost_events,
+            scan.errors,
+        )
+    } else {
+        let rows = namer.named_rows(&scan.rows, &scan.interner);
+        render::report(&mut out, &layout, &rows, scan.lost_events, scan.errors)
+    };
+    match written.and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err((1, String::new())),
         Err(e) => Err((1, format!("writing the report: {e}"))),

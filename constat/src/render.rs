@@ -247,6 +247,73 @@ pub fn report(
     writeln!(out, "{errors} ERRORS")
 }
 
+/// The report `--by proc`: one row per process, most connections first (sysdig's
+/// `topprocs_net`, by connections rather than bytes, which `--bytes` adds), `-` for the
+/// connections no process was named for.
+pub fn report_by_proc(
+    out: &mut impl Write,
+    layout: &Layout,
+    rows: &[(RowKey, Row)],
+    interner: &Interner,
+    lost: u64,
+    errors: u64,
+) -> io::Result<()> {
+    writeln!(out, "{}", layout.heading)?;
+    let mut named: Vec<(String, &Row)> = rows
+        .iter()
+        .filter(|(_, r)| r.n > 0)
+        .map(|(k, r)| {
+            let name = match k.0 {
+                Host::Name(id) => field(interner.name(id)).into_owned(),
+                Host::Ip(_) => "-".to_string(),
+            };
+            (name, r)
+        })
+        .collect();
+    named.sort_by(|a, b| b.1.n.cmp(&a.1.n).then_with(|| a.0.cmp(&b.0)));
+    let width = named
+        .iter()
+        .map(|(n, _)| n.len())
+        .max()
+        .unwrap_or(0)
+        .max(15);
+    let mut line = format!(
+        "{:<width$} {:>7} {:>7} {:>7} {:>7}",
+        "process", "n", "nopn", "avgtm", "maxtm"
+    );
+    if layout.bytes {
+        line.push_str(&format!(" {:>14}", "bytes"));
+    }
+    writeln!(out, "{line}")?;
+    writeln!(out, "{}", "-".repeat(line.len()))?;
+    for (name, r) in named {
+        let (avg, max) = match (r.timed, r.max_time) {
+            (0, _) | (_, None) => ("-".to_string(), "-".to_string()),
+            (t, Some(m)) => (
+                format!("{:.1}", r.sum_time as f64 / t as f64),
+                m.to_string(),
+            ),
+        };
+        write!(
+            out,
+            "{name:<width$} {:>7} {:>7} {avg:>7} {max:>7}",
+            r.n,
+            r.nopn()
+        )?;
+        if layout.bytes {
+            write!(out, " {:>14}", r.bytes)?;
+        }
+        writeln!(out)?;
+    }
+    if lost > 0 {
+        writeln!(
+            out,
+            "{lost} EVENTS LOST by the logger: these counts may be incomplete"
+        )?;
+    }
+    writeln!(out, "{errors} ERRORS")
+}
+
 /// The anomaly section: only when some connection had one, so reports of logs without
 /// anomaly tokens look exactly like the original's.
 fn anomalies(out: &mut impl Write, rows: &NamedRows) -> io::Result<()> {

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 
 use chrono::NaiveDate;
 use shared::logfmt::{ConnLine, ParseError, MAX_VALUE};
-use shared::record::{FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES};
+use shared::record::{COMM, FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::unescape_field;
 use shared::EventKind;
 
@@ -87,6 +87,12 @@ impl Interner {
                 return Host::Ip(a);
             }
         }
+        self.name_with(s, logged)
+    }
+
+    /// A name that is never an address (a process name): interned as it is, or unescaped
+    /// first when it comes from the line log.
+    pub fn name_with(&mut self, s: &str, logged: bool) -> Host {
         let s = if logged { unescape_field(s) } else { s.into() };
         if let Some(&id) = self.ids.get(s.as_ref()) {
             return Host::Name(id);
@@ -213,7 +219,13 @@ pub struct Scan {
     /// Events the logger said it lost or dropped (`P ... lost N events`, `P ... dropped N
     /// events (reason)`) in the scanned range; saturating.
     pub lost_events: u64,
+    /// `--by proc`: one row per process (`comm`) instead of per (src, prot, dport, dst).
+    pub by_proc: bool,
 }
+
+/// The row of connections no process was named for (`--by proc`): an address, so that no
+/// process name can be mistaken for it.
+pub const NO_PROCESS: Host = Host::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
 
 impl Scan {
     /// Counts connections opened on `day`, or all of them for `None` (`-a`).
@@ -227,6 +239,7 @@ impl Scan {
             errors: 0,
             unmatched_closes: 0,
             lost_events: 0,
+            by_proc: false,
         }
     }
 
@@ -238,6 +251,13 @@ impl Scan {
         self.rows.push((key, Row::default()));
         self.index.insert(key, i);
         i
+    }
+
+    /// The row key of a connection `--by proc`: its process name (`logged`: as the line log
+    /// writes it, escaped), or [`NO_PROCESS`].
+    pub fn proc_key(&mut self, comm: Option<&str>, logged: bool) -> RowKey {
+        let p = comm.map_or(NO_PROCESS, |c| self.interner.name_with(c, logged));
+        (p, 0, None, p)
     }
 
     /// The row of `key`, created if new, for direct updates (the SQLite path).
@@ -293,7 +313,12 @@ impl Scan {
                 let row = match self.day {
                     Some(d) if c.ts.date() != d => None,
                     _ => {
-                        let id = self.row_id((t.src, t.proto, t.dport, t.dst));
+                        let key = if self.by_proc {
+                            self.proc_key(c.field(COMM), true)
+                        } else {
+                            (t.src, t.proto, t.dport, t.dst)
+                        };
+                        let id = self.row_id(key);
                         self.rows[id as usize].1.n += 1;
                         Some(id)
                     }
