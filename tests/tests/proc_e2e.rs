@@ -307,3 +307,162 @@ fn conntrack_names_the_process_of_each_local_connection() {
         );
     }
 }
+
+/// An ipclog started inside `ns` with `args` (and `-f DIR/NAME.log`), once its start line is
+/// written.
+fn start_ipclog(ns: &Netns, dir: &Path, name: &str, args: &[&str]) -> Ipclog {
+    let log = dir.join(format!("{name}.log"));
+    let stderr = dir.join(format!("{name}.stderr"));
+    let child = ns
+        .command(bin("ipclog"))
+        .arg("-f")
+        .arg(&log)
+        .args(args)
+        .env("TZ", "UTC")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let ipc = Ipclog { child, log, stderr };
+    ipc.wait_line(|l| l.ends_with(" ipclog started"), "start");
+    ipc
+}
+
+/// `-i` on the namespace's veth with `--proc`: the live capture's connections carry the
+/// client's process too (the local end found by the interface's address).
+#[test]
+fn live_capture_names_the_process() {
+    require_netns!();
+    let p = pair();
+    let dir = scratch("proc-live");
+    let ipc = start_ipclog(&p.cli, &dir, "live", &["-i", "eth0", "--proc"]);
+    let mut c = Client::start(&p.cli, &["tcp:10.77.0.2", "udp:10.77.0.2"]);
+    let want = format!("pid={} comm=python3 proc_uid=0", c.pid);
+    for (proto, dport) in [("tcp", 8080), ("udp", 5353)] {
+        let port = c.port();
+        let line = open_line(&ipc, proto, port, dport);
+        assert!(line.ends_with(&want), "{line}");
+        c.next();
+    }
+    c.finish();
+    let stderr = ipc.stderr.clone();
+    let text = ipc.stop();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(" proc: 2 attributed, 0 unattributed ")),
+        "{text}\n{}",
+        fs::read_to_string(stderr).unwrap()
+    );
+}
+
+/// `--proc` reads packets of this host: a capture file has none, and saying so beats a log
+/// without processes.
+#[test]
+fn proc_refuses_a_capture_file() {
+    let out = Command::new(bin("ipclog"))
+        .args(["--proc", "-r", "/nonexistent.pcap"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--proc needs live connections"));
+}
+
+/// `ipclog --status` runs `cmd` and returns (exit code, stdout, stderr).
+fn status(pidfile: &Path) -> (Option<i32>, String, String) {
+    let out = Command::new(bin("ipclog"))
+        .arg("--status")
+        .arg("--pidfile")
+        .arg(pidfile)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// One `name:   value` of `--status`'s output.
+fn field<'a>(text: &'a str, name: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name}: in\n{text}"))
+        .trim()
+}
+
+/// `ipclog --status --pidfile F` shows the running logger's counters, and they move with the
+/// traffic: events, events/s, open connections, the log's size; the status file is 0644 (any
+/// user may read the counters). Without a running logger it says so and exits 3.
+#[test]
+fn status_shows_the_running_loggers_counters() {
+    require_netns!();
+    let p = pair();
+    let dir = scratch("status");
+    let pidfile = dir.join("ipclog.pid");
+    let (code, _, err) = status(&pidfile);
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("no ipclog is running with pidfile"), "{err}");
+
+    let ipc = Ipclog::start(
+        &p.cli,
+        &dir,
+        &["--pidfile", pidfile.to_str().unwrap(), "--proc"],
+    );
+    let before = wait_status(&pidfile, |_| true);
+    assert_eq!(field(&before, "pid"), ipc.child.id().to_string());
+    assert_eq!(field(&before, "source"), "conntrack");
+    for f in [
+        "uptime",
+        "lost",
+        "dropped",
+        "errors",
+        "queue",
+        "db_queue",
+        "db_dropped",
+    ] {
+        field(&before, f).parse::<u64>().unwrap();
+    }
+    let log_size = |t: &str| -> u64 {
+        let o = field(t, "output");
+        let (kind, rest) = o.split_once(' ').unwrap();
+        assert_eq!(kind, "log", "{o}");
+        assert!(rest.starts_with(dir.to_str().unwrap()), "{o}");
+        rest.rsplit(' ').next().unwrap().parse().unwrap()
+    };
+    let events0: u64 = field(&before, "events").parse().unwrap();
+    let size0 = log_size(&before);
+    let mode = fs::metadata(dir.join("ipclog.pid.status")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(mode.permissions().mode() & 0o777, 0o644);
+
+    // A connection held open: the counters show it open, then the events and the log grow.
+    let mut c = Client::start(&p.cli, &["tcp:10.77.0.2"]);
+    let port = c.port();
+    open_line(&ipc, "tcp", port, 8080);
+    let during = wait_status(&pidfile, |t| {
+        field(t, "open") != "0" && field(t, "events_per_sec") != "0.0"
+    });
+    assert!(field(&during, "events").parse::<u64>().unwrap() > events0);
+    assert!(log_size(&during) > size0, "{during}");
+    assert_eq!(field(&during, "proc_attributed"), "1", "{during}");
+    c.next();
+    c.finish();
+    let pid = ipc.child.id();
+    ipc.stop();
+    let (code, out, err) = status(&pidfile);
+    assert_eq!(code, Some(3), "{out}{err}");
+    assert!(err.contains("no ipclog is running"), "{err}");
+    assert!(!Path::new(&format!("/proc/{pid}")).exists());
+}
+
+/// Polls `--status` until it succeeds with an output `ok` accepts.
+fn wait_status(pidfile: &Path, ok: impl Fn(&str) -> bool) -> String {
+    let mut last = String::new();
+    e2e::netns::wait_for(std::time::Duration::from_secs(10), || {
+        let (code, out, err) = status(pidfile);
+        last = format!("{code:?}\n{out}{err}");
+        (code == Some(0) && ok(&out)).then_some(out)
+    })
+    .unwrap_or_else(|| panic!("no such status within 10 s; last:\n{last}"))
+}
