@@ -32,7 +32,8 @@ regular files). Once everything is open ipclog drops every capability but CAP_NE
 
 Exit status: 0 ok (also when the reader of an output pipe went away), 1 failure while
 running (anything not written: each output's count is said on stderr at the end), 2 bad
-usage, missing permission (CAP_NET_ADMIN) or a file/database that cannot be used at start."
+usage, missing permission (CAP_NET_ADMIN) or a file/database that cannot be used at start.
+--status: 0 status printed, 3 no ipclog runs with that pidfile."
 )]
 pub struct Cli {
     /// Write the line log to FILE (appending; SIGHUP reopens it, for logrotate).
