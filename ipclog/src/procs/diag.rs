@@ -256,3 +256,30 @@ mod tests {
         assert_eq!(d.lookup(6, gone, ca).unwrap(), None);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+
+    /// The cost of one lookup by tuple (`cargo test --release -p ipclog time_a_lookup --
+    /// --ignored --nocapture`; BENCHMARKS.md).
+    #[test]
+    #[ignore]
+    fn time_a_lookup() {
+        let mut d = Diag::open().unwrap();
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let end = |a: std::net::SocketAddr| End {
+            addr: a.ip(),
+            port: a.port(),
+        };
+        let (a, b) = (end(c.local_addr().unwrap()), end(l.local_addr().unwrap()));
+        let n = 20_000;
+        let t0 = std::time::Instant::now();
+        for _ in 0..n {
+            assert!(d.lookup(6, a, b).unwrap().is_some());
+        }
+        eprintln!("{:?} per lookup", t0.elapsed() / n);
+    }
+}
