@@ -63,8 +63,8 @@ print("done", flush=True)
 /// server running in srv.
 struct Pair {
     cli: Netns,
-    _srv: Netns,
-    _server: Child,
+    srv: Netns,
+    server: Child,
 }
 
 fn pair() -> Pair {
@@ -86,11 +86,7 @@ fn pair() -> Pair {
         .read_line(&mut line)
         .unwrap();
     assert_eq!(line.trim(), "ready");
-    Pair {
-        cli,
-        _srv: srv,
-        _server: server,
-    }
+    Pair { cli, srv, server }
 }
 
 /// A running client: its pid as it printed it and the child's.
@@ -354,6 +350,28 @@ fn live_capture_names_the_process() {
         "{text}\n{}",
         fs::read_to_string(stderr).unwrap()
     );
+}
+
+/// An incoming connection is the server's: the O line (written while the handshake may still
+/// be going on, before the server accepted it) names the listening python3 server, and so do
+/// the later lines.
+#[test]
+fn incoming_connections_name_the_server() {
+    require_netns!();
+    let p = pair();
+    p.srv.enable_conntrack().unwrap();
+    let dir = scratch("proc-incoming");
+    let ipc = start_ipclog(&p.srv, &dir, "srv", &["--proc", "--evict-every", "1"]);
+    let mut c = Client::start(&p.cli, &["tcp:10.77.0.2"]);
+    let port = c.port();
+    let line = open_line(&ipc, "tcp", port, 8080);
+    assert!(
+        line.ends_with(&format!("pid={} comm=python3 proc_uid=0", p.server.id())),
+        "{line}"
+    );
+    c.next();
+    c.finish();
+    ipc.stop();
 }
 
 /// `--proc` reads packets of this host: a capture file has none, and saying so beats a log
