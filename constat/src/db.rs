@@ -11,7 +11,7 @@ use shared::logfmt::MAX_VALUE;
 use shared::record::{COMM, ORIG_IP_BYTES, RESP_IP_BYTES};
 use shared::text::escaped;
 
-use crate::scan::{RowKey, Scan, ANOMALY_KEYS};
+use crate::scan::{notable_scores_of, RowKey, Scan, ANOMALY_KEYS};
 
 /// The first 16 bytes of every SQLite 3 database file.
 pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
@@ -21,7 +21,7 @@ pub const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 fn columns() -> String {
     format!(
         "id, src, proto, dport, dst, close_ts IS NOT NULL, duration, {}, {}, {}, \
-         found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p, {}",
+         found_at_start, source, conn_id, orig_h, orig_p, resp_h, resp_p, {}, open_ts, uid, conn_state",
         ANOMALY_KEYS.join(", "),
         ORIG_IP_BYTES.name,
         RESP_IP_BYTES.name,
@@ -34,6 +34,12 @@ const FOUND_AT: usize = 7 + ANOMALY_KEYS.len() + 2;
 
 /// Where the process name (`--by proc`) is in [`columns`].
 const COMM_AT: usize = FOUND_AT + 7;
+
+/// Where the open time (epoch seconds) is in [`columns`].
+const OPEN_TS_AT: usize = COMM_AT + 1;
+
+/// Where the uid and the Zeek connection state are in [`columns`].
+const UID_AT: usize = OPEN_TS_AT + 1;
 
 /// One connection as the logger knows it: source, conntrack id (or flow number), protocol and
 /// original tuple.
@@ -56,17 +62,22 @@ fn conn_key(row: &rusqlite::Row<'_>) -> rusqlite::Result<ConnKey> {
 /// Returns a one-line error when the file is not a readable ipclog history.
 pub fn scan_db(
     path: &Path,
-    day: Option<NaiveDate>,
+    range: Option<(NaiveDate, NaiveDate)>,
     scan: &mut Scan,
     verbose: bool,
 ) -> Result<(), String> {
     let conn = store::open_read_only(path).map_err(|e| e.to_string())?;
     let shown = escaped(&path.display().to_string()).into_owned();
-    let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
+    let days = range.map(|(a, b)| {
+        (
+            a.format("%Y-%m-%d").to_string(),
+            b.format("%Y-%m-%d").to_string(),
+        )
+    });
     // In row order: a connection's first row comes before the rows a later run adds for it.
-    let sql = match day_str {
+    let sql = match days {
         Some(_) => format!(
-            "SELECT {} FROM connections WHERE day = ?1 ORDER BY id",
+            "SELECT {} FROM connections WHERE day BETWEEN ?1 AND ?2 ORDER BY id",
             columns()
         ),
         None => format!("SELECT {} FROM connections ORDER BY id", columns()),
@@ -74,12 +85,12 @@ pub fn scan_db(
     let mut stmt = conn
         .prepare(&sql)
         .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
-    let mut rows = match &day_str {
-        Some(d) => stmt.query([d]),
+    let mut rows = match &days {
+        Some((a, b)) => stmt.query([a, b]),
         None => stmt.query([]),
     }
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
-    add_lost(&conn, day, scan, &shown, verbose)
+    add_lost(&conn, range, scan, &shown, verbose)
         .map_err(|e| format!("{shown}: reading runs: {e}"))?;
     // Rows not closed (yet), by connection, with the report row they count in. A connection
     // open while the logger restarted has two rows: the earlier run's, never closed, and the
@@ -96,16 +107,18 @@ pub fn scan_db(
         let id: i64 = row.get(0).unwrap_or(-1);
         match decode(row) {
             Ok(d) => {
+                let (src, dst) = (scan.interner.host(&d.src), scan.interner.host(&d.dst));
+                if !scan
+                    .filter
+                    .accepts(src, dst, d.proto, d.dport, &scan.interner)
+                {
+                    continue;
+                }
                 let key = if scan.by_proc {
                     let comm: Option<String> = row.get(COMM_AT).unwrap_or(None);
                     scan.proc_key(comm.as_deref(), false)
                 } else {
-                    (
-                        scan.interner.host(&d.src),
-                        d.proto,
-                        d.dport,
-                        scan.interner.host(&d.dst),
-                    )
+                    (src, d.proto, d.dport, dst)
                 };
                 let conn = if d.found || !d.closed {
                     conn_key(row).ok()
@@ -128,12 +141,40 @@ pub fn scan_db(
                     }
                     None => {}
                 }
+                let opened = local_time(row.get_ref(OPEN_TS_AT).ok());
+                if earlier.is_none() {
+                    if let Some(ts) = opened {
+                        scan.count_hour(ts, d.bytes, d.anomalies != 0);
+                    }
+                }
+                if d.closed {
+                    let state: Option<String> = row.get(UID_AT + 1).unwrap_or(None);
+                    let mut values = [0u64; 6];
+                    for (i, v) in values.iter_mut().enumerate() {
+                        *v = count(row, 7 + i, ANOMALY_KEYS[i])
+                            .ok()
+                            .flatten()
+                            .unwrap_or(0);
+                    }
+                    let scores = notable_scores_of(state.as_deref(), &values, d.duration);
+                    if let (true, Some(ts)) = (scores.iter().any(|&s| s > 0), opened) {
+                        let uid: Option<String> = row.get(UID_AT).unwrap_or(None);
+                        let sport = row
+                            .get::<_, Option<i64>>(FOUND_AT + 4)
+                            .ok()
+                            .flatten()
+                            .and_then(|p| u16::try_from(p).ok());
+                        let nkey = (src, d.proto, d.dport, dst);
+                        scan.note(scores, ts, uid.map(Into::into), nkey, sport);
+                    }
+                }
                 let r = scan.row_mut(key);
                 if earlier.is_none() {
                     r.n += 1;
                 }
                 if d.closed {
                     r.close(d.duration, d.anomalies, d.bytes);
+                    r.orig_bytes = r.orig_bytes.saturating_add(d.orig_bytes);
                 } else {
                     r.add_anomalies(d.anomalies);
                 }
@@ -155,20 +196,20 @@ pub fn scan_db(
 /// row.
 fn add_lost(
     conn: &rusqlite::Connection,
-    day: Option<NaiveDate>,
+    range: Option<(NaiveDate, NaiveDate)>,
     scan: &mut Scan,
     shown: &str,
     verbose: bool,
 ) -> rusqlite::Result<()> {
-    const SQL: &str = "SELECT id, lost_events, dropped FROM runs";
+    const SQL: &str = "SELECT id, lost_events, dropped, errors, stopped IS NOT NULL FROM runs";
     let mut stmt;
-    let mut rows = match day {
+    let mut rows = match range {
         None => {
             stmt = conn.prepare(SQL)?;
             stmt.query([])?
         }
-        Some(d) => {
-            let (start, end) = day_bounds(d);
+        Some((a, b)) => {
+            let (start, end) = (day_bounds(a).0, day_bounds(b).1);
             stmt = conn.prepare(&format!(
                 "{SQL} WHERE started < ?2 AND (stopped IS NULL OR stopped >= ?1)"
             ))?;
@@ -182,7 +223,18 @@ fn add_lost(
                 .map(|dropped| lost.unwrap_or(0).saturating_add(dropped.unwrap_or(0)))
         });
         match counts {
-            Ok(n) => scan.lost_events = scan.lost_events.saturating_add(n),
+            Ok(n) => {
+                scan.lost_events = scan.lost_events.saturating_add(n);
+                let h = &mut scan.health;
+                h.starts += 1;
+                h.stops += u64::from(row.get::<_, bool>(4).unwrap_or(false));
+                h.errors = h
+                    .errors
+                    .saturating_add(count(row, 3, "errors").ok().flatten().unwrap_or(0));
+                if n > 0 {
+                    h.loss_reports += 1;
+                }
+            }
             Err(reason) => {
                 scan.errors += 1;
                 if verbose {
@@ -229,6 +281,7 @@ struct Decoded {
     duration: Option<u64>,
     anomalies: u8,
     bytes: u64,
+    orig_bytes: u64,
 }
 
 /// 2^63 as a float: the reals below it in magnitude convert to i64 exactly.
@@ -288,9 +341,8 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
         }
     }
     let n = 7 + ANOMALY_KEYS.len();
-    let bytes = count(row, n, ORIG_IP_BYTES.name)?
-        .unwrap_or(0)
-        .saturating_add(count(row, n + 1, RESP_IP_BYTES.name)?.unwrap_or(0));
+    let orig_bytes = count(row, n, ORIG_IP_BYTES.name)?.unwrap_or(0);
+    let bytes = orig_bytes.saturating_add(count(row, n + 1, RESP_IP_BYTES.name)?.unwrap_or(0));
     Ok(Decoded {
         found: int(row, FOUND_AT, "found_at_start")?.unwrap_or(0) != 0,
         src: text(row, 1, "src")?,
@@ -301,5 +353,20 @@ fn decode(row: &rusqlite::Row<'_>) -> Result<Decoded, String> {
         duration,
         anomalies,
         bytes,
+        orig_bytes,
     })
+}
+
+/// An epoch time of the history (REAL seconds) as local time.
+pub fn local_time(v: Option<Value<'_>>) -> Option<chrono::NaiveDateTime> {
+    use chrono::TimeZone;
+    let secs = match v? {
+        Value::Real(f) if f.is_finite() && f.abs() < 1e15 => f,
+        Value::Integer(n) => n as f64,
+        _ => return None,
+    };
+    let t = chrono::Local
+        .timestamp_opt(secs.floor() as i64, 0)
+        .single()?;
+    Some(t.naive_local())
 }

@@ -9,18 +9,20 @@
 //! names on the rows and prints the table.
 
 mod db;
+mod formats;
+mod input;
 mod render;
 mod scan;
+mod sections;
 
 use std::ffi::OsString;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use chrono::{Local, NaiveDate};
 use clap::Parser;
 use lookup::{Lookup, NameCache, Services};
-use shared::logfmt::{LogLine, LogReader};
 use shared::text::escaped;
 
 use crate::render::{Layout, Namer};
@@ -69,21 +71,57 @@ unreadable log, not a log, missing --lookup file).";
 #[command(name = "constat", version, about, after_help = AFTER_HELP)]
 struct Args {
     /// Scan the whole file, not one day
-    #[arg(short = 'a', long = "all", conflicts_with = "date")]
+    #[arg(short = 'a', long = "all", conflicts_with_all = ["date", "from", "to"])]
     all: bool,
 
-    /// The day to report, YYYY-MM-DD [default: today, local time]
-    #[arg(short = 'd', long = "date", value_name = "YYYY-MM-DD", value_parser = parse_day)]
+    /// The day to report: YYYY-MM-DD, today or yesterday [default: today, local time]
+    #[arg(short = 'd', long = "date", value_name = "DAY", value_parser = parse_day,
+          conflicts_with_all = ["from", "to"])]
     date: Option<NaiveDate>,
 
-    /// The log to scan: ipclog's line log, its SQLite history, or - for standard input
+    /// The first day of a range (inclusive; with --to, default today)
+    #[arg(long, value_name = "DAY", value_parser = parse_day)]
+    from: Option<NaiveDate>,
+
+    /// The last day of a range (inclusive; with --from, default the same day)
+    #[arg(long, value_name = "DAY", value_parser = parse_day)]
+    to: Option<NaiveDate>,
+
+    /// With --from/--to: one report per day instead of one over the range
+    #[arg(long)]
+    per_day: bool,
+
+    /// The log to scan: ipclog's line log (plain or gzip, told by content), its SQLite
+    /// history, or - for standard input. Repeat for several, read in order as one log; a
+    /// pattern (quoted: '/var/log/ipclog.log*') reads its files oldest first
     #[arg(
         short = 'f',
         long = "file",
         value_name = "LOGFILE",
         default_value = "/var/log/ipclog.log"
     )]
-    file: PathBuf,
+    file: Vec<PathBuf>,
+
+    /// Only connections with this address (ADDR[/LEN]) or interface at either end (repeat:
+    /// any of them)
+    #[arg(long, value_name = "ADDR[/LEN]", value_parser = scan::Target::parse)]
+    host: Vec<scan::Target>,
+
+    /// Only connections from this source (ADDR[/LEN] or interface)
+    #[arg(long, value_name = "ADDR[/LEN]", value_parser = scan::Target::parse)]
+    src: Vec<scan::Target>,
+
+    /// Only connections to this destination (ADDR[/LEN] or interface)
+    #[arg(long, value_name = "ADDR[/LEN]", value_parser = scan::Target::parse)]
+    dst: Vec<scan::Target>,
+
+    /// Only connections to this destination port (number)
+    #[arg(long, value_name = "PORT")]
+    port: Vec<u16>,
+
+    /// Only this protocol (tcp, udp, icmp, ... or a number)
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
+    proto: Vec<u8>,
 
     /// Show every http/https destination on its own row, not as `any` (also -noany)
     #[arg(long = "no-any")]
@@ -122,6 +160,28 @@ struct Args {
     /// owned the connection (ipclog --proc's comm)
     #[arg(long, value_enum, default_value = "conn")]
     by: By,
+
+    /// The sections to print, comma-separated: table, anomalies, new, top, health, or all
+    /// [default: table,anomalies,health]; each prints only when it has something to say
+    #[arg(long, value_name = "LIST", value_parser = sections::Sections::parse)]
+    sections: Option<sections::Sections>,
+
+    /// How many items each top list shows
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    top: usize,
+
+    /// Where `--sections new` keeps what it has seen, one file per log
+    #[arg(long, value_name = "DIR", default_value = "/var/lib/constat")]
+    state_dir: PathBuf,
+
+    /// Output format: text (the mailed report), csv, json or html
+    #[arg(long, value_enum, default_value = "text")]
+    format: formats::Format,
+
+    /// Print nothing, and exit 3, when the report has nothing to say (no connection, no
+    /// anomaly, no trouble, no unreadable line): for cron
+    #[arg(short = 'q', long)]
+    quiet: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -130,7 +190,24 @@ enum By {
     Proc,
 }
 
+fn parse_proto(s: &str) -> Result<u8, String> {
+    s.parse::<u8>()
+        .ok()
+        .or_else(|| shared::proto::proto_from_name(s))
+        .ok_or_else(|| format!("{s:?} is not a protocol name or number"))
+}
+
 fn parse_day(s: &str) -> Result<NaiveDate, String> {
+    let today = || Local::now().date_naive();
+    match s {
+        "today" => return Ok(today()),
+        "yesterday" => {
+            return today()
+                .pred_opt()
+                .ok_or_else(|| "no day before today".to_string())
+        }
+        _ => {}
+    }
     let ok_shape = s.len() == 10
         && s.bytes().enumerate().all(|(i, b)| {
             if i == 4 || i == 7 {
@@ -197,7 +274,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Failure = (u8, String);
+use input::Failure;
 
 fn run(args: &Args) -> Result<(), Failure> {
     // Names first: a missing named lookup file is a usage error before any work is done.
@@ -218,35 +295,122 @@ fn run(args: &Args) -> Result<(), Failure> {
         Some(c)
     };
 
-    let day = if args.all {
-        None
-    } else {
-        Some(args.date.unwrap_or_else(|| Local::now().date_naive()))
+    let today = Local::now().date_naive();
+    let range = match (args.all, args.date, args.from, args.to) {
+        (true, ..) => None,
+        (_, Some(d), ..) => Some((d, d)),
+        (_, None, None, None) => Some((today, today)),
+        (_, None, from, to) => {
+            let to = to.unwrap_or(today);
+            let from = from.unwrap_or(to);
+            if from > to {
+                return Err((
+                    2,
+                    format!(
+                        "--from {} is after --to {}",
+                        from.format("%Y-%m-%d"),
+                        to.format("%Y-%m-%d")
+                    ),
+                ));
+            }
+            Some((from, to))
+        }
     };
-    let mut scan = Scan::new(day);
-    scan.by_proc = args.by == By::Proc;
-    read_input(args, day, &mut scan)?;
-    scan.finish();
+    if args.per_day && args.all {
+        return Err((2, "--per-day needs --from/--to, not -a".into()));
+    }
+    let inputs = input::expand(&args.file)?;
+    let progress = input::wants_progress(&inputs);
+    let ranges: Vec<Option<(NaiveDate, NaiveDate)>> = match range {
+        Some((a, b)) if args.per_day => a
+            .iter_days()
+            .take_while(|d| *d <= b)
+            .map(|d| Some((d, d)))
+            .collect(),
+        r => vec![r],
+    };
+    let stdin_used = inputs.iter().any(|i| i.stdin);
+    if stdin_used && ranges.len() > 1 {
+        return Err((
+            2,
+            "--per-day reads the log once per day: it cannot read standard input".into(),
+        ));
+    }
+    if args.by == By::Proc && args.format != formats::Format::Text {
+        return Err((2, "--by proc prints text only".into()));
+    }
+    let mut reported = false;
+    for range in ranges {
+        let mut scan = Scan::range(range);
+        scan.by_proc = args.by == By::Proc;
+        scan.filter = scan::Filter {
+            host: args.host.clone(),
+            src: args.src.clone(),
+            dst: args.dst.clone(),
+            port: args.port.clone(),
+            proto: args.proto.clone(),
+        };
+        let opts = input::Options {
+            range,
+            verbose: args.verbose,
+            progress,
+        };
+        input::read_all(&inputs, &opts, &mut scan)?;
+        scan.finish();
+        reported |= report_one(args, range, &scan, &lookup, &services, cache.as_mut())?;
+    }
+    if args.quiet && !reported {
+        return Err((3, String::new()));
+    }
+    Ok(())
+}
 
+fn report_one(
+    args: &Args,
+    range: Option<(NaiveDate, NaiveDate)>,
+    scan: &Scan,
+    lookup: &Lookup,
+    services: &Services,
+    mut cache: Option<&mut NameCache>,
+) -> Result<bool, Failure> {
     if args.resolve && !scan.by_proc {
-        if let Some(c) = cache.as_mut() {
-            resolve_unnamed(&scan, &lookup, c);
+        if let Some(c) = cache.as_deref_mut() {
+            resolve_unnamed(scan, lookup, c);
         }
     }
     let namer = Namer {
-        lookup: &lookup,
-        services: &services,
-        cache: cache.as_ref(),
+        lookup,
+        services,
+        cache: cache.as_deref(),
         numeric: args.numeric,
         no_any: args.no_any,
     };
     let layout = Layout {
-        heading: match day {
-            Some(d) => format!("scanning for date {}", d.format("%Y-%m-%d")),
+        heading: match range {
+            Some((a, b)) if a == b => format!("scanning for date {}", a.format("%Y-%m-%d")),
+            Some((a, b)) => format!(
+                "scanning from {} to {}",
+                a.format("%Y-%m-%d"),
+                b.format("%Y-%m-%d")
+            ),
             None => "scanning whole file".to_string(),
         },
         bytes: args.bytes,
+        table: true,
+        anomalies: true,
     };
+    let sections = args.sections.unwrap_or_default();
+    let layout = Layout {
+        table: sections.table,
+        anomalies: sections.anomalies,
+        ..layout
+    };
+    let has_content = scan.rows.iter().any(|(_, r)| r.n > 0)
+        || scan.errors > 0
+        || scan.health.has_trouble(scan.lost_events);
+    if args.quiet && !has_content {
+        return Ok(false);
+    }
     let stdout = io::stdout().lock();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout);
     let written = if scan.by_proc {
@@ -260,10 +424,47 @@ fn run(args: &Args) -> Result<(), Failure> {
         )
     } else {
         let rows = namer.named_rows(&scan.rows, &scan.interner);
-        render::report(&mut out, &layout, &rows, scan.lost_events, scan.errors)
+        let new = match (sections.new, range) {
+            (true, Some((from, _))) => {
+                let first = args
+                    .file
+                    .first()
+                    .map(PathBuf::as_path)
+                    .unwrap_or(Path::new("-"));
+                let state = sections::state_path(&args.state_dir, first);
+                Some(sections::new_items(scan, lookup, from, &state).map_err(|m| (1, m))?)
+            }
+            _ => None,
+        };
+        let report = sections::Report {
+            heading: layout.heading.clone(),
+            range,
+            rows: &rows,
+            bytes: args.bytes,
+            sections,
+            worst: sections::worst(scan),
+            notable_counts: scan.notables.count,
+            new,
+            tops: sections::tops(&rows, args.top),
+            health: scan.health,
+            hours: scan.hours,
+            lost: scan.lost_events,
+            errors: scan.errors,
+        };
+        match args.format {
+            formats::Format::Text => render::report_with(
+                &mut out,
+                &layout,
+                &rows,
+                scan.lost_events,
+                scan.errors,
+                &mut |o| sections::write_text(o, &report),
+            ),
+            f => formats::write(&mut out, f, &report),
+        }
     };
     match written.and_then(|_| out.flush()) {
-        Ok(()) => Ok(()),
+        Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err((1, String::new())),
         Err(e) => Err((1, format!("writing the report: {e}"))),
     }
@@ -311,86 +512,6 @@ fn resolve_unnamed(scan: &Scan, lookup: &Lookup, cache: &mut NameCache) {
             escaped(&cache.path().display().to_string())
         );
     }
-}
-
-fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<(), Failure> {
-    let stdin = args.file.as_os_str() == "-";
-    let shown = if stdin {
-        "<stdin>".to_string()
-    } else {
-        escaped(&args.file.display().to_string()).into_owned()
-    };
-    let reader: Box<dyn Read> = if stdin {
-        Box::new(io::stdin().lock())
-    } else {
-        match std::fs::File::open(&args.file) {
-            Ok(f) => {
-                if f.metadata().map(|m| m.is_dir()).unwrap_or(false) {
-                    return Err((2, format!("{shown}: is a directory, not a log")));
-                }
-                Box::new(f)
-            }
-            Err(e) => return Err((2, format!("{shown}: cannot open log: {e}"))),
-        }
-    };
-    let mut reader = BufReader::with_capacity(256 * 1024, reader);
-    let head = reader
-        .fill_buf()
-        .map_err(|e| (2, format!("{shown}: cannot read log: {e}")))?;
-    if head.starts_with(db::SQLITE_MAGIC) {
-        if stdin {
-            return Err((2, "an SQLite history cannot be read from stdin".into()));
-        }
-        drop(reader);
-        return db::scan_db(&args.file, day, scan, args.verbose).map_err(|m| (2, m));
-    }
-    // A NUL byte near the start means this is no text log at all (a capture, a compressed
-    // log, a database of another kind): say so instead of reporting thousands of bad lines.
-    if let Some(pos) = head.iter().take(4096).position(|&b| b == 0) {
-        return Err((
-            2,
-            format!(
-                "{shown}: not an ipclog log (binary data at byte {}); constat reads ipclog's \
-                 text log or its SQLite history (for a compressed log: zcat FILE | constat -f -)",
-                pos + 1
-            ),
-        ));
-    }
-    if head.is_empty() && args.verbose {
-        eprintln!("constat: {shown}: empty log");
-    }
-    let mut log = LogReader::new(reader);
-    let mut last = 0;
-    loop {
-        let next = log
-            .next_line()
-            .map_err(|e| (1, format!("{shown}: read error after line {last}: {e}")))?;
-        let Some((line_no, parsed)) = next else {
-            break;
-        };
-        last = line_no;
-        let res = match parsed {
-            Ok(LogLine::Conn(c)) => scan.line(&c),
-            Ok(LogLine::Program { ts, message }) => scan.program(ts.date(), message),
-            Ok(_) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = res {
-            scan.errors += 1;
-            if args.verbose {
-                eprintln!("{shown}:{line_no}: {}", escaped(&e.to_string()));
-            }
-        }
-    }
-    if args.verbose {
-        eprintln!(
-            "constat: {shown}: {last} lines, {} closes without an open (opened before the log \
-             started), {} connections still open at the end",
-            scan.unmatched_closes,
-            scan.open_count()
-        );
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,6 @@
 //! the terminal, a space cannot shift the columns, and the widths count what is printed.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::net::IpAddr;
 
@@ -163,6 +162,30 @@ pub struct NamedRows {
 }
 
 impl NamedRows {
+    pub fn get(&self, i: usize) -> ([&str; 4], &Row) {
+        let (k, r) = &self.rows[i];
+        (k.map(|i| self.strings[i as usize].as_str()), r)
+    }
+
+    /// The rows' order in the table: by name, or (`--bytes`) most bytes first.
+    pub fn display_order(&self, by_bytes: bool) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.rows.len()).collect();
+        if by_bytes {
+            // Stable: equal byte counts stay in name order.
+            order.sort_by(|&a, &b| self.rows[b].1.bytes.cmp(&self.rows[a].1.bytes));
+        }
+        order
+    }
+
+    /// All rows added up.
+    pub fn total(&self) -> Row {
+        let mut t = Row::default();
+        for (_, r) in &self.rows {
+            t.merge(r);
+        }
+        t
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = ([&str; 4], &Row)> {
         self.rows
             .iter()
@@ -176,23 +199,68 @@ pub struct Layout {
     pub heading: String,
     /// Add a `bytes` column.
     pub bytes: bool,
+    /// Print the table (`--sections` without `table`: only the heading and the rest).
+    pub table: bool,
+    /// Print the per-row anomaly counts.
+    pub anomalies: bool,
 }
 
-const DASHES: usize = 75;
+/// The original's column widths (75 columns in all); a wider name or number widens its
+/// column for the whole table instead of shifting the rest of its row.
+const WIDTHS: [usize; 9] = [15, 4, 8, 15, 5, 5, 8, 8, 14];
 
-fn table_line(out: &mut impl Write, c: [&str; 8], bytes: Option<&str>) -> io::Result<()> {
+fn table_line(
+    out: &mut impl Write,
+    w: &[usize; 9],
+    c: [&str; 8],
+    bytes: Option<&str>,
+) -> io::Result<()> {
     write!(
         out,
-        "{:<15} {:<4} {:<8} {:<15} {:>5} {:>5} {:>8} {:>8}",
-        c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]
+        "{:<w0$} {:<w1$} {:<w2$} {:<w3$} {:>w4$} {:>w5$} {:>w6$} {:>w7$}",
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
+        c[6],
+        c[7],
+        w0 = w[0],
+        w1 = w[1],
+        w2 = w[2],
+        w3 = w[3],
+        w4 = w[4],
+        w5 = w[5],
+        w6 = w[6],
+        w7 = w[7],
     )?;
     if let Some(b) = bytes {
-        write!(out, " {b:>14}")?;
+        write!(out, " {b:>w8$}", w8 = w[8])?;
     }
     out.write_all(b"\n")
 }
 
+/// A row's numbers as the table shows them: n, nopn, avgtm, maxtm, bytes.
+pub fn numbers(r: &Row) -> [String; 5] {
+    let (avg, max) = match (r.timed, r.max_time) {
+        (0, _) | (_, None) => ("-".to_string(), "-".to_string()),
+        (t, Some(m)) => (
+            format!("{:.1}", r.sum_time as f64 / t as f64),
+            m.to_string(),
+        ),
+    };
+    [
+        r.n.to_string(),
+        r.nopn().to_string(),
+        avg,
+        max,
+        r.bytes.to_string(),
+    ]
+}
+
 /// Writes the report.
+#[cfg(test)]
 pub fn report(
     out: &mut impl Write,
     layout: &Layout,
@@ -200,43 +268,51 @@ pub fn report(
     lost: u64,
     errors: u64,
 ) -> io::Result<()> {
+    report_with(out, layout, rows, lost, errors, &mut |_| Ok(()))
+}
+
+/// Writes the report, with `sections` (given the output) after the table and the anomalies
+/// and before the ERRORS line.
+pub fn report_with<W: Write>(
+    out: &mut W,
+    layout: &Layout,
+    rows: &NamedRows,
+    lost: u64,
+    errors: u64,
+    sections: &mut dyn FnMut(&mut W) -> io::Result<()>,
+) -> io::Result<()> {
     writeln!(out, "{}", layout.heading)?;
-    let bytes_title = layout.bytes.then_some("bytes");
-    table_line(
-        out,
-        ["src", "prot", "dport", "dst", "n", "nopn", "avgtm", "maxtm"],
-        bytes_title,
-    )?;
-    writeln!(
-        out,
-        "{}",
-        "-".repeat(DASHES + if layout.bytes { 15 } else { 0 })
-    )?;
-    let mut num = [String::new(), String::new(), String::new(), String::new()];
-    for (k, r) in rows.iter() {
-        for s in num.iter_mut() {
-            s.clear();
+    let order = rows.display_order(layout.bytes);
+    let lines: Vec<([&str; 4], [String; 5])> = order
+        .iter()
+        .map(|&i| {
+            let (k, r) = rows.get(i);
+            (k, numbers(r))
+        })
+        .collect();
+    let total = rows.total();
+    let total_nums = numbers(&total);
+    let mut w = WIDTHS;
+    for (k, nums) in &lines {
+        for (i, s) in k.iter().enumerate() {
+            w[i] = w[i].max(s.chars().count());
         }
-        let _ = write!(num[0], "{}", r.n);
-        let _ = write!(num[1], "{}", r.nopn());
-        match (r.timed, r.max_time) {
-            (0, _) | (_, None) => {
-                num[2].push('-');
-                num[3].push('-');
-            }
-            (t, Some(m)) => {
-                let _ = write!(num[2], "{:.1}", r.sum_time as f64 / t as f64);
-                let _ = write!(num[3], "{m}");
-            }
+        for (i, s) in nums.iter().enumerate() {
+            w[4 + i] = w[4 + i].max(s.len());
         }
-        let bytes = layout.bytes.then(|| r.bytes.to_string());
-        table_line(
-            out,
-            [k[0], k[1], k[2], k[3], &num[0], &num[1], &num[2], &num[3]],
-            bytes.as_deref(),
-        )?;
     }
-    anomalies(out, rows)?;
+    if layout.bytes {
+        for (i, s) in total_nums.iter().enumerate() {
+            w[4 + i] = w[4 + i].max(s.len());
+        }
+    }
+    if layout.table {
+        table(out, layout, &w, &lines, &total_nums)?;
+    }
+    if layout.anomalies {
+        anomalies(out, rows)?;
+    }
+    sections(out)?;
     // Only when the logger said so, so complete logs read exactly like the original's.
     if lost > 0 {
         writeln!(
@@ -245,6 +321,47 @@ pub fn report(
         )?;
     }
     writeln!(out, "{errors} ERRORS")
+}
+
+fn table(
+    out: &mut impl Write,
+    layout: &Layout,
+    w: &[usize; 9],
+    lines: &[([&str; 4], [String; 5])],
+    total_nums: &[String; 5],
+) -> io::Result<()> {
+    let bytes_title = layout.bytes.then_some("bytes");
+    table_line(
+        out,
+        w,
+        ["src", "prot", "dport", "dst", "n", "nopn", "avgtm", "maxtm"],
+        bytes_title,
+    )?;
+    let dashes = w[..8].iter().sum::<usize>() + 7 + if layout.bytes { w[8] + 1 } else { 0 };
+    writeln!(out, "{}", "-".repeat(dashes))?;
+    for (k, nums) in lines {
+        let bytes = layout.bytes.then_some(nums[4].as_str());
+        table_line(
+            out,
+            w,
+            [
+                k[0], k[1], k[2], k[3], &nums[0], &nums[1], &nums[2], &nums[3],
+            ],
+            bytes,
+        )?;
+    }
+    // With --bytes the table is sorted by them, and the total says how much was moved.
+    if layout.bytes && !lines.is_empty() {
+        writeln!(out, "{}", "-".repeat(dashes))?;
+        let t = total_nums;
+        table_line(
+            out,
+            w,
+            ["total", "", "", "", &t[0], &t[1], &t[2], &t[3]],
+            Some(&t[4]),
+        )?;
+    }
+    Ok(())
 }
 
 /// The report `--by proc`: one row per process, most connections first (sysdig's
@@ -452,6 +569,8 @@ mod tests {
         let layout = Layout {
             heading: "scanning whole file".into(),
             bytes: false,
+            table: true,
+            anomalies: true,
         };
         let mut out = Vec::new();
         report(&mut out, &layout, &named, 0, 0).unwrap();
@@ -499,6 +618,8 @@ mod tests {
         let layout = Layout {
             heading: "h".into(),
             bytes: false,
+            table: true,
+            anomalies: true,
         };
         let mut out = Vec::new();
         report(&mut out, &layout, &named, 0, 0).unwrap();

@@ -6,9 +6,10 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use chrono::NaiveDate;
+use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use shared::logfmt::{ConnLine, ParseError, MAX_VALUE};
-use shared::record::{COMM, FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES};
+use shared::net::Cidr;
+use shared::record::{COMM, FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES, UID};
 use shared::text::unescape_field;
 use shared::EventKind;
 
@@ -136,6 +137,8 @@ pub struct Row {
     pub anomalies: [u64; 6],
     /// IP bytes both ways, from the counters of C lines (when the logger had them).
     pub bytes: u64,
+    /// Of those, the bytes the originator sent (the rest it received).
+    pub orig_bytes: u64,
 }
 
 impl Row {
@@ -153,6 +156,12 @@ impl Row {
             *a += b;
         }
         self.bytes = self.bytes.saturating_add(o.bytes);
+        self.orig_bytes = self.orig_bytes.saturating_add(o.orig_bytes);
+    }
+
+    /// The bytes the responder sent.
+    pub fn resp_bytes(&self) -> u64 {
+        self.bytes.saturating_sub(self.orig_bytes)
     }
 
     /// Records a closed connection with its time (if known), anomaly bits and bytes.
@@ -195,6 +204,8 @@ struct Tuple {
 struct Open {
     row: Option<u32>,
     anomalies: u8,
+    /// The hour it opened (for the per-hour counts).
+    hour: u8,
 }
 
 /// All open connections of one tuple, oldest first. Almost always exactly one, so the rest
@@ -207,7 +218,17 @@ struct Slot {
 
 /// The scan's state and result.
 pub struct Scan {
-    day: Option<NaiveDate>,
+    /// The days counted, first and last inclusive; `None`: all (`-a`).
+    range: Option<(NaiveDate, NaiveDate)>,
+    /// `--host`, `--port`, ...: connections that do not match are not counted.
+    pub filter: Filter,
+    /// The logger's own health on the scanned days (P lines, the runs table).
+    pub health: Health,
+    /// Per hour of the day (local time, all scanned days added up): connections opened, IP
+    /// bytes of those closed, anomalous connections.
+    pub hours: [Hourly; 24],
+    /// The anomalous connections of each kind: how many, and the worst few.
+    pub notables: Notables,
     pub interner: Interner,
     open: FxMap<Tuple, Slot>,
     index: FxMap<RowKey, u32>,
@@ -229,9 +250,19 @@ pub const NO_PROCESS: Host = Host::Ip(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED
 
 impl Scan {
     /// Counts connections opened on `day`, or all of them for `None` (`-a`).
+    #[cfg(test)]
     pub fn new(day: Option<NaiveDate>) -> Scan {
+        Scan::range(day.map(|d| (d, d)))
+    }
+
+    /// Counts connections opened from the first to the last day of `range` (inclusive).
+    pub fn range(range: Option<(NaiveDate, NaiveDate)>) -> Scan {
         Scan {
-            day,
+            range,
+            filter: Filter::default(),
+            health: Health::default(),
+            hours: [Hourly::default(); 24],
+            notables: Notables::default(),
             interner: Interner::default(),
             open: FxMap::default(),
             index: FxMap::default(),
@@ -270,6 +301,9 @@ impl Scan {
     /// messages on the scanned day count. A count beyond [`MAX_VALUE`] makes it a bad line
     /// (on any day, as every unreadable line).
     pub fn program(&mut self, date: NaiveDate, message: &str) -> Result<(), ParseError> {
+        if self.in_range(date) {
+            self.health.message(message);
+        }
         let mut w = message.split_ascii_whitespace();
         let (Some(what @ ("lost" | "dropped")), Some(n), Some("events")) =
             (w.next(), w.next(), w.next())
@@ -288,7 +322,7 @@ impl Scan {
                 field: "message",
                 reason: format!("{what} count {n} is out of range (at most {MAX_VALUE})"),
             })?;
-        if self.day.is_none_or(|d| d == date) {
+        if self.in_range(date) {
             self.lost_events = self.lost_events.saturating_add(n);
         }
         Ok(())
@@ -310,9 +344,14 @@ impl Scan {
                 if !c.extras.is_empty() && c.is_set(FOUND_AT_START) && self.open.contains_key(&t) {
                     return Ok(());
                 }
-                let row = match self.day {
-                    Some(d) if c.ts.date() != d => None,
-                    _ => {
+                let counted = self.in_range(c.ts.date())
+                    && self
+                        .filter
+                        .accepts(t.src, t.dst, t.proto, t.dport, &self.interner);
+                let row = match counted {
+                    false => None,
+                    true => {
+                        self.hours[hour(c.ts)].conns += 1;
                         let key = if self.by_proc {
                             self.proc_key(c.field(COMM), true)
                         } else {
@@ -323,7 +362,11 @@ impl Scan {
                         Some(id)
                     }
                 };
-                let o = Open { row, anomalies: 0 };
+                let o = Open {
+                    row,
+                    anomalies: 0,
+                    hour: hour(c.ts) as u8,
+                };
                 match self.open.get_mut(&t) {
                     Some(slot) => slot.more.push_back(o),
                     None => {
@@ -357,9 +400,9 @@ impl Scan {
                 };
                 let o = slot.first;
                 // Read before the open is taken, so a bad line leaves the connection open.
-                let (bits, bytes) = match o.row {
+                let (bits, bytes, orig) = match o.row {
                     Some(_) if !c.extras.is_empty() => extras(c)?,
-                    _ => (0, 0),
+                    _ => (0, 0, 0),
                 };
                 if let Some(next) = slot.more.pop_front() {
                     slot.first = next;
@@ -367,9 +410,22 @@ impl Scan {
                     self.open.remove(&t);
                 }
                 if let Some(row) = o.row {
-                    self.rows[row as usize]
-                        .1
-                        .close(c.time, o.anomalies | bits, bytes);
+                    if !c.extras.is_empty() {
+                        let scores = notable_scores(c);
+                        if scores.iter().any(|&s| s > 0) {
+                            let key = (t.src, t.proto, t.dport, t.dst);
+                            let uid = c.field(UID).map(|u| unescape_field(u).into());
+                            self.note(scores, c.ts, uid, key, t.sport);
+                        }
+                    }
+                    let r = &mut self.rows[row as usize].1;
+                    r.close(c.time, o.anomalies | bits, bytes);
+                    r.orig_bytes = r.orig_bytes.saturating_add(orig);
+                    let h = &mut self.hours[o.hour as usize];
+                    h.bytes = h.bytes.saturating_add(bytes);
+                    if o.anomalies | bits != 0 {
+                        h.anomalous += 1;
+                    }
                 }
             }
         }
@@ -382,14 +438,265 @@ impl Scan {
             for o in std::iter::once(&slot.first).chain(slot.more.iter()) {
                 if let (Some(row), true) = (o.row, o.anomalies != 0) {
                     self.rows[row as usize].1.add_anomalies(o.anomalies);
+                    self.hours[o.hour as usize].anomalous += 1;
                 }
             }
+        }
+    }
+
+    /// Counts one connection toward the kinds it scored in (> 0), keeping the worst few of
+    /// each: the highest scores, the earliest first among equals.
+    pub fn note(
+        &mut self,
+        scores: [u64; 6],
+        ts: NaiveDateTime,
+        uid: Option<Box<str>>,
+        key: RowKey,
+        sport: Option<u16>,
+    ) {
+        for (k, &score) in scores.iter().enumerate() {
+            if score == 0 {
+                continue;
+            }
+            self.notables.count[k] += 1;
+            let w = &mut self.notables.worst[k];
+            if w.len() == WORST && w.last().is_some_and(|l| l.score >= score) {
+                continue;
+            }
+            let at = w.partition_point(|n| n.score >= score);
+            w.insert(
+                at,
+                Notable {
+                    score,
+                    ts,
+                    uid: uid.clone(),
+                    key,
+                    sport,
+                },
+            );
+            w.truncate(WORST);
+        }
+    }
+
+    /// Whether connections opened on `date` are counted.
+    pub fn in_range(&self, date: NaiveDate) -> bool {
+        self.range
+            .is_none_or(|(from, to)| from <= date && date <= to)
+    }
+
+    /// Counts one connection of the history opened at `ts` (local time) toward the hours.
+    pub fn count_hour(&mut self, ts: NaiveDateTime, bytes: u64, anomalous: bool) {
+        let h = &mut self.hours[hour(ts)];
+        h.conns += 1;
+        h.bytes = h.bytes.saturating_add(bytes);
+        if anomalous {
+            h.anomalous += 1;
         }
     }
 
     /// Connections still open at the end of the log (all days).
     pub fn open_count(&self) -> usize {
         self.open.values().map(|s| 1 + s.more.len()).sum()
+    }
+}
+
+/// The kinds of trouble the anomalies section lists, in report order. Their scores
+/// ([`notable_scores`]): refused and unanswered 1 (conn_state REJ; S0, or SYNs sent again);
+/// reset the resets, retransmitting the retransmitted segments, long the seconds (long_conn)
+/// or the long gaps (long_delay), fragmented the fragments.
+pub const NOTABLE_KINDS: [&str; 6] = [
+    "refused",
+    "reset",
+    "unanswered",
+    "retransmitting",
+    "long",
+    "fragmented",
+];
+
+/// How many connections of each kind the report lists.
+pub const WORST: usize = 5;
+
+/// One anomalous connection, to be found again in the log (its time and uid) and with
+/// `ipclog --sessions`.
+#[derive(Debug, Clone)]
+pub struct Notable {
+    pub score: u64,
+    /// When its close (its last state) was logged; from the history, its open.
+    pub ts: NaiveDateTime,
+    pub uid: Option<Box<str>>,
+    pub key: RowKey,
+    pub sport: Option<u16>,
+}
+
+#[derive(Debug, Default)]
+pub struct Notables {
+    pub count: [u64; 6],
+    pub worst: [Vec<Notable>; 6],
+}
+
+/// A closed connection's scores per [`NOTABLE_KINDS`] from its C line's tokens.
+fn notable_scores(c: &ConnLine<'_>) -> [u64; 6] {
+    let mut s = [0u64; 6];
+    let num = |v: &str| v.parse::<u64>().unwrap_or(0).min(MAX_VALUE);
+    for (k, v) in c.extras() {
+        match k {
+            "conn_state" if v == "REJ" => s[0] = 1,
+            "conn_state" if v == "S0" => s[2] = s[2].max(1),
+            "rst" => s[1] = num(v),
+            "syn_retrans" if num(v) > 0 => s[2] = s[2].max(num(v)),
+            "retrans" => s[3] = num(v),
+            "long_conn" if num(v) > 0 => s[4] = s[4].max(c.time.unwrap_or(1).max(1)),
+            "long_delay" => s[4] = s[4].max(num(v)),
+            "frag" => s[5] = num(v),
+            _ => {}
+        }
+    }
+    s
+}
+
+/// The same scores from the history's columns.
+pub fn notable_scores_of(
+    conn_state: Option<&str>,
+    anomalies: &[u64; 6],
+    duration: Option<u64>,
+) -> [u64; 6] {
+    // ANOMALY_KEYS: retrans, syn_retrans, rst, long_delay, frag, long_conn.
+    let [retrans, syn_retrans, rst, long_delay, frag, long_conn] = *anomalies;
+    let mut s = [0u64; 6];
+    if conn_state == Some("REJ") {
+        s[0] = 1;
+    }
+    s[1] = rst;
+    if conn_state == Some("S0") || syn_retrans > 0 {
+        s[2] = syn_retrans.max(1);
+    }
+    s[3] = retrans;
+    if long_conn > 0 {
+        s[4] = duration.unwrap_or(1).max(1);
+    }
+    s[4] = s[4].max(long_delay);
+    s[5] = frag;
+    s
+}
+
+fn hour(ts: NaiveDateTime) -> usize {
+    ts.hour() as usize % 24
+}
+
+/// One hour's counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Hourly {
+    pub conns: u64,
+    pub bytes: u64,
+    pub anomalous: u64,
+}
+
+/// What the logger said about itself on the scanned days.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Health {
+    /// `ipclog started` (a P line, a runs row).
+    pub starts: u64,
+    /// `ipclog stopped` lines.
+    pub stops: u64,
+    /// The errors the stop lines (or the runs) counted.
+    pub errors: u64,
+    /// `lost N events` / `dropped N events` messages.
+    pub loss_reports: u64,
+}
+
+impl Health {
+    fn message(&mut self, m: &str) {
+        if m.starts_with("ipclog started") {
+            self.starts += 1;
+        } else if let Some(rest) = m.strip_prefix("ipclog stopped") {
+            self.stops += 1;
+            // `ipclog stopped, N errors`
+            let n = rest
+                .trim_start_matches(',')
+                .split_ascii_whitespace()
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or(0);
+            self.errors = self.errors.saturating_add(n);
+        } else if m.starts_with("lost ") || m.starts_with("dropped ") {
+            self.loss_reports += 1;
+        }
+    }
+
+    /// Starts after the first: the logger was restarted (or crashed and was started again).
+    pub fn restarts(&self) -> u64 {
+        self.starts.saturating_sub(1)
+    }
+
+    /// Whether anything went wrong worth a section of the report.
+    pub fn has_trouble(&self, lost: u64) -> bool {
+        self.restarts() > 0 || self.errors > 0 || lost > 0 || self.starts > self.stops + 1
+    }
+}
+
+/// One `--host`/`--src`/`--dst` value: a network, or a name as the log shows it (a local
+/// interface).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Net(Cidr),
+    Name(String),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Result<Target, String> {
+        if s.is_empty() {
+            return Err("empty host".into());
+        }
+        match Cidr::parse(s) {
+            Ok(c) => Ok(Target::Net(c)),
+            Err(_) if s.contains('/') || s.parse::<f64>().is_ok() => Err(format!(
+                "{s:?} is not an address, ADDRESS/LENGTH or interface name"
+            )),
+            // An interface, as the log shows a local end.
+            Err(_) => Ok(Target::Name(s.to_string())),
+        }
+    }
+
+    fn matches(&self, h: Host, interner: &Interner) -> bool {
+        match (self, h) {
+            (Target::Net(c), Host::Ip(a)) => c.contains(a),
+            (Target::Name(n), Host::Name(id)) => interner.name(id) == n,
+            _ => false,
+        }
+    }
+}
+
+/// Which connections count: each list empty (anything) or one of its values; all lists.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Either end.
+    pub host: Vec<Target>,
+    pub src: Vec<Target>,
+    pub dst: Vec<Target>,
+    /// Destination port.
+    pub port: Vec<u16>,
+    pub proto: Vec<u8>,
+}
+
+impl Filter {
+    pub fn accepts(
+        &self,
+        src: Host,
+        dst: Host,
+        proto: u8,
+        dport: Option<u16>,
+        interner: &Interner,
+    ) -> bool {
+        let any = |l: &[Target], h: Host| l.is_empty() || l.iter().any(|t| t.matches(h, interner));
+        (self.proto.is_empty() || self.proto.contains(&proto))
+            && (self.port.is_empty() || dport.is_some_and(|p| self.port.contains(&p)))
+            && any(&self.src, src)
+            && any(&self.dst, dst)
+            && (self.host.is_empty()
+                || self
+                    .host
+                    .iter()
+                    .any(|t| t.matches(src, interner) || t.matches(dst, interner)))
     }
 }
 
@@ -406,14 +713,15 @@ fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
     bits
 }
 
-/// The anomaly bits and the IP bytes (both directions) of a line's `key=value` tokens, in one
-/// pass (this runs for every C line). A byte count that is not a number or out of range makes
-/// the line bad rather than count as nothing.
-fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
+/// The anomaly bits, the IP bytes (both directions) and those the originator sent, of a
+/// line's `key=value` tokens, in one pass (this runs for every C line). A byte count that is
+/// not a number or out of range makes the line bad rather than count as nothing.
+fn extras(c: &ConnLine<'_>) -> Result<(u8, u64, u64), ParseError> {
     const ORIG: &str = ORIG_IP_BYTES.log_key();
     const RESP: &str = RESP_IP_BYTES.log_key();
     let mut bits = 0u8;
     let mut bytes = 0u64;
+    let mut orig = 0u64;
     for (k, v) in c.extras() {
         match k {
             ORIG | RESP => {
@@ -426,6 +734,9 @@ fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
                         reason: format!("not a byte count (0-{MAX_VALUE}): {v:?}"),
                     })?;
                 bytes = bytes.saturating_add(n);
+                if k == ORIG {
+                    orig = n;
+                }
             }
             _ => {
                 if let Some(b) = anomaly_bit(k) {
@@ -436,7 +747,7 @@ fn extras(c: &ConnLine<'_>) -> Result<(u8, u64), ParseError> {
             }
         }
     }
-    Ok((bits, bytes))
+    Ok((bits, bytes, orig))
 }
 
 #[cfg(test)]

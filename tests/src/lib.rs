@@ -4,6 +4,7 @@
 //! pcap writer for generated captures, and constat's report read back (`report`).
 
 pub mod bins;
+pub mod constat;
 pub mod lab;
 pub mod netns;
 pub mod pcapgen;
