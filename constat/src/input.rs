@@ -195,13 +195,48 @@ pub fn read_all(inputs: &[Input], opts: &Options, scan: &mut Scan) -> Result<(),
     Ok(())
 }
 
-fn read_one(
-    input: &Input,
-    opts: &Options,
-    scan: &mut Scan,
-    bar: Option<&indicatif::ProgressBar>,
-    done: u64,
-) -> Result<(), Failure> {
+/// Whether `path` is an SQLite database (by its first bytes).
+pub fn is_sqlite(path: &Path) -> bool {
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == db::SQLITE_MAGIC
+}
+
+/// What a read error in the middle of a log says: the file, the last line read and, for
+/// gzip, how far into the compressed file.
+pub fn read_error(shown: &str, gzip: bool, last: u64, consumed: u64, e: &io::Error) -> String {
+    if gzip {
+        format!(
+            "{shown}: corrupt gzip data after line {last} (near compressed byte {consumed}): {e}"
+        )
+    } else {
+        format!("{shown}: read error after line {last}: {e}")
+    }
+}
+
+/// Opens a text log (plain or gzip, by content): the reader, whether it is gzip, and the
+/// count of bytes read from the file.
+pub fn open_text(input: &Input) -> Result<TextLog, Failure> {
+    match open_any(input)? {
+        Opened::Text(r, gzip, n) => Ok((r, gzip, n)),
+        Opened::Db => Err((
+            2,
+            format!("{}: an SQLite history, not a log", input.shown()),
+        )),
+    }
+}
+
+/// A text log's reader, whether it is gzip, and the bytes read from its file so far.
+pub type TextLog = (Box<dyn BufRead>, bool, Rc<Cell<u64>>);
+
+enum Opened {
+    Db,
+    Text(Box<dyn BufRead>, bool, Rc<Cell<u64>>),
+}
+
+fn open_any(input: &Input) -> Result<Opened, Failure> {
     let shown = input.shown();
     let raw: Box<dyn Read> = if input.stdin {
         Box::new(io::stdin().lock())
@@ -226,8 +261,7 @@ fn read_one(
         if input.stdin {
             return Err((2, "an SQLite history cannot be read from stdin".into()));
         }
-        drop(raw);
-        return db::scan_db(&input.path, opts.range, scan, opts.verbose).map_err(|m| (2, m));
+        return Ok(Opened::Db);
     }
     if head.starts_with(ZSTD_MAGIC) {
         return Err((
@@ -244,7 +278,23 @@ fn read_one(
     } else {
         Box::new(raw)
     };
-    read_log(reader, &shown, gzip, &consumed, opts, scan, bar, done)
+    Ok(Opened::Text(reader, gzip, consumed))
+}
+
+fn read_one(
+    input: &Input,
+    opts: &Options,
+    scan: &mut Scan,
+    bar: Option<&indicatif::ProgressBar>,
+    done: u64,
+) -> Result<(), Failure> {
+    let shown = input.shown();
+    match open_any(input)? {
+        Opened::Db => db::scan_db(&input.path, opts.range, scan, opts.verbose).map_err(|m| (2, m)),
+        Opened::Text(reader, gzip, consumed) => {
+            read_log(reader, &shown, gzip, &consumed, opts, scan, bar, done)
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -291,17 +341,9 @@ fn read_log(
     let mut log = LogReader::new(reader);
     let mut last = 0;
     loop {
-        let next = log.next_line().map_err(|e| {
-            let msg = if gzip {
-                format!(
-                    "{shown}: corrupt gzip data after line {last} (near compressed byte {}): {e}",
-                    consumed.get()
-                )
-            } else {
-                format!("{shown}: read error after line {last}: {e}")
-            };
-            (1, msg)
-        })?;
+        let next = log
+            .next_line()
+            .map_err(|e| (1, read_error(shown, gzip, last, consumed.get(), &e)))?;
         let Some((line_no, parsed)) = next else {
             break;
         };

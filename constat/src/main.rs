@@ -11,6 +11,7 @@
 mod db;
 mod formats;
 mod input;
+mod query;
 mod render;
 mod scan;
 mod sections;
@@ -248,7 +249,21 @@ fn seed_options(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
 const DEFAULT_LOOKUP: &str = "/etc/constat.lookup";
 
 fn main() -> ExitCode {
-    let args = match Args::try_parse_from(seed_options(std::env::args_os())) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "query") {
+        let rest =
+            std::iter::once(OsString::from("constat query")).chain(argv[2..].iter().cloned());
+        return match query::main(rest) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err((code, msg)) => {
+                if !msg.is_empty() {
+                    eprintln!("constat query: {}", escaped(&msg));
+                }
+                ExitCode::from(code)
+            }
+        };
+    }
+    let args = match Args::try_parse_from(seed_options(argv)) {
         Ok(a) => a,
         // clap quotes a bad argument as given, and on a terminal passes its escapes through.
         Err(e) if e.use_stderr() => {

@@ -657,7 +657,7 @@ impl Target {
         }
     }
 
-    fn matches(&self, h: Host, interner: &Interner) -> bool {
+    pub fn matches(&self, h: Host, interner: &Interner) -> bool {
         match (self, h) {
             (Target::Net(c), Host::Ip(a)) => c.contains(a),
             (Target::Name(n), Host::Name(id)) => interner.name(id) == n,
