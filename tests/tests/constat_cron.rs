@@ -58,7 +58,7 @@ fn mails_yesterdays_report_with_html_and_stays_quiet_on_an_empty_day() {
     assert!(o.status.success(), "{o:?}");
     let mail = std::fs::read_to_string(e.path("mail")).expect("a mail was sent");
     assert!(mail.starts_with("To: ops@example.org\n"), "{mail}");
-    assert!(mail.contains(&format!("Subject: constat "),), "{mail}");
+    assert!(mail.contains("Subject: constat "), "{mail}");
     assert!(mail.contains(&format!("scanning for date {y}")), "{mail}");
     assert!(
         mail.contains(
