@@ -36,7 +36,10 @@ Examples:
   constat                              today's connections from /var/log/ipclog.log
   constat -d 2004-08-05                one day
   constat -a -f /var/log/ipclog.log.1  a whole rotated log
-  zcat ipclog.log.2.gz | constat -a -f -
+  constat -d yesterday -f '/var/log/ipclog.log*'   rotated and gzip'd logs, oldest first
+  constat --from 2004-08-01 --to 2004-08-07 --per-day   a week, one table per day
+  constat --host 203.0.113.0/24 --sections all --format html > report.html
+  constat query -f /var/lib/ipclog/history.db --host 203.0.113.9 --from 2004-08-03
   constat -f /var/lib/ipclog/history.db -d 2004-08-05   ipclog's SQLite history (by content)
   constat -n -noany                    raw addresses and ports, every web server on its own row
 
@@ -63,9 +66,18 @@ ERRORS line, and when the logger lost or dropped events on the day (P lines `los
 `N EVENTS LOST by the logger`. Names are printed escaped: control and bidi characters, spaces
 and backslashes as \\xHH or \\uHHHH.
 
+Sections after the table (--sections table,anomalies,new,top,health or all; default
+table,anomalies,health), each only when it has content: the worst anomalous connections of
+each kind with time and uid; destinations and ports new since the last report (state file in
+--state-dir); top destinations and ports by connections, bytes each way and duration, with
+totals; the logger's health (restarts, write errors, lost events). --format csv|json|html:
+see README for their fields. `constat query --help`: connections by host, port, state, ...
+
 Exit status: 0 report printed (unreadable lines are counted in ERRORS); 1 read error in the
-middle of the input (or a line longer than 1 MiB: not a log); 2 bad usage or bad input at start (bad option or date, missing or
-unreadable log, not a log, missing --lookup file).";
+middle of the input (a corrupt gzip member: file, line and offset named; a line longer than
+1 MiB: not a log), or a state file that cannot be read or saved; 2 bad usage or bad input at
+start (bad option, date or range, missing or unreadable log among the -f, not a log, missing
+--lookup file); 3 with --quiet: nothing to report, nothing printed.";
 
 /// Daily connection statistics from an ipclog log.
 #[derive(Parser, Debug)]
