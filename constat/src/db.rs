@@ -67,6 +67,8 @@ pub fn scan_db(
     verbose: bool,
 ) -> Result<(), String> {
     let conn = store::open_read_only(path).map_err(|e| e.to_string())?;
+    // ipclog may be writing (WAL): wait out its short transactions instead of failing.
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
     let shown = escaped(&path.display().to_string()).into_owned();
     let days = range.map(|(a, b)| {
         (

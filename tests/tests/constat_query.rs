@@ -357,3 +357,58 @@ O 2004-08-05-11:00:00 udp 10.0.0.2 203.0.113.9 53 53 e -
     ]);
     assert_eq!(o.status.code(), Some(3), "{o:?}");
 }
+
+#[test]
+fn report_from_the_history_filters_and_lists_the_worst() {
+    let e = Env::new("query-report");
+    let db = e.path("history.db");
+    history(&db);
+    let o = e.run(&[
+        "-f",
+        s(&db),
+        "-d",
+        "2004-08-05",
+        "-n",
+        "--host",
+        "10.0.0.0/30",
+        "--no-any",
+    ]);
+    assert!(o.status.success(), "{o:?}");
+    let text = out(&o);
+    assert_eq!(
+        e2e::report::rows(&text),
+        [
+            "10.0.0.1 tcp 22 203.0.113.9 1 0 2.0 2",
+            "10.0.0.2 tcp 443 198.51.100.7 1 0 9.0 9",
+            "10.0.0.3 udp 53 203.0.113.9 1 1 - -",
+        ],
+        "{text}"
+    );
+    let worst: Vec<String> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("worst"))
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect();
+    assert_eq!(
+        worst,
+        [
+            "refused 1 2004-08-05-10:00:00 CBBB tcp 10.0.0.1 40001 203.0.113.9 22",
+            "retransmitting 3 2004-08-05-11:00:00 CCCC tcp 10.0.0.2 40002 198.51.100.7 443",
+        ],
+        "{text}"
+    );
+    let o = e.run(&[
+        "-f",
+        s(&db),
+        "--from",
+        "2004-08-03",
+        "--to",
+        "2004-08-07",
+        "--format",
+        "json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
+    assert_eq!(v["total"]["n"], 6);
+}
