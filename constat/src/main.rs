@@ -472,7 +472,12 @@ fn report_one(
             worst: sections::worst(scan),
             notable_counts: scan.notables.count,
             new,
-            tops: sections::tops(&rows, args.top),
+            // HTML charts the first list (top destinations) whatever the sections.
+            tops: if sections.top || args.format == formats::Format::Html {
+                sections::tops(&rows, args.top)
+            } else {
+                Vec::new()
+            },
             health: scan.health,
             hours: scan.hours,
             lost: scan.lost_events,

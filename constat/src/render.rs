@@ -241,6 +241,26 @@ fn table_line(
     out.write_all(b"\n")
 }
 
+/// n, nopn, avgtm, maxtm of [`numbers`] into reused buffers (the table's hot loop).
+fn fill_numbers(r: &Row, out: &mut [String; 4]) {
+    use std::fmt::Write as _;
+    for s in out.iter_mut() {
+        s.clear();
+    }
+    let _ = write!(out[0], "{}", r.n);
+    let _ = write!(out[1], "{}", r.nopn());
+    match (r.timed, r.max_time) {
+        (0, _) | (_, None) => {
+            out[2].push('-');
+            out[3].push('-');
+        }
+        (t, Some(m)) => {
+            let _ = write!(out[2], "{:.1}", r.sum_time as f64 / t as f64);
+            let _ = write!(out[3], "{m}");
+        }
+    }
+}
+
 /// A row's numbers as the table shows them: n, nopn, avgtm, maxtm, bytes.
 pub fn numbers(r: &Row) -> [String; 5] {
     let (avg, max) = match (r.timed, r.max_time) {
@@ -282,32 +302,28 @@ pub fn report_with<W: Write>(
     sections: &mut dyn FnMut(&mut W) -> io::Result<()>,
 ) -> io::Result<()> {
     writeln!(out, "{}", layout.heading)?;
-    let order = rows.display_order(layout.bytes);
-    let lines: Vec<([&str; 4], [String; 5])> = order
-        .iter()
-        .map(|&i| {
-            let (k, r) = rows.get(i);
-            (k, numbers(r))
-        })
-        .collect();
-    let total = rows.total();
-    let total_nums = numbers(&total);
-    let mut w = WIDTHS;
-    for (k, nums) in &lines {
-        for (i, s) in k.iter().enumerate() {
-            w[i] = w[i].max(s.chars().count());
-        }
-        for (i, s) in nums.iter().enumerate() {
-            w[4 + i] = w[4 + i].max(s.len());
-        }
-    }
-    if layout.bytes {
-        for (i, s) in total_nums.iter().enumerate() {
-            w[4 + i] = w[4 + i].max(s.len());
-        }
-    }
     if layout.table {
-        table(out, layout, &w, &lines, &total_nums)?;
+        let order = rows.display_order(layout.bytes);
+        // First the widths (without formatting every number: a day may have 100k rows),
+        // then the lines.
+        let mut w = WIDTHS;
+        let mut buf = String::new();
+        for &i in &order {
+            let (k, r) = rows.get(i);
+            for (i, s) in k.iter().enumerate() {
+                w[i] = w[i].max(s.chars().count());
+            }
+            for (i, n) in number_widths(r, &mut buf).into_iter().enumerate() {
+                w[4 + i] = w[4 + i].max(n);
+            }
+        }
+        let total = rows.total();
+        if layout.bytes {
+            for (i, n) in number_widths(&total, &mut buf).into_iter().enumerate() {
+                w[4 + i] = w[4 + i].max(n);
+            }
+        }
+        table(out, layout, &w, rows, &order, &total)?;
     }
     if layout.anomalies {
         anomalies(out, rows)?;
@@ -323,12 +339,46 @@ pub fn report_with<W: Write>(
     writeln!(out, "{errors} ERRORS")
 }
 
+fn digits(mut n: u64) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// The printed widths of [`numbers`], without making them.
+fn number_widths(r: &Row, buf: &mut String) -> [usize; 5] {
+    let (avg, max) = match (r.timed, r.max_time) {
+        (0, _) | (_, None) => (1, 1),
+        (t, Some(m)) => {
+            let y = r.sum_time as f64 / t as f64 * 10.0;
+            // `{:.1}` prints round(10 x) / 10: its width follows from the integer part,
+            // except within a hair of a tie, where the formatter itself decides.
+            let w = if (y - y.floor() - 0.5).abs() < 1e-6 || !(0.0..1e18).contains(&y) {
+                buf.clear();
+                let _ = std::fmt::Write::write_fmt(
+                    buf,
+                    format_args!("{:.1}", r.sum_time as f64 / t as f64),
+                );
+                buf.len()
+            } else {
+                digits(y.round() as u64 / 10) + 2
+            };
+            (w, digits(m))
+        }
+    };
+    [digits(r.n), digits(r.nopn()), avg, max, digits(r.bytes)]
+}
+
 fn table(
     out: &mut impl Write,
     layout: &Layout,
     w: &[usize; 9],
-    lines: &[([&str; 4], [String; 5])],
-    total_nums: &[String; 5],
+    rows: &NamedRows,
+    order: &[usize],
+    total: &Row,
 ) -> io::Result<()> {
     let bytes_title = layout.bytes.then_some("bytes");
     table_line(
@@ -339,8 +389,16 @@ fn table(
     )?;
     let dashes = w[..8].iter().sum::<usize>() + 7 + if layout.bytes { w[8] + 1 } else { 0 };
     writeln!(out, "{}", "-".repeat(dashes))?;
-    for (k, nums) in lines {
-        let bytes = layout.bytes.then_some(nums[4].as_str());
+    let mut nums = [String::new(), String::new(), String::new(), String::new()];
+    let mut bytes_buf = String::new();
+    for &i in order {
+        let (k, r) = rows.get(i);
+        fill_numbers(r, &mut nums);
+        bytes_buf.clear();
+        if layout.bytes {
+            let _ = std::fmt::Write::write_fmt(&mut bytes_buf, format_args!("{}", r.bytes));
+        }
+        let bytes = layout.bytes.then_some(bytes_buf.as_str());
         table_line(
             out,
             w,
@@ -351,9 +409,9 @@ fn table(
         )?;
     }
     // With --bytes the table is sorted by them, and the total says how much was moved.
-    if layout.bytes && !lines.is_empty() {
+    if layout.bytes && !order.is_empty() {
         writeln!(out, "{}", "-".repeat(dashes))?;
-        let t = total_nums;
+        let t = &numbers(total);
         table_line(
             out,
             w,
@@ -464,6 +522,37 @@ fn anomalies(out: &mut impl Write, rows: &NamedRows) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn number_widths_are_the_printed_widths() {
+        let mut buf = String::new();
+        for (sum, timed) in [
+            (0, 1),
+            (99, 10),
+            (995, 100),
+            (9995, 1000),
+            (19, 2),
+            (1, 3),
+            (99949, 10000),
+            (99950, 10000),
+            (MAX_SUM, 1),
+            (123_456_789, 7),
+        ] {
+            let r = Row {
+                n: 12345,
+                closed: 10,
+                timed,
+                sum_time: sum,
+                max_time: Some(sum),
+                bytes: 1_000_000,
+                ..Default::default()
+            };
+            let shown = numbers(&r).map(|s| s.len());
+            assert_eq!(number_widths(&r, &mut buf), shown, "{sum}/{timed}");
+        }
+    }
+
+    const MAX_SUM: u64 = 9_223_372_036_854_775_807;
 
     #[test]
     fn web_destinations_fold_into_any_unless_named_or_noany() {

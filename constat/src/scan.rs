@@ -400,9 +400,9 @@ impl Scan {
                 };
                 let o = slot.first;
                 // Read before the open is taken, so a bad line leaves the connection open.
-                let (bits, bytes, orig) = match o.row {
+                let (bits, bytes, orig, notable_state) = match o.row {
                     Some(_) if !c.extras.is_empty() => extras(c)?,
-                    _ => (0, 0, 0),
+                    _ => (0, 0, 0, false),
                 };
                 if let Some(next) = slot.more.pop_front() {
                     slot.first = next;
@@ -410,7 +410,9 @@ impl Scan {
                     self.open.remove(&t);
                 }
                 if let Some(row) = o.row {
-                    if !c.extras.is_empty() {
+                    // The worst-connection scores need a second look at the tokens: only for
+                    // the few lines that have an anomaly or a refused/unanswered state.
+                    if bits != 0 || notable_state {
                         let scores = notable_scores(c);
                         if scores.iter().any(|&s| s > 0) {
                             let key = (t.src, t.proto, t.dport, t.dst);
@@ -716,14 +718,18 @@ fn anomaly_bits(c: &ConnLine<'_>) -> u8 {
 /// The anomaly bits, the IP bytes (both directions) and those the originator sent, of a
 /// line's `key=value` tokens, in one pass (this runs for every C line). A byte count that is
 /// not a number or out of range makes the line bad rather than count as nothing.
-fn extras(c: &ConnLine<'_>) -> Result<(u8, u64, u64), ParseError> {
+/// The last value says whether the connection ended refused or unanswered (`conn_state` REJ
+/// or S0), which [`notable_scores`] counts.
+fn extras(c: &ConnLine<'_>) -> Result<(u8, u64, u64, bool), ParseError> {
     const ORIG: &str = ORIG_IP_BYTES.log_key();
     const RESP: &str = RESP_IP_BYTES.log_key();
     let mut bits = 0u8;
     let mut bytes = 0u64;
     let mut orig = 0u64;
+    let mut state = false;
     for (k, v) in c.extras() {
         match k {
+            "conn_state" => state = matches!(v, "REJ" | "S0"),
             ORIG | RESP => {
                 let n = v
                     .parse::<u64>()
@@ -747,7 +753,7 @@ fn extras(c: &ConnLine<'_>) -> Result<(u8, u64, u64), ParseError> {
             }
         }
     }
-    Ok((bits, bytes, orig))
+    Ok((bits, bytes, orig, state))
 }
 
 #[cfg(test)]
