@@ -492,25 +492,42 @@ pub fn report_by_proc(
 /// The anomaly section: only when some connection had one, so reports of logs without
 /// anomaly tokens look exactly like the original's.
 fn anomalies(out: &mut impl Write, rows: &NamedRows) -> io::Result<()> {
-    let mut with = rows
+    let with: Vec<([&str; 4], &Row)> = rows
         .iter()
         .filter(|(_, r)| r.anomalies.iter().any(|&a| a > 0))
-        .peekable();
-    if with.peek().is_none() {
+        .collect();
+    if with.is_empty() {
         return Ok(());
     }
+    // The table's widths, widened as it is for wide names.
+    let mut w = [15, 4, 8, 15];
+    for (k, _) in &with {
+        for (i, s) in k.iter().enumerate() {
+            w[i] = w[i].max(s.chars().count());
+        }
+    }
+    let head = |out: &mut dyn Write, k: [&str; 4]| {
+        write!(
+            out,
+            "{:<w0$} {:<w1$} {:<w2$} {:<w3$}",
+            k[0],
+            k[1],
+            k[2],
+            k[3],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3]
+        )
+    };
     writeln!(out, "\nconnections with anomalies")?;
-    write!(
-        out,
-        "{:<15} {:<4} {:<8} {:<15}",
-        "src", "prot", "dport", "dst"
-    )?;
+    head(out, ["src", "prot", "dport", "dst"])?;
     for k in ANOMALY_KEYS {
         write!(out, " {k:>w$}", w = k.len().max(5))?;
     }
     writeln!(out)?;
     for (k, r) in with {
-        write!(out, "{:<15} {:<4} {:<8} {:<15}", k[0], k[1], k[2], k[3])?;
+        head(out, k)?;
         for (i, key) in ANOMALY_KEYS.iter().enumerate() {
             write!(out, " {:>w$}", r.anomalies[i], w = key.len().max(5))?;
         }

@@ -425,7 +425,7 @@ impl Scan {
                     r.orig_bytes = r.orig_bytes.saturating_add(orig);
                     let h = &mut self.hours[o.hour as usize];
                     h.bytes = h.bytes.saturating_add(bytes);
-                    if o.anomalies | bits != 0 {
+                    if o.anomalies | bits != 0 || notable_state {
                         h.anomalous += 1;
                     }
                 }

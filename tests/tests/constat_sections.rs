@@ -336,7 +336,18 @@ fn wide_names_widen_their_column_instead_of_shifting_the_row() {
 O 2004-08-05-10:00:00 udp 10.0.0.1 10.0.0.2 137 137 e -
 O 2004-08-05-10:00:00 tcp 2001:db8:1234:5678:9abc:def0:1234:5678 2001:db8::2 1000 22 e -
 O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.3 1000 22 e -
+O 2004-08-05-10:00:00 tcp 2001:db8:1234:5678:9abc:def0:1234:5678 2001:db8::3 1000 22 e -
+C 2004-08-05-10:00:01 tcp 2001:db8:1234:5678:9abc:def0:1234:5678 2001:db8::3 1000 22 t 1 retrans=1
 ",
+    );
+    let o = e.run(&["-f", s(&log), "-d", "2004-08-05", "--sections", "anomalies"]);
+    let text = out(&o);
+    let sec = section(&text, "connections with anomalies");
+    let end = sec[0].find(" retrans").unwrap() + " retrans".len();
+    assert_eq!(
+        &sec[1][end - 2..end],
+        " 1",
+        "retrans under its title:\n{text}"
     );
     let o = e.run(&["-f", s(&log), "-d", "2004-08-05", "--bytes"]);
     assert!(o.status.success(), "{o:?}");
@@ -344,6 +355,7 @@ O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.3 1000 22 e -
     let lines: Vec<&str> = text
         .lines()
         .skip(1)
+        .take_while(|l| !l.is_empty())
         .filter(|l| !l.starts_with("---"))
         .collect();
     let title = lines[0];
