@@ -412,3 +412,40 @@ fn report_from_the_history_filters_and_lists_the_worst() {
     let v: serde_json::Value = serde_json::from_str(out(&o).trim()).unwrap();
     assert_eq!(v["total"]["n"], 6);
 }
+
+#[test]
+fn a_history_being_written_is_read_and_a_corrupt_one_is_an_error() {
+    let e = Env::new("query-wal");
+    let db = e.path("history.db");
+    history(&db);
+    // ipclog holds a write transaction open (WAL): readers see the committed rows.
+    let w = rusqlite::Connection::open(&db).unwrap();
+    let mode: String = w
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    w.execute_batch("BEGIN IMMEDIATE; UPDATE connections SET uid = 'CHANGED' WHERE uid = 'CAAA';")
+        .unwrap();
+    let o = e.run(&["query", "-f", s(&db), "--host", "203.0.113.9"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(uids(&out(&o)), ["CAAA", "CBBB", "CDDD", "CEEE"]);
+    let o = e.run(&["-f", s(&db), "-a", "-n"]);
+    assert!(o.status.success(), "{o:?}");
+    w.execute_batch("ROLLBACK").unwrap();
+    drop(w);
+
+    // A damaged file: a clear error naming it, no panic, no half output.
+    let bad = e.path("bad.db");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let n = bytes.len();
+    for b in bytes[100..n].iter_mut() {
+        *b = 0x5a;
+    }
+    std::fs::write(&bad, bytes).unwrap();
+    for args in [&["query", "-f", s(&bad)][..], &["-f", s(&bad), "-a"]] {
+        let o = e.run(args);
+        assert!(matches!(o.status.code(), Some(1 | 2)), "{args:?}: {o:?}");
+        assert!(err(&o).contains("bad.db"), "{args:?}: {}", err(&o));
+        assert!(out(&o).is_empty(), "{args:?}: {}", out(&o));
+    }
+}
