@@ -1,5 +1,5 @@
 //! The logs to read: several `-f` in the order given, each a path or a glob (its matches
-//! oldest first, as logrotate numbers them), each plain text, gzip (one or more members) or
+//! oldest first, as logrotate numbers them), each plain text, gzip (one or more members), zstd or
 //! an SQLite history, told apart by their first bytes, never by their names. All of them feed
 //! one [`Scan`], so a connection opened in `ipclog.log.1` and closed in `ipclog.log` is one
 //! connection.
@@ -205,22 +205,28 @@ pub fn is_sqlite(path: &Path) -> bool {
 }
 
 /// What a read error in the middle of a log says: the file, the last line read and, for
-/// gzip, how far into the compressed file.
-pub fn read_error(shown: &str, gzip: bool, last: u64, consumed: u64, e: &io::Error) -> String {
-    if gzip {
+/// a compressed one, how far into the file.
+pub fn read_error(
+    shown: &str,
+    codec: Option<&str>,
+    last: u64,
+    consumed: u64,
+    e: &io::Error,
+) -> String {
+    if let Some(c) = codec {
         format!(
-            "{shown}: corrupt gzip data after line {last} (near compressed byte {consumed}): {e}"
+            "{shown}: corrupt {c} data after line {last} (near compressed byte {consumed}): {e}"
         )
     } else {
         format!("{shown}: read error after line {last}: {e}")
     }
 }
 
-/// Opens a text log (plain or gzip, by content): the reader, whether it is gzip, and the
+/// Opens a text log (plain, gzip or zstd, by content): the reader, its compression, and the
 /// count of bytes read from the file.
 pub fn open_text(input: &Input) -> Result<TextLog, Failure> {
     match open_any(input)? {
-        Opened::Text(r, gzip, n) => Ok((r, gzip, n)),
+        Opened::Text(r, codec, n) => Ok((r, codec, n)),
         Opened::Db => Err((
             2,
             format!("{}: an SQLite history, not a log", input.shown()),
@@ -228,12 +234,13 @@ pub fn open_text(input: &Input) -> Result<TextLog, Failure> {
     }
 }
 
-/// A text log's reader, whether it is gzip, and the bytes read from its file so far.
-pub type TextLog = (Box<dyn BufRead>, bool, Rc<Cell<u64>>);
+/// A text log's reader, its compression (`gzip`, `zstd`), and the bytes read from its file
+/// so far.
+pub type TextLog = (Box<dyn BufRead>, Option<&'static str>, Rc<Cell<u64>>);
 
 enum Opened {
     Db,
-    Text(Box<dyn BufRead>, bool, Rc<Cell<u64>>),
+    Text(Box<dyn BufRead>, Option<&'static str>, Rc<Cell<u64>>),
 }
 
 fn open_any(input: &Input) -> Result<Opened, Failure> {
@@ -263,22 +270,24 @@ fn open_any(input: &Input) -> Result<Opened, Failure> {
         }
         return Ok(Opened::Db);
     }
-    if head.starts_with(ZSTD_MAGIC) {
-        return Err((
-            2,
-            format!("{shown}: zstd-compressed; read it with: zstdcat FILE | constat -f -"),
-        ));
-    }
-    let gzip = head.starts_with(GZIP_MAGIC);
-    let reader: Box<dyn BufRead> = if gzip {
-        Box::new(BufReader::with_capacity(
-            256 * 1024,
-            flate2::bufread::MultiGzDecoder::new(raw),
-        ))
+    let (codec, reader): (_, Box<dyn BufRead>) = if head.starts_with(GZIP_MAGIC) {
+        let d = flate2::bufread::MultiGzDecoder::new(raw);
+        (
+            Some("gzip"),
+            Box::new(BufReader::with_capacity(256 * 1024, d)),
+        )
+    } else if head.starts_with(ZSTD_MAGIC) {
+        // Reads frame after frame, as `zstdcat` does.
+        let d = zstd::stream::read::Decoder::with_buffer(raw)
+            .map_err(|e| (2, format!("{shown}: cannot read zstd data: {e}")))?;
+        (
+            Some("zstd"),
+            Box::new(BufReader::with_capacity(256 * 1024, d)),
+        )
     } else {
-        Box::new(raw)
+        (None, Box::new(raw))
     };
-    Ok(Opened::Text(reader, gzip, consumed))
+    Ok(Opened::Text(reader, codec, consumed))
 }
 
 fn read_one(
@@ -291,8 +300,8 @@ fn read_one(
     let shown = input.shown();
     match open_any(input)? {
         Opened::Db => db::scan_db(&input.path, opts.range, scan, opts.verbose).map_err(|m| (2, m)),
-        Opened::Text(reader, gzip, consumed) => {
-            read_log(reader, &shown, gzip, &consumed, opts, scan, bar, done)
+        Opened::Text(reader, codec, consumed) => {
+            read_log(reader, &shown, codec, &consumed, opts, scan, bar, done)
         }
     }
 }
@@ -301,21 +310,21 @@ fn read_one(
 fn read_log(
     mut reader: Box<dyn BufRead>,
     shown: &str,
-    gzip: bool,
+    codec: Option<&str>,
     consumed: &Rc<Cell<u64>>,
     opts: &Options,
     scan: &mut Scan,
     bar: Option<&indicatif::ProgressBar>,
     done: u64,
 ) -> Result<(), Failure> {
-    let what = if gzip { "gzip data" } else { "log" };
+    let what = codec.map_or("log".to_string(), |c| format!("{c} data"));
     let head = reader.fill_buf().map_err(|e| {
         (
             2,
             format!(
                 "{shown}: cannot read {what}: {e}{}",
-                if gzip {
-                    " (corrupt gzip at its start)"
+                if codec.is_some() {
+                    " (corrupt at its start)"
                 } else {
                     ""
                 }
@@ -329,9 +338,13 @@ fn read_log(
             2,
             format!(
                 "{shown}: not an ipclog log (binary data at byte {}{}); constat reads ipclog's \
-                 text log (plain or gzip) or its SQLite history",
+                 text log (plain, gzip or zstd) or its SQLite history",
                 pos + 1,
-                if gzip { " after decompression" } else { "" }
+                if codec.is_some() {
+                    " after decompression"
+                } else {
+                    ""
+                }
             ),
         ));
     }
@@ -343,7 +356,7 @@ fn read_log(
     loop {
         let next = log
             .next_line()
-            .map_err(|e| (1, read_error(shown, gzip, last, consumed.get(), &e)))?;
+            .map_err(|e| (1, read_error(shown, codec, last, consumed.get(), &e)))?;
         let Some((line_no, parsed)) = next else {
             break;
         };

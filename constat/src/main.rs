@@ -104,7 +104,7 @@ struct Args {
     #[arg(long)]
     per_day: bool,
 
-    /// The log to scan: ipclog's line log (plain or gzip, told by content), its SQLite
+    /// The log to scan: ipclog's line log (plain, gzip or zstd, told by content), its SQLite
     /// history, or - for standard input. Repeat for several, read in order as one log; a
     /// pattern (quoted: '/var/log/ipclog.log*') reads its files oldest first
     #[arg(

@@ -37,7 +37,7 @@ Exit status: 0 connections printed, 3 none matched, 1 read error, 2 bad usage or
 #[derive(Parser, Debug)]
 #[command(name = "constat query", version, about, after_help = AFTER_HELP)]
 pub struct QueryArgs {
-    /// The history (SQLite) or logs (plain or gzip; repeat, or a quoted pattern)
+    /// The history (SQLite) or logs (plain, gzip or zstd; repeat, or a quoted pattern)
     #[arg(
         short = 'f',
         long = "file",
@@ -603,7 +603,7 @@ fn line_matches(q: &QueryArgs, c: &ConnLine<'_>, interner: &mut crate::scan::Int
 
 fn query_log<W: Write>(q: &QueryArgs, i: &input::Input, p: &mut Printer<W>) -> Result<(), Failure> {
     let shown = i.shown();
-    let (reader, gzip, consumed) = input::open_text(i)?;
+    let (reader, codec, consumed) = input::open_text(i)?;
     let mut log = LogReader::new(reader);
     let mut interner = crate::scan::Interner::default();
     // O lines of connections not yet closed, by tuple, oldest first: printed at the end.
@@ -612,9 +612,12 @@ fn query_log<W: Write>(q: &QueryArgs, i: &input::Input, p: &mut Printer<W>) -> R
     let in_days = |d: NaiveDate| q.from.is_none_or(|f| f <= d) && q.to.is_none_or(|t| d <= t);
     let mut last = 0;
     loop {
-        let next = log
-            .next_line()
-            .map_err(|e| (1, input::read_error(&shown, gzip, last, consumed.get(), &e)))?;
+        let next = log.next_line().map_err(|e| {
+            (
+                1,
+                input::read_error(&shown, codec, last, consumed.get(), &e),
+            )
+        })?;
         let Some((line_no, parsed)) = next else { break };
         last = line_no;
         let c = match parsed {

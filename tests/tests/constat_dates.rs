@@ -254,12 +254,34 @@ fn corrupt_gzip_member_in_the_middle_names_file_and_line() {
 }
 
 #[test]
-fn zstd_is_told_by_content() {
+fn zstd_is_told_by_content_frame_after_frame() {
     let e = Env::new("dates-zstd");
-    let f = e.write("ipclog.log.1", [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0, 0]);
-    let o = e.run(&["-f", s(&f), "-a"]);
-    assert_eq!(o.status.code(), Some(2), "{o:?}");
-    assert!(err(&o).contains("zstd-compressed"), "{}", err(&o));
+    let mut bytes = zstd::encode_all(
+        "O 2004-08-05-09:00:00 tcp 10.0.0.1 10.0.0.2 1000 22 e -\n".as_bytes(),
+        3,
+    )
+    .unwrap();
+    bytes.extend(
+        zstd::encode_all(
+            "C 2004-08-05-09:00:09 tcp 10.0.0.1 10.0.0.2 1000 22 t 9\n".as_bytes(),
+            3,
+        )
+        .unwrap(),
+    );
+    let f = e.write("ipclog.log.1", &bytes);
+    let o = e.run(&["-f", s(&f), "-a", "-n"]);
+    assert!(o.status.success(), "{o:?}");
+    assert_eq!(rows(&out(&o)), ["10.0.0.1 tcp 22 10.0.0.2 1 0 9.0 9"]);
+    // Cut in the middle of its second frame: an error naming the file and the line.
+    let cut = e.write("cut.zst", &bytes[..bytes.len() - 6]);
+    let o = e.run(&["-f", s(&cut), "-a", "-n"]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(
+        err(&o).contains("cut.zst: corrupt zstd data after line 1"),
+        "{}",
+        err(&o)
+    );
+    assert!(out(&o).is_empty());
 }
 
 const FILTER_LOG: &str = "\
