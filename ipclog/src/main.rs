@@ -16,6 +16,7 @@ mod error;
 mod ifaddr;
 mod ipc;
 mod names;
+mod nflog;
 mod outputs;
 mod packets;
 mod privs;
@@ -89,13 +90,18 @@ fn invoked_as_ipc() -> bool {
 enum Source {
     Conntrack(conntrack::EventSocket),
     Capture(ipclog_capture::OpenCapture),
+    Nflog(nflog::NflogSocket),
 }
 
 impl Source {
     /// Opens the source the command line names: without CAP_NET_ADMIN (or with a capture
     /// file that is not one) that is the one thing to say, before any output is created.
     fn open(cli: &Cli) -> Result<Source, Error> {
-        if cli.capture.is_capture() {
+        if !cli.nflog.is_empty() {
+            let groups = nflog::parse_groups(&cli.nflog)
+                .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+            nflog::NflogSocket::open(&groups, cli.rcvbuf).map(Source::Nflog)
+        } else if cli.capture.is_capture() {
             ipclog_capture::open_capture(&cli.capture)
                 .map(Source::Capture)
                 .map_err(Error::Capture)
@@ -108,6 +114,7 @@ impl Source {
         match self {
             Source::Conntrack(_) => shared::Source::Conntrack,
             Source::Capture(_) => shared::Source::Pcap,
+            Source::Nflog(_) => shared::Source::Nflog,
         }
     }
 }
@@ -116,6 +123,12 @@ impl Source {
 fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     let filter = Filter::new(&cli.proto, &cli.port, &cli.host, &cli.iface)
         .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+    if !cli.nflog.is_empty() && (cli.capture.is_capture() || cli.once || invoked_as_ipc()) {
+        return Err(Error::Start(
+            "ipclog: --nflog is a source of its own; it cannot be combined with -r/-i or -1/ipc"
+                .into(),
+        ));
+    }
     if cli.once || invoked_as_ipc() {
         if cli.capture.is_capture() {
             return Err(Error::Start(
@@ -176,7 +189,7 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
             daemon::set_thread_nice(-10);
             &[privs::CAP_NET_ADMIN]
         }
-        Source::Capture(_) => &[],
+        Source::Capture(_) | Source::Nflog(_) => &[],
     };
     privs::drop_privileges(keep, user.as_ref())
         .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
@@ -210,6 +223,7 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
         Source::Capture(capture) => {
             packets::run(capture, &cli.capture, &mut fan, stats_every, &run)
         }
+        Source::Nflog(sock) => nflog::run(sock, &mut fan, &run, stats_every),
     };
     drop(pidfile);
     Ok(fan.outcome().exit_code(code))

@@ -43,6 +43,8 @@ pub enum Source {
     Conntrack,
     /// Packets, from a capture file or a live interface.
     Pcap,
+    /// Packets a packet filter logged (NFLOG); a run's source only, never a connection's.
+    Nflog,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Source {
         match self {
             Source::Conntrack => "conntrack",
             Source::Pcap => "pcap",
+            Source::Nflog => "nflog",
         }
     }
 

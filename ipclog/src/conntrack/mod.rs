@@ -17,11 +17,11 @@
 //! loss, and are followed by a resync that closes connections that vanished and opens ones
 //! that appeared. `snapshot.rs` is `ipc`: one dump, printed.
 
-mod ctnetlink;
+pub(crate) mod ctnetlink;
 mod processor;
 mod reader;
 mod snapshot;
-mod socket;
+pub(crate) mod socket;
 mod timeouts;
 
 use std::sync::atomic::Ordering;

@@ -1,0 +1,486 @@
+//! The NFLOG source (`--nflog GROUP[,GROUP]`): ipmon's packet-filter log on Linux. nftables
+//! rules send packets to a log group (`log group 1 prefix "drop-ssh" drop`); ipclog binds
+//! the groups through NETLINK_NETFILTER, asks for the first [`COPY_RANGE`] bytes of each
+//! packet (enough for the IP and transport headers, and the header an ICMP error quotes) and
+//! for the conntrack entry the packet belongs to, and turns each message into a
+//! `shared::packet::PacketEvent` for the sinks.
+//!
+//! One thread receives, decodes in place (`decode.rs`) and writes: a packet costs a few
+//! microseconds, and the socket's large receive buffer absorbs bursts. Loss is never
+//! silent: the groups are bound with sequence numbers, and a gap in them is the exact number
+//! of packets the kernel could not deliver (`lost N packets` P lines, the run's loss).
+//! Messages that cannot be logged (no payload, not IP, cut short) are counted by reason.
+
+mod decode;
+
+use std::collections::HashMap;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+
+use shared::packet::{Action, PacketConn, PacketEvent};
+use shared::sink::{EventSink, RunEnd, RunInfo};
+
+use crate::conntrack::socket::{permission_error, set_rcvtimeo, setsockopt_int, socket_inode};
+use crate::error::Error;
+use decode::{Item, Messages, RawPacket, Unusable};
+
+/// Bytes of each packet the kernel copies: an IPv4 or IPv6 header with options, a TCP header
+/// with options, or an ICMP error with the headers it quotes.
+pub const COPY_RANGE: u32 = 256;
+const TICK: Duration = Duration::from_millis(100);
+
+/// The bound log groups.
+pub struct NflogSocket {
+    sock: Socket,
+    groups: Vec<u16>,
+    inode: u64,
+    /// Whether the kernel attaches conntrack entries (needs nf_conntrack_netlink).
+    pub conntrack: bool,
+    /// Datagrams that arrived while later groups were being bound.
+    early: Vec<Vec<u8>>,
+}
+
+/// Parses `--nflog`'s list: group numbers 0–65535, each once.
+pub fn parse_groups(list: &[String]) -> Result<Vec<u16>, String> {
+    let mut out = Vec::new();
+    for g in list {
+        let n = g.trim().parse::<u16>().map_err(|_| {
+            format!(
+                "--nflog: {:?} is not a log group number (0-65535)",
+                shared::text::escaped(g)
+            )
+        })?;
+        if !out.contains(&n) {
+            out.push(n);
+        }
+    }
+    Ok(out)
+}
+
+impl NflogSocket {
+    /// Binds every group with copy mode packet, sequence numbers and conntrack entries. A
+    /// group another process holds (ulogd, another ipclog) or missing permission is a start-up
+    /// error naming the group.
+    pub fn open(groups: &[u16], rcvbuf: usize) -> Result<NflogSocket, Error> {
+        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| {
+            Error::Start(format!(
+                "ipclog: cannot open a netfilter netlink socket: {e}"
+            ))
+        })?;
+        sock.bind_auto()
+            .map_err(|e| Error::Start(format!("ipclog: cannot bind the netlink socket: {e}")))?;
+        let fd = sock.as_raw_fd();
+        let req = rcvbuf.min(i32::MAX as usize) as libc::c_int;
+        if setsockopt_int(fd, libc::SO_RCVBUFFORCE, req).is_err() {
+            let _ = setsockopt_int(fd, libc::SO_RCVBUF, req);
+            eprintln!(
+                "ipclog: SO_RCVBUFFORCE not permitted, used SO_RCVBUF (capped by \
+                 net.core.rmem_max): packets may be lost under load"
+            );
+        }
+        set_rcvtimeo(fd, TICK)
+            .map_err(|e| Error::Start(format!("ipclog: cannot set a receive timeout: {e}")))?;
+        let mut s = NflogSocket {
+            inode: socket_inode(fd),
+            sock,
+            groups: groups.to_vec(),
+            conntrack: true,
+            early: Vec::new(),
+        };
+        for (i, &g) in groups.iter().enumerate() {
+            let seq = i as u32 * 2 + 1;
+            match s.bind(g, seq, true) {
+                Err(e) if e == -libc::EOPNOTSUPP => {
+                    s.conntrack = false;
+                    s.bind(g, seq + 1, false)
+                }
+                r => r,
+            }
+            .map_err(|errno| bind_error(g, errno))?;
+        }
+        if !s.conntrack {
+            eprintln!(
+                "ipclog: the kernel does not attach conntrack entries to logged packets (it \
+                 needs CONFIG_NETFILTER_NETLINK_GLUE_CT and nf_conntrack_netlink loaded): no \
+                 ct= tokens; an ICMP error names what it relates to by the packet it quotes, \
+                 without a conntrack id"
+            );
+        }
+        Ok(s)
+    }
+
+    /// Sends one configuration request for `group` and waits for its acknowledgement; the
+    /// negative errno on refusal.
+    fn bind(&mut self, group: u16, seq: u32, with_ct: bool) -> Result<(), i32> {
+        use decode::*;
+        let mut flags = NFULNL_CFG_F_SEQ;
+        if with_ct {
+            flags |= NFULNL_CFG_F_CONNTRACK;
+        }
+        let mut mode = COPY_RANGE.to_be_bytes().to_vec();
+        mode.extend_from_slice(&[NFULNL_COPY_PACKET, 0]);
+        let req = config_request(
+            group,
+            seq,
+            &[
+                (NFULA_CFG_CMD, &[NFULNL_CFG_CMD_BIND]),
+                (NFULA_CFG_MODE, &mode),
+                // Batches of up to 64 KiB or 32 packets, sent at least every 20 ms: fewer
+                // datagrams under a flood, little delay when quiet.
+                (NFULA_CFG_NLBUFSIZ, &(65536u32).to_be_bytes()),
+                (NFULA_CFG_QTHRESH, &32u32.to_be_bytes()),
+                (NFULA_CFG_TIMEOUT, &2u32.to_be_bytes()),
+                (NFULA_CFG_FLAGS, &flags.to_be_bytes()),
+            ],
+        );
+        self.sock
+            .send_to(&req, &SocketAddr::new(0, 0), 0)
+            .map_err(|e| -e.raw_os_error().unwrap_or(libc::EIO))?;
+        let mut buf = vec![0u8; 1 << 17];
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let mut b = &mut buf[..];
+            let n = match self.sock.recv(&mut b, 0) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(-e.raw_os_error().unwrap_or(libc::EIO)),
+            };
+            let mut answer = None;
+            let mut packets = false;
+            for m in Messages::new(&buf[..n]) {
+                match m {
+                    Ok(Item::Ack) => answer = Some(Ok(())),
+                    Ok(Item::Error(e)) => answer = Some(Err(e)),
+                    Ok(Item::Packet(_)) | Err(_) => packets = true,
+                    Ok(Item::Other(_)) => {}
+                }
+            }
+            if packets {
+                self.early.push(buf[..n].to_vec());
+            }
+            if let Some(a) = answer {
+                return a;
+            }
+        }
+        Err(-libc::ETIMEDOUT)
+    }
+
+    fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut b = &mut buf[..];
+        match self.sock.recv(&mut b, 0) {
+            Ok(n) => Ok(n),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(0)
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn bind_error(group: u16, errno: i32) -> Error {
+    let e = io::Error::from_raw_os_error(-errno);
+    if permission_error(&e) {
+        return Error::Permission(format!(
+            "ipclog: binding NFLOG group {group} needs CAP_NET_ADMIN (run as root or grant \
+             the capability): {e}"
+        ));
+    }
+    let why = match -errno {
+        libc::EBUSY => " (another process has bound it: ulogd, another ipclog?)".to_string(),
+        libc::ETIMEDOUT => " (no answer from the kernel)".to_string(),
+        _ => String::new(),
+    };
+    Error::Start(format!(
+        "ipclog: cannot bind NFLOG group {group}: {e}{why}; is nfnetlink_log available \
+         (modprobe nfnetlink_log)?"
+    ))
+}
+
+/// Interface names by index, looked up once and forgotten every few seconds (an index can
+/// be given to another interface).
+#[derive(Default)]
+struct Ifnames {
+    names: HashMap<u32, Option<String>>,
+    since: Option<Instant>,
+}
+
+impl Ifnames {
+    fn name(&mut self, index: u32) -> Option<String> {
+        if self
+            .since
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(5))
+        {
+            self.names.clear();
+            self.since = Some(Instant::now());
+        }
+        self.names
+            .entry(index)
+            .or_insert_with(|| {
+                let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+                // SAFETY: the buffer has IF_NAMESIZE bytes, as if_indextoname requires.
+                let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+                if p.is_null() {
+                    // Gone already: its number, so the line still says where.
+                    return Some(format!("if{index}"));
+                }
+                // SAFETY: if_indextoname wrote a NUL-terminated name into `buf`.
+                let c = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+                Some(c.to_string_lossy().into_owned())
+            })
+            .clone()
+    }
+}
+
+/// What the source counted.
+#[derive(Default)]
+struct Counts {
+    packets: u64,
+    lost: u64,
+    lost_said: u64,
+    unusable: [u64; Unusable::ALL.len()],
+    netlink_errors: u64,
+    /// The next sequence number expected per group.
+    next_seq: HashMap<u16, u32>,
+}
+
+impl Counts {
+    fn unusable_total(&self) -> u64 {
+        self.unusable.iter().sum()
+    }
+
+    fn unusable_text(&self) -> String {
+        let parts: Vec<String> = Unusable::ALL
+            .iter()
+            .filter(|r| self.unusable[r.index()] > 0)
+            .map(|r| format!("{}: {}", r.describe(), self.unusable[r.index()]))
+            .collect();
+        parts.join(", ")
+    }
+}
+
+/// Turns a decoded message into a logged packet.
+fn to_event(
+    p: &RawPacket<'_>,
+    names: &mut Ifnames,
+    now: DateTime<Utc>,
+) -> Result<PacketEvent, Unusable> {
+    let h = decode::headers(p)?;
+    let prefix = String::from_utf8_lossy(p.prefix).into_owned();
+    let ts =
+        p.ts.and_then(|(s, us)| {
+            DateTime::<Utc>::from_timestamp(
+                i64::try_from(s).ok()?,
+                u32::try_from(us.min(999_999)).ok()? * 1000,
+            )
+        })
+        .unwrap_or(now);
+    let from_ct = match (p.ct, p.ct_info) {
+        (Some(ct), Some(info)) => decode::conntrack(ct).map(|(t, id)| {
+            let state = decode::ct_state(info);
+            PacketConn {
+                state: Some(state),
+                related: state.starts_with("related"),
+                proto: t.proto,
+                src: t.src,
+                dst: t.dst,
+                sport: t.sport,
+                dport: t.dport,
+                id,
+            }
+        }),
+        _ => None,
+    };
+    // Without the kernel's entry (no CONFIG_NETFILTER_NETLINK_GLUE_CT, or nf_conntrack_netlink
+    // not loaded) an ICMP error still names what it is about: the packet it quotes.
+    let conn = from_ct.or_else(|| {
+        h.quoted.map(|q| PacketConn {
+            state: None,
+            related: true,
+            proto: q.proto,
+            src: q.src,
+            dst: q.dst,
+            sport: q.sport,
+            dport: q.dport,
+            id: None,
+        })
+    });
+    Ok(PacketEvent {
+        ts,
+        group: p.group,
+        action: Action::from_prefix(&prefix),
+        prefix,
+        in_iface: p.indev.and_then(|i| names.name(i)),
+        out_iface: p.outdev.and_then(|i| names.name(i)),
+        proto: h.proto,
+        src: h.src,
+        dst: h.dst,
+        sport: h.sport,
+        dport: h.dport,
+        hdr_len: h.hdr_len,
+        total_len: h.total_len,
+        tcp_flags: h.tcp_flags,
+        icmp: h.icmp,
+        mark: p.mark.filter(|&m| m != 0),
+        conn,
+    })
+}
+
+fn handle(buf: &[u8], sink: &mut dyn EventSink, names: &mut Ifnames, c: &mut Counts) {
+    let now = Utc::now();
+    for m in Messages::new(buf) {
+        match m {
+            Ok(Item::Packet(p)) => {
+                if let Some(seq) = p.seq {
+                    if let Some(&want) = c.next_seq.get(&p.group) {
+                        c.lost += u64::from(seq.wrapping_sub(want));
+                    }
+                    c.next_seq.insert(p.group, seq.wrapping_add(1));
+                }
+                match to_event(&p, names, now) {
+                    Ok(ev) => {
+                        c.packets += 1;
+                        sink.packet(&ev);
+                    }
+                    Err(r) => c.unusable[r.index()] += 1,
+                }
+            }
+            Ok(Item::Error(_)) => c.netlink_errors += 1,
+            Ok(Item::Ack) | Ok(Item::Other(_)) => {}
+            Err(r) => c.unusable[r.index()] += 1,
+        }
+    }
+}
+
+/// Runs the packet-filter log until SIGTERM/SIGINT. Returns the source's exit status.
+pub fn run(
+    mut sock: NflogSocket,
+    sink: &mut dyn EventSink,
+    run: &RunInfo,
+    stats_every: Option<Duration>,
+) -> u8 {
+    crate::daemon::set_thread_nice(-10);
+    sink.start(run);
+    sink.program(
+        Utc::now(),
+        &format!(
+            "nflog groups {}{}",
+            sock.groups
+                .iter()
+                .map(|g| g.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            if sock.conntrack {
+                ""
+            } else {
+                " (without conntrack entries)"
+            }
+        ),
+    );
+    let mut names = Ifnames::default();
+    let mut c = Counts::default();
+    for d in std::mem::take(&mut sock.early) {
+        handle(&d, sink, &mut names, &mut c);
+    }
+    let mut buf = vec![0u8; 1 << 18];
+    let mut last_flush = Instant::now();
+    let mut last_stats = Instant::now();
+    let mut stats_packets = 0u64;
+    let mut unflushed = 0u64;
+    let mut code = 0u8;
+    let mut enobufs = 0u64;
+    while !crate::daemon::stopping() {
+        match sock.recv(&mut buf) {
+            Ok(0) => {}
+            Ok(n) => {
+                let before = c.packets;
+                handle(&buf[..n], sink, &mut names, &mut c);
+                unflushed += c.packets - before;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
+                // The kernel dropped a batch; the sequence gap says how many packets.
+                enobufs += 1;
+            }
+            Err(e) => {
+                let m = format!("NFLOG receive failed: {e}");
+                eprintln!("ipclog: {m}");
+                sink.program(Utc::now(), &m);
+                code = 1;
+                break;
+            }
+        }
+        if c.lost > c.lost_said {
+            let n = c.lost - c.lost_said;
+            c.lost_said = c.lost;
+            sink.program(
+                Utc::now(),
+                &format!("lost {n} packets (NFLOG: the receive buffer was full)"),
+            );
+            sink.source_lost(c.lost);
+        }
+        if unflushed >= 4096
+            || (last_flush.elapsed() >= TICK && unflushed > 0)
+            || last_flush.elapsed() >= Duration::from_secs(1)
+        {
+            sink.flush();
+            unflushed = 0;
+            last_flush = Instant::now();
+        }
+        if let Some(every) = stats_every {
+            if last_stats.elapsed() >= every {
+                let rate = (c.packets - stats_packets) as f64 / last_stats.elapsed().as_secs_f64();
+                stats_packets = c.packets;
+                last_stats = Instant::now();
+                let s = sink.stats();
+                eprintln!(
+                    "ipclog: {rate:.0} packets/s, {} logged, lost {} (socket drops {}), unusable {}, db queue {} dropped {}, errors {}",
+                    c.packets,
+                    c.lost,
+                    crate::conntrack::socket::netlink_drops(sock.inode).unwrap_or(0),
+                    c.unusable_total(),
+                    s.queued,
+                    s.dropped,
+                    sink.errors(),
+                );
+            }
+        }
+    }
+    if c.unusable_total() > 0 {
+        sink.program(
+            Utc::now(),
+            &format!(
+                "dropped {} packets (NFLOG messages that cannot be logged: {})",
+                c.unusable_total(),
+                c.unusable_text()
+            ),
+        );
+    }
+    if c.netlink_errors > 0 || enobufs > 0 {
+        sink.program(
+            Utc::now(),
+            &format!(
+                "NFLOG: {} netlink error messages, {enobufs} receive buffer overflows",
+                c.netlink_errors
+            ),
+        );
+    }
+    sink.finish(&RunEnd {
+        errors: c.netlink_errors,
+        lost: c.lost,
+        dropped: c.unusable_total(),
+        started: None,
+        stopped: Utc::now(),
+    });
+    code
+}
