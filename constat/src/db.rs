@@ -77,6 +77,8 @@ pub fn scan_db(
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
     add_lost(&conn, day, scan, &shown, verbose)
         .map_err(|e| format!("{shown}: reading runs: {e}"))?;
+    add_packets(&conn, day_str.as_deref(), scan, &shown, verbose)
+        .map_err(|e| format!("{shown}: reading packets: {e}"))?;
     // Rows not closed (yet), by connection, with the report row they count in. A connection
     // open while the logger restarted has two rows: the earlier run's, never closed, and the
     // one the next run wrote when it found the connection open at its start
@@ -133,6 +135,66 @@ pub fn scan_db(
                 scan.errors += 1;
                 if verbose {
                     eprintln!("{shown}: connections row {id}: {}", escaped(&reason));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Counts the `packets` rows (ipclog --nflog) of the day, per rule, action, source,
+/// protocol and destination port.
+fn add_packets(
+    conn: &rusqlite::Connection,
+    day: Option<&str>,
+    scan: &mut Scan,
+    shown: &str,
+    verbose: bool,
+) -> rusqlite::Result<()> {
+    const SQL: &str = "SELECT prefix, action, src, proto, dport, count(*) FROM packets";
+    const GROUP: &str = " GROUP BY prefix, action, src, proto, dport";
+    let mut stmt;
+    let mut rows = match day {
+        None => {
+            stmt = conn.prepare(&format!("{SQL}{GROUP}"))?;
+            stmt.query([])?
+        }
+        Some(d) => {
+            stmt = conn.prepare(&format!("{SQL} WHERE day = ?1{GROUP}"))?;
+            stmt.query([d])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        let decoded = (|| -> Result<_, String> {
+            // Empty when the rule has none; shown as a field (escaped) by the section.
+            let prefix: String = row.get(0).map_err(|e| format!("prefix: {e}"))?;
+            let action = match text(row, 1, "action")?.as_str() {
+                "block" => shared::packet::Action::Block,
+                "pass" => shared::packet::Action::Pass,
+                "log" => shared::packet::Action::Log,
+                other => return Err(format!("action: unknown {other:?}")),
+            };
+            let src = text(row, 2, "src")?;
+            let proto = match int(row, 3, "proto")? {
+                Some(p @ 0..=255) => p as u8,
+                other => return Err(format!("proto: {other:?} is not a protocol number")),
+            };
+            let dport = match int(row, 4, "dport")? {
+                None => None,
+                Some(p @ 0..=65535) => Some(p as u16),
+                Some(p) => return Err(format!("dport: {p} is not a port")),
+            };
+            let n = count(row, 5, "count")?.unwrap_or(0);
+            Ok((prefix, action, src, proto, dport, n))
+        })();
+        match decoded {
+            Ok((prefix, action, src, proto, dport, n)) => {
+                scan.packets.add(&prefix, action, &src, proto, dport, n)
+            }
+            Err(reason) => {
+                scan.errors += 1;
+                if verbose {
+                    eprintln!("{shown}: packets: {}", escaped(&reason));
                 }
             }
         }

@@ -213,6 +213,8 @@ pub struct Scan {
     /// Events the logger said it lost or dropped (`P ... lost N events`, `P ... dropped N
     /// events (reason)`) in the scanned range; saturating.
     pub lost_events: u64,
+    /// Packets of `F` lines (or `packets` rows) on the scanned day.
+    pub packets: crate::packets::Packets,
 }
 
 impl Scan {
@@ -227,6 +229,7 @@ impl Scan {
             errors: 0,
             unmatched_closes: 0,
             lost_events: 0,
+            packets: Default::default(),
         }
     }
 
@@ -251,6 +254,15 @@ impl Scan {
     /// (on any day, as every unreadable line).
     pub fn program(&mut self, date: NaiveDate, message: &str) -> Result<(), ParseError> {
         let mut w = message.split_ascii_whitespace();
+        if let (Some("lost"), Some(n), Some("packets")) = (w.next(), w.next(), w.next()) {
+            if self.day.is_none_or(|d| d == date) {
+                if let Ok(n) = n.parse::<u64>() {
+                    self.packets.lost = self.packets.lost.saturating_add(n.min(MAX_VALUE));
+                }
+            }
+            return Ok(());
+        }
+        let mut w = message.split_ascii_whitespace();
         let (Some(what @ ("lost" | "dropped")), Some(n), Some("events")) =
             (w.next(), w.next(), w.next())
         else {
@@ -272,6 +284,15 @@ impl Scan {
             self.lost_events = self.lost_events.saturating_add(n);
         }
         Ok(())
+    }
+
+    /// Feeds one `F` line: a packet the packet filter logged, counted on its day.
+    pub fn packet(&mut self, p: &shared::logfmt::PacketLine<'_>) {
+        if self.day.is_none_or(|d| d == p.ts.date()) {
+            let prefix = p.prefix_text();
+            self.packets
+                .add(&prefix, p.action, p.src, p.proto, p.dport, 1);
+        }
     }
 
     /// Feeds one O/S/C line; a value out of range makes it a bad line, which changes nothing.

@@ -15,7 +15,7 @@ use crate::proto::proto_name;
 /// What the rule did with the packet, as far as the log can tell: the kernel's log record has
 /// no verdict (the `log` statement runs before the rule's verdict), so it is read from the
 /// rule's prefix ([`Action::from_prefix`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Action {
     /// `b`: blocked (the prefix says drop, reject, block or deny).
     Block,

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use shared::record::{Bind, Field, FIELDS};
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const RUNS: &str = "
 CREATE TABLE IF NOT EXISTS runs (
@@ -133,6 +133,7 @@ pub fn schema() -> String {
     }
     s.push_str("\n);");
     s.push_str(INDEXES);
+    s.push_str(crate::packets::PACKETS);
     s
 }
 
