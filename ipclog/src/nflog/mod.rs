@@ -191,6 +191,14 @@ impl NflogSocket {
 
 fn bind_error(group: u16, errno: i32) -> Error {
     let e = io::Error::from_raw_os_error(-errno);
+    // The kernel refuses a group another socket holds with EPERM too: with the capability,
+    // that is what it means.
+    if permission_error(&e) && crate::privs::has_net_admin() {
+        return Error::Start(format!(
+            "ipclog: cannot bind NFLOG group {group}: another process has bound it (ulogd, \
+             another ipclog?): {e}"
+        ));
+    }
     if permission_error(&e) {
         return Error::Permission(format!(
             "ipclog: binding NFLOG group {group} needs CAP_NET_ADMIN (run as root or grant \
@@ -198,9 +206,8 @@ fn bind_error(group: u16, errno: i32) -> Error {
         ));
     }
     let why = match -errno {
-        libc::EBUSY => " (another process has bound it: ulogd, another ipclog?)".to_string(),
-        libc::ETIMEDOUT => " (no answer from the kernel)".to_string(),
-        _ => String::new(),
+        libc::ETIMEDOUT => " (no answer from the kernel)",
+        _ => "",
     };
     Error::Start(format!(
         "ipclog: cannot bind NFLOG group {group}: {e}{why}; is nfnetlink_log available \
