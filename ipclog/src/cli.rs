@@ -184,6 +184,15 @@ pub struct Cli {
     )]
     pub nflog: Vec<String>,
 
+    /// With --nflog: log connections from conntrack as well, in the same outputs (F lines
+    /// among the O/S/C lines).
+    #[arg(
+        long = "conntrack",
+        requires = "nflog",
+        help_heading = "Packet-filter log"
+    )]
+    pub with_conntrack: bool,
+
     #[command(flatten)]
     pub capture: CaptureArgs,
 }

@@ -88,7 +88,7 @@ fn invoked_as_ipc() -> bool {
 
 /// Where events come from: the conntrack event socket, or an opened capture.
 enum Source {
-    Conntrack(conntrack::EventSocket),
+    Conntrack(conntrack::EventSocket, Option<nflog::NflogSocket>),
     Capture(ipclog_capture::OpenCapture),
     Nflog(nflog::NflogSocket),
 }
@@ -97,6 +97,14 @@ impl Source {
     /// Opens the source the command line names: without CAP_NET_ADMIN (or with a capture
     /// file that is not one) that is the one thing to say, before any output is created.
     fn open(cli: &Cli) -> Result<Source, Error> {
+        if !cli.nflog.is_empty() && cli.with_conntrack {
+            // Conntrack first: a missing permission is said once, for the main source.
+            let ct = conntrack::open(cli.rcvbuf)?;
+            let groups = nflog::parse_groups(&cli.nflog)
+                .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+            let nf = nflog::NflogSocket::open(&groups, cli.rcvbuf)?;
+            return Ok(Source::Conntrack(ct, Some(nf)));
+        }
         if !cli.nflog.is_empty() {
             let groups = nflog::parse_groups(&cli.nflog)
                 .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
@@ -106,13 +114,13 @@ impl Source {
                 .map(Source::Capture)
                 .map_err(Error::Capture)
         } else {
-            conntrack::open(cli.rcvbuf).map(Source::Conntrack)
+            conntrack::open(cli.rcvbuf).map(|s| Source::Conntrack(s, None))
         }
     }
 
     fn kind(&self) -> shared::Source {
         match self {
-            Source::Conntrack(_) => shared::Source::Conntrack,
+            Source::Conntrack(..) => shared::Source::Conntrack,
             Source::Capture(_) => shared::Source::Pcap,
             Source::Nflog(_) => shared::Source::Nflog,
         }
@@ -182,7 +190,7 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     // Everything is open: what remains needs at most CAP_NET_ADMIN (conntrack's dumps). Done
     // before any thread starts, as capabilities are per thread.
     let keep: &[u32] = match &source {
-        Source::Conntrack(_) => {
+        Source::Conntrack(..) => {
             // Raising a nice value needs no privilege, lowering it needs CAP_SYS_NICE: so this
             // thread takes the reader's priority now, and every thread started later inherits
             // it and moves to its own (conntrack::run, the database and name threads).
@@ -211,12 +219,13 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
     let run = run_now();
     let code = match source {
-        Source::Conntrack(sock) => {
+        Source::Conntrack(sock, nflog) => {
             let cfg = conntrack::Config {
                 queue: cli.queue,
                 evict_every: (cli.evict_every > 0.0)
                     .then(|| Duration::from_secs_f64(cli.evict_every.min(86_400.0))),
                 stats_every,
+                nflog,
             };
             conntrack::run(cfg, sock, &mut fan, &run)
         }

@@ -71,8 +71,13 @@ struct Logger {
 
 impl Logger {
     fn start(fw: &Netns, dir: &Path) -> Logger {
+        Logger::start_with(fw, dir, &[])
+    }
+
+    fn start_with(fw: &Netns, dir: &Path, extra: &[&str]) -> Logger {
         let child = fw
             .command(bin("ipclog"))
+            .args(extra)
             .args(["--nflog", GROUP, "-f"])
             .arg(dir.join("log"))
             .arg("--db")
@@ -419,4 +424,57 @@ fn a_group_already_bound_or_not_permitted_is_a_start_up_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("\"x\" is not a log group number"), "{err}");
+}
+
+/// `--nflog G --conntrack`: packets and connections in one log. The UDP datagrams to a
+/// closed port are a connection (O line from conntrack), and the ICMP errors about them,
+/// which conntrack reports no event for, are F lines naming that connection.
+#[test]
+fn beside_conntrack_icmp_errors_name_their_connection() {
+    require_netns!();
+    let (client, fw) = setup();
+    fw.enable_conntrack().unwrap();
+    let dir = scratch("nflog-conntrack");
+    let _server = fw.spawn(&["python3", "-c", SERVER_SCRIPT]).unwrap();
+    wait_for(Duration::from_secs(10), || {
+        let ss = fw.run_stdout(&["ss", "-ltn"]).ok()?;
+        ss.contains(":80 ").then_some(())
+    })
+    .expect("web server listening");
+    let logger = Logger::start_with(&fw, &dir, &["--conntrack"]);
+    client.run(&["python3", "-c", CLIENT_SCRIPT, FW]).unwrap();
+    // The firewall's own address shows as its interface.
+    let udp_open = format!("udp  {CLIENT:<15} eth0            40999 9 ");
+    let settled = wait_for(Duration::from_secs(10), || {
+        let log = logger.log();
+        let counted = PREFIXES
+            .iter()
+            .all(|(p, c)| f_lines(&log, p).len() == counter(&fw, c));
+        let opened = log
+            .lines()
+            .any(|l| l.starts_with("O ") && l.contains(&udp_open));
+        (counted && opened).then_some(())
+    });
+    let log = logger.stop();
+    assert!(settled.is_some(), "{log}");
+    let related = format!("related=udp:{CLIENT},40999->{FW},9");
+    assert_eq!(
+        f_lines(&log, "icmp-err")
+            .iter()
+            .filter(|l| l.contains(&related))
+            .count(),
+        3,
+        "{log}"
+    );
+    let web = format!("tcp  {CLIENT:<15} eth0            ");
+    assert!(
+        log.lines()
+            .any(|l| l.starts_with("O ") && l.contains(&web) && l.contains(" 80 ")),
+        "connections are logged too:\n{log}"
+    );
+    assert!(log.contains(" nflog groups 7"), "{log}");
+    assert!(
+        log.trim_end().ends_with("ipclog stopped, 0 errors"),
+        "{log}"
+    );
 }

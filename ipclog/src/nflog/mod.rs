@@ -262,19 +262,112 @@ struct Counts {
     next_seq: HashMap<u16, u32>,
 }
 
-impl Counts {
-    fn unusable_total(&self) -> u64 {
-        self.unusable.iter().sum()
+/// Turns received datagrams into logged packets and counts what it sees: loss (sequence
+/// gaps), unusable messages by reason, netlink errors. Used by the NFLOG source on its own
+/// ([`run`]) and by its thread beside conntrack ([`spawn`]).
+#[derive(Default)]
+pub struct Decoder {
+    names: Ifnames,
+    c: Counts,
+}
+
+impl Decoder {
+    /// Decodes one datagram, handing each packet to `emit`.
+    pub fn datagram(&mut self, buf: &[u8], emit: &mut dyn FnMut(PacketEvent)) {
+        let now = Utc::now();
+        let c = &mut self.c;
+        for m in Messages::new(buf) {
+            match m {
+                Ok(Item::Packet(p)) => {
+                    if let Some(seq) = p.seq {
+                        if let Some(&want) = c.next_seq.get(&p.group) {
+                            c.lost += u64::from(seq.wrapping_sub(want));
+                        }
+                        c.next_seq.insert(p.group, seq.wrapping_add(1));
+                    }
+                    match to_event(&p, &mut self.names, now) {
+                        Ok(ev) => {
+                            c.packets += 1;
+                            emit(ev);
+                        }
+                        Err(r) => c.unusable[r.index()] += 1,
+                    }
+                }
+                Ok(Item::Error(_)) => c.netlink_errors += 1,
+                Ok(Item::Ack) | Ok(Item::Other(_)) => {}
+                Err(r) => c.unusable[r.index()] += 1,
+            }
+        }
     }
 
-    fn unusable_text(&self) -> String {
-        let parts: Vec<String> = Unusable::ALL
-            .iter()
-            .filter(|r| self.unusable[r.index()] > 0)
-            .map(|r| format!("{}: {}", r.describe(), self.unusable[r.index()]))
-            .collect();
-        parts.join(", ")
+    /// Packets lost since the last call, if any (for a `lost N packets` line).
+    pub fn new_loss(&mut self) -> Option<u64> {
+        let n = self.c.lost - self.c.lost_said;
+        self.c.lost_said = self.c.lost;
+        (n > 0).then_some(n)
     }
+
+    pub fn packets(&self) -> u64 {
+        self.c.packets
+    }
+
+    pub fn lost(&self) -> u64 {
+        self.c.lost
+    }
+
+    pub fn unusable(&self) -> u64 {
+        self.c.unusable.iter().sum()
+    }
+
+    pub fn netlink_errors(&self) -> u64 {
+        self.c.netlink_errors
+    }
+
+    /// The program messages that end a run: what could not be logged, by reason.
+    pub fn end_messages(&self, overflows: u64) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.unusable() > 0 {
+            let parts: Vec<String> = Unusable::ALL
+                .iter()
+                .filter(|r| self.c.unusable[r.index()] > 0)
+                .map(|r| format!("{}: {}", r.describe(), self.c.unusable[r.index()]))
+                .collect();
+            out.push(format!(
+                "dropped {} packets (NFLOG messages that cannot be logged: {})",
+                self.unusable(),
+                parts.join(", ")
+            ));
+        }
+        if self.c.netlink_errors > 0 || overflows > 0 {
+            out.push(format!(
+                "NFLOG: {} netlink error messages, {overflows} receive buffer overflows",
+                self.c.netlink_errors
+            ));
+        }
+        out
+    }
+}
+
+/// The message that says NFLOG loss.
+pub fn lost_message(n: u64) -> String {
+    format!("lost {n} packets (NFLOG: the receive buffer was full)")
+}
+
+/// The groups line at the start of a run.
+fn groups_message(sock: &NflogSocket) -> String {
+    format!(
+        "nflog groups {}{}",
+        sock.groups
+            .iter()
+            .map(|g| g.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        if sock.conntrack {
+            ""
+        } else {
+            " (without conntrack entries)"
+        }
+    )
 }
 
 /// Turns a decoded message into a logged packet.
@@ -344,32 +437,6 @@ fn to_event(
     })
 }
 
-fn handle(buf: &[u8], sink: &mut dyn EventSink, names: &mut Ifnames, c: &mut Counts) {
-    let now = Utc::now();
-    for m in Messages::new(buf) {
-        match m {
-            Ok(Item::Packet(p)) => {
-                if let Some(seq) = p.seq {
-                    if let Some(&want) = c.next_seq.get(&p.group) {
-                        c.lost += u64::from(seq.wrapping_sub(want));
-                    }
-                    c.next_seq.insert(p.group, seq.wrapping_add(1));
-                }
-                match to_event(&p, names, now) {
-                    Ok(ev) => {
-                        c.packets += 1;
-                        sink.packet(&ev);
-                    }
-                    Err(r) => c.unusable[r.index()] += 1,
-                }
-            }
-            Ok(Item::Error(_)) => c.netlink_errors += 1,
-            Ok(Item::Ack) | Ok(Item::Other(_)) => {}
-            Err(r) => c.unusable[r.index()] += 1,
-        }
-    }
-}
-
 /// Runs the packet-filter log until SIGTERM/SIGINT. Returns the source's exit status.
 pub fn run(
     mut sock: NflogSocket,
@@ -379,26 +446,10 @@ pub fn run(
 ) -> u8 {
     crate::daemon::set_thread_nice(-10);
     sink.start(run);
-    sink.program(
-        Utc::now(),
-        &format!(
-            "nflog groups {}{}",
-            sock.groups
-                .iter()
-                .map(|g| g.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            if sock.conntrack {
-                ""
-            } else {
-                " (without conntrack entries)"
-            }
-        ),
-    );
-    let mut names = Ifnames::default();
-    let mut c = Counts::default();
-    for d in std::mem::take(&mut sock.early) {
-        handle(&d, sink, &mut names, &mut c);
+    sink.program(Utc::now(), &groups_message(&sock));
+    let mut d = Decoder::default();
+    for early in std::mem::take(&mut sock.early) {
+        d.datagram(&early, &mut |p| sink.packet(&p));
     }
     let mut buf = vec![0u8; 1 << 18];
     let mut last_flush = Instant::now();
@@ -406,19 +457,17 @@ pub fn run(
     let mut stats_packets = 0u64;
     let mut unflushed = 0u64;
     let mut code = 0u8;
-    let mut enobufs = 0u64;
+    let mut overflows = 0u64;
     while !crate::daemon::stopping() {
         match sock.recv(&mut buf) {
             Ok(0) => {}
             Ok(n) => {
-                let before = c.packets;
-                handle(&buf[..n], sink, &mut names, &mut c);
-                unflushed += c.packets - before;
+                let before = d.packets();
+                d.datagram(&buf[..n], &mut |p| sink.packet(&p));
+                unflushed += d.packets() - before;
             }
-            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
-                // The kernel dropped a batch; the sequence gap says how many packets.
-                enobufs += 1;
-            }
+            // The kernel dropped a batch; the sequence gap says how many packets.
+            Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => overflows += 1,
             Err(e) => {
                 let m = format!("NFLOG receive failed: {e}");
                 eprintln!("ipclog: {m}");
@@ -427,17 +476,12 @@ pub fn run(
                 break;
             }
         }
-        if c.lost > c.lost_said {
-            let n = c.lost - c.lost_said;
-            c.lost_said = c.lost;
-            sink.program(
-                Utc::now(),
-                &format!("lost {n} packets (NFLOG: the receive buffer was full)"),
-            );
-            sink.source_lost(c.lost);
+        if let Some(n) = d.new_loss() {
+            sink.program(Utc::now(), &lost_message(n));
+            sink.source_lost(d.lost());
         }
         if unflushed >= 4096
-            || (last_flush.elapsed() >= TICK && unflushed > 0)
+            || (unflushed > 0 && last_flush.elapsed() >= TICK)
             || last_flush.elapsed() >= Duration::from_secs(1)
         {
             sink.flush();
@@ -446,16 +490,18 @@ pub fn run(
         }
         if let Some(every) = stats_every {
             if last_stats.elapsed() >= every {
-                let rate = (c.packets - stats_packets) as f64 / last_stats.elapsed().as_secs_f64();
-                stats_packets = c.packets;
+                let rate =
+                    (d.packets() - stats_packets) as f64 / last_stats.elapsed().as_secs_f64();
+                stats_packets = d.packets();
                 last_stats = Instant::now();
                 let s = sink.stats();
                 eprintln!(
-                    "ipclog: {rate:.0} packets/s, {} logged, lost {} (socket drops {}), unusable {}, db queue {} dropped {}, errors {}",
-                    c.packets,
-                    c.lost,
+                    "ipclog: {rate:.0} packets/s, {} logged, lost {} (socket drops {}), \
+                     unusable {}, db queue {} dropped {}, errors {}",
+                    d.packets(),
+                    d.lost(),
                     crate::conntrack::socket::netlink_drops(sock.inode).unwrap_or(0),
-                    c.unusable_total(),
+                    d.unusable(),
                     s.queued,
                     s.dropped,
                     sink.errors(),
@@ -463,31 +509,71 @@ pub fn run(
             }
         }
     }
-    if c.unusable_total() > 0 {
-        sink.program(
-            Utc::now(),
-            &format!(
-                "dropped {} packets (NFLOG messages that cannot be logged: {})",
-                c.unusable_total(),
-                c.unusable_text()
-            ),
-        );
-    }
-    if c.netlink_errors > 0 || enobufs > 0 {
-        sink.program(
-            Utc::now(),
-            &format!(
-                "NFLOG: {} netlink error messages, {enobufs} receive buffer overflows",
-                c.netlink_errors
-            ),
-        );
+    for m in d.end_messages(overflows) {
+        sink.program(Utc::now(), &m);
     }
     sink.finish(&RunEnd {
-        errors: c.netlink_errors,
-        lost: c.lost,
-        dropped: c.unusable_total(),
+        errors: d.netlink_errors(),
+        lost: d.lost(),
+        dropped: d.unusable(),
         started: None,
         stopped: Utc::now(),
     });
     code
+}
+
+/// What the NFLOG thread beside conntrack says to the conntrack processor.
+pub enum Side {
+    /// The groups line at the start.
+    Started(String),
+    Packet(Box<PacketEvent>),
+    /// Packets lost since the last such message.
+    Lost(u64),
+    /// Its closing messages, and its figures for the run's end (lost, unusable, errors).
+    Ended(Vec<String>, u64, u64, u64),
+}
+
+/// Runs the NFLOG receiver on a thread of its own beside conntrack (`--nflog G --conntrack`),
+/// handing what it sees to `send` (the conntrack processor's queue). Stops on SIGTERM/SIGINT
+/// after saying [`Side::Ended`].
+pub fn spawn(
+    mut sock: NflogSocket,
+    send: impl Fn(Side) -> bool + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("ipclog-nflog".into())
+        .spawn(move || {
+            crate::daemon::set_thread_nice(-10);
+            send(Side::Started(groups_message(&sock)));
+            let mut d = Decoder::default();
+            let mut emit = |p| {
+                send(Side::Packet(Box::new(p)));
+            };
+            for early in std::mem::take(&mut sock.early) {
+                d.datagram(&early, &mut emit);
+            }
+            let mut buf = vec![0u8; 1 << 18];
+            let mut overflows = 0u64;
+            while !crate::daemon::stopping() {
+                match sock.recv(&mut buf) {
+                    Ok(0) => {}
+                    Ok(n) => d.datagram(&buf[..n], &mut emit),
+                    Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => overflows += 1,
+                    Err(e) => {
+                        eprintln!("ipclog: NFLOG receive failed: {e}");
+                        break;
+                    }
+                }
+                if let Some(n) = d.new_loss() {
+                    send(Side::Lost(n));
+                }
+            }
+            send(Side::Ended(
+                d.end_messages(overflows),
+                d.lost(),
+                d.unusable(),
+                d.netlink_errors(),
+            ));
+        })
+        .expect("spawn NFLOG thread")
 }
