@@ -194,6 +194,28 @@ while True:
     c, _ = s.accept(); c.recv(100); c.sendall(b"HTTP/1.0 200 OK\r\n\r\n"); c.close()
 "#;
 
+/// The firewall's web server, killed (and waited for) when dropped.
+struct WebServer(Child);
+
+impl WebServer {
+    fn start(fw: &Netns) -> WebServer {
+        let server = WebServer(fw.spawn(&["python3", "-c", SERVER_SCRIPT]).unwrap());
+        wait_for(Duration::from_secs(10), || {
+            let ss = fw.run_stdout(&["ss", "-ltn"]).ok()?;
+            ss.contains(":80 ").then_some(())
+        })
+        .expect("web server listening");
+        server
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Lines per prefix equal the rule counters; every field of the lines is what the packets
 /// were; the history's rows, the JSON objects and constat's section (from the log, a mixed
 /// log and the history) say the same.
@@ -202,12 +224,7 @@ fn logged_packets_match_the_rule_counters_in_every_output() {
     require_netns!();
     let (client, fw) = setup();
     let dir = scratch("nflog-counts");
-    let _server = fw.spawn(&["python3", "-c", SERVER_SCRIPT]).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        let ss = fw.run_stdout(&["ss", "-ltn"]).ok()?;
-        ss.contains(":80 ").then_some(())
-    })
-    .expect("web server listening");
+    let _server = WebServer::start(&fw);
     let logger = Logger::start(&fw, &dir);
     client.run(&["python3", "-c", CLIENT_SCRIPT, FW]).unwrap();
     // Every packet the rules counted reaches the log (the kernel flushes its batch within
@@ -343,7 +360,7 @@ fn logged_packets_match_the_rule_counters_in_every_output() {
     let want_ssh = format!("drop-ssh        b   {CLIENT:<15} tcp  22              4");
     let from_log = constat(&dir.join("log"));
     let sec = section(&from_log);
-    assert!(sec.iter().any(|l| *l == want_ssh), "{from_log}");
+    assert!(sec.contains(&want_ssh), "{from_log}");
     assert!(
         sec.iter().any(|l| l == "rule drop-ssh: 4 packets blocked"),
         "{from_log}"
@@ -353,7 +370,7 @@ fn logged_packets_match_the_rule_counters_in_every_output() {
         "{from_log}"
     );
     let web_total = format!("rule ok-web: {} packets passed", counts[1].1);
-    assert!(sec.iter().any(|l| *l == web_total), "{from_log}");
+    assert!(sec.contains(&web_total), "{from_log}");
     assert!(from_log.ends_with("0 ERRORS\n"), "{from_log}");
 
     let mixed = dir.join("mixed");
@@ -435,12 +452,7 @@ fn beside_conntrack_icmp_errors_name_their_connection() {
     let (client, fw) = setup();
     fw.enable_conntrack().unwrap();
     let dir = scratch("nflog-conntrack");
-    let _server = fw.spawn(&["python3", "-c", SERVER_SCRIPT]).unwrap();
-    wait_for(Duration::from_secs(10), || {
-        let ss = fw.run_stdout(&["ss", "-ltn"]).ok()?;
-        ss.contains(":80 ").then_some(())
-    })
-    .expect("web server listening");
+    let _server = WebServer::start(&fw);
     let logger = Logger::start_with(&fw, &dir, &["--conntrack"]);
     client.run(&["python3", "-c", CLIENT_SCRIPT, FW]).unwrap();
     // The firewall's own address shows as its interface.
