@@ -554,11 +554,13 @@ CREATE INDEX IF NOT EXISTS connections_resp_h ON connections(resp_h);
 
 #[test]
 fn schema_is_the_one_databases_were_created_with() {
-    assert_eq!(schema(), SCHEMA_2026_11);
+    // Version 2 adds the packets table and changes nothing else.
+    let v2 = format!("{SCHEMA_2026_11}{}", crate::packets::PACKETS);
+    assert_eq!(schema(), v2);
     let d = tmpdir("schema-text");
     drop(Store::open(&d.join("h.db")).unwrap());
     let old = Connection::open(d.join("old.db")).unwrap();
-    old.execute_batch(SCHEMA_2026_11).unwrap();
+    old.execute_batch(&v2).unwrap();
     let master = |c: &Connection| -> Vec<String> {
         c.prepare("SELECT sql FROM sqlite_master ORDER BY name")
             .unwrap()
