@@ -458,6 +458,7 @@ pub fn run(
     let mut unflushed = 0u64;
     let mut code = 0u8;
     let mut overflows = 0u64;
+    let mut last_loss = Instant::now() - Duration::from_secs(1);
     while !crate::daemon::stopping() {
         match sock.recv(&mut buf) {
             Ok(0) => {}
@@ -476,9 +477,13 @@ pub fn run(
                 break;
             }
         }
-        if let Some(n) = d.new_loss() {
-            sink.program(Utc::now(), &lost_message(n));
-            sink.source_lost(d.lost());
+        // One line a second while losing, not one per datagram.
+        if last_loss.elapsed() >= Duration::from_secs(1) {
+            if let Some(n) = d.new_loss() {
+                last_loss = Instant::now();
+                sink.program(Utc::now(), &lost_message(n));
+                sink.source_lost(d.lost());
+            }
         }
         if unflushed >= 4096
             || (unflushed > 0 && last_flush.elapsed() >= TICK)
@@ -508,6 +513,10 @@ pub fn run(
                 );
             }
         }
+    }
+    if let Some(n) = d.new_loss() {
+        sink.program(Utc::now(), &lost_message(n));
+        sink.source_lost(d.lost());
     }
     for m in d.end_messages(overflows) {
         sink.program(Utc::now(), &m);
@@ -554,6 +563,7 @@ pub fn spawn(
             }
             let mut buf = vec![0u8; 1 << 18];
             let mut overflows = 0u64;
+            let mut last_loss = Instant::now() - Duration::from_secs(1);
             while !crate::daemon::stopping() {
                 match sock.recv(&mut buf) {
                     Ok(0) => {}
@@ -564,9 +574,15 @@ pub fn spawn(
                         break;
                     }
                 }
-                if let Some(n) = d.new_loss() {
-                    send(Side::Lost(n));
+                if last_loss.elapsed() >= Duration::from_secs(1) {
+                    if let Some(n) = d.new_loss() {
+                        last_loss = Instant::now();
+                        send(Side::Lost(n));
+                    }
                 }
+            }
+            if let Some(n) = d.new_loss() {
+                send(Side::Lost(n));
             }
             send(Side::Ended(
                 d.end_messages(overflows),
