@@ -490,3 +490,69 @@ fn beside_conntrack_icmp_errors_name_their_connection() {
         "{log}"
     );
 }
+
+/// `--syslog`: each packet is a syslog message without the time, at ipmon's priorities
+/// (blocked: warning, passed: notice), sent to a /dev/log socket of the test's, mounted in a
+/// private mount namespace so the host's syslog is never touched.
+#[test]
+fn syslog_gets_packets_at_ipmon_s_priorities() {
+    require_netns!();
+    let (client, fw) = setup();
+    let dir = scratch("nflog-syslog");
+    let sock_path = dir.join("log.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let script = format!(
+        "mount -t tmpfs none /dev && touch /dev/log && mount --bind {} /dev/log && exec {} \
+         --syslog --nflog {GROUP}",
+        sock_path.display(),
+        bin("ipclog").display(),
+    );
+    let mut child = fw
+        .command("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut got: Vec<String> = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut recv_until = |got: &mut Vec<String>, pat: &str| -> String {
+        wait_for(Duration::from_secs(10), || {
+            if let Ok(n) = sock.recv(&mut buf) {
+                got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+            }
+            got.iter().find(|m| m.contains(pat)).cloned()
+        })
+        .unwrap_or_else(|| panic!("no syslog message with {pat:?}: {got:#?}"))
+    };
+    recv_until(&mut got, "nflog groups 7");
+    client
+        .run(&[
+            "python3",
+            "-c",
+            "import socket\nfor p in (22, 80):\n    s = socket.socket(); s.settimeout(0.3)\n    \
+             try: s.connect((__import__('sys').argv[1], p))\n    except OSError: pass\n",
+            FW,
+        ])
+        .unwrap();
+    // The severity is the priority's low three bits: 4 warning, 5 notice.
+    let severity = |m: &str| -> u32 { m[1..m.find('>').unwrap()].parse::<u32>().unwrap() % 8 };
+    let blocked = recv_until(&mut got, " drop-ssh b ");
+    assert!(
+        blocked.contains(&format!("F eth0 - drop-ssh b {CLIENT},")),
+        "{blocked}"
+    );
+    assert!(
+        blocked.contains(&format!(" -> {FW},22 PR tcp len 20 60 -S group=7")),
+        "{blocked}"
+    );
+    assert_eq!(severity(&blocked), 4, "{blocked}");
+    let passed = recv_until(&mut got, " ok-web p ");
+    assert_eq!(severity(&passed), 5, "{passed}");
+    // SAFETY: our child (unshare execs sh, which execs ipclog: same pid).
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = wait_for(Duration::from_secs(10), || child.try_wait().unwrap()).unwrap();
+    assert!(st.success(), "{st}");
+    recv_until(&mut got, "ipclog stopped, 0 errors");
+}
