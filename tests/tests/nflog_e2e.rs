@@ -31,11 +31,13 @@ table inet t {
     counter ok_web {}
     counter ok_ping {}
     counter icmp_err {}
+    counter drop_v6 {}
     chain in {
         type filter hook input priority 0; policy accept;
         tcp dport 22 counter name drop_ssh log group 7 prefix "drop-ssh" drop
         tcp dport 80 counter name ok_web log group 7 prefix "ok-web" accept
         icmp type echo-request counter name ok_ping log group 7 prefix "ok-ping" accept
+        meta nfproto ipv6 udp dport 7 counter name drop_v6 log group 7 prefix "drop-v6" drop
     }
     chain out {
         type filter hook output priority 0; policy accept;
@@ -58,6 +60,11 @@ fn setup() -> (Netns, Netns) {
     )
     .unwrap();
     fw.nft(RULES).unwrap();
+    client
+        .run(&["ip", "addr", "add", "fd71::1/64", "dev", "eth0", "nodad"])
+        .unwrap();
+    fw.run(&["ip", "addr", "add", "fd71::2/64", "dev", "eth0", "nodad"])
+        .unwrap();
     // One ICMP error per datagram, not the rate limit's share of them.
     fw.sysctl("net.ipv4.icmp_ratelimit", "0").unwrap();
     (client, fw)
@@ -147,11 +154,12 @@ fn f_lines<'a>(log: &'a str, prefix: &str) -> Vec<&'a str> {
         .collect()
 }
 
-const PREFIXES: [(&str, &str); 4] = [
+const PREFIXES: [(&str, &str); 5] = [
     ("drop-ssh", "drop_ssh"),
     ("ok-web", "ok_web"),
     ("ok-ping", "ok_ping"),
     ("icmp-err", "icmp_err"),
+    ("drop-v6", "drop_v6"),
 ];
 
 /// The client's traffic: 4 connection attempts to 22 (dropped: each times out after 0.3 s),
@@ -172,6 +180,10 @@ u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 u.bind(("0.0.0.0", 40999))
 for _ in range(3):
     u.sendto(b"x", (fw, 9))
+u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+u6.bind(("::", 40998))
+for _ in range(2):
+    u6.sendto(b"x", ("fd71::2", 7))
 # Three pings (echo requests with 56 bytes of data), each answered.
 def csum(b):
     s = sum(int.from_bytes(b[i:i+2], "big") for i in range(0, len(b), 2))
@@ -249,6 +261,11 @@ fn logged_packets_match_the_rule_counters_in_every_output() {
     assert!(counts[1].1 >= 9, "3 connections' packets to 80\n{log}");
     assert_eq!(counts[2].1, 3, "pings\n{log}");
     assert_eq!(counts[3].1, 3, "port unreachables\n{log}");
+    assert_eq!(counts[4].1, 2, "IPv6 datagrams\n{log}");
+    for l in f_lines(&log, "drop-v6") {
+        let want = " eth0 - drop-v6 b fd71::1,40998 -> fd71::2,7 PR udp len 40 49 group=7";
+        assert!(l.ends_with(want), "{l}");
+    }
 
     // Fields: interfaces, rule, action, addresses and ports, protocol, lengths, flags, ICMP.
     for l in f_lines(&log, "drop-ssh") {

@@ -648,6 +648,63 @@ mod tests {
         assert_eq!(ct_state(pk.ct_info.unwrap()), "related-reply");
     }
 
+    /// IPv6: extension headers are walked to the transport header and count in the header
+    /// length; an ICMPv6 error quotes the packet it is about; a later fragment has no ports.
+    #[test]
+    fn ipv6_extension_headers_and_errors() {
+        let v6 = |next: u8, payload_len: u16| {
+            let mut p = vec![0x60, 0, 0, 0];
+            p.extend_from_slice(&payload_len.to_be_bytes());
+            p.extend_from_slice(&[next, 64]);
+            p.extend_from_slice(&"fd00::1".parse::<Ipv6Addr>().unwrap().octets());
+            p.extend_from_slice(&"fd00::2".parse::<Ipv6Addr>().unwrap().octets());
+            p
+        };
+        // Hop-by-hop (8 bytes) then UDP 5000 -> 53.
+        let mut p = v6(0, 8 + 9);
+        p.extend_from_slice(&[17, 0, 0, 0, 0, 0, 0, 0]);
+        p.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 9, 0, 0, b'x']);
+        let msg = message(10, 1, &[attr(NFULA_PAYLOAD, &p)]);
+        let Ok(Item::Packet(pk)) = one(&msg) else {
+            panic!()
+        };
+        let h = headers(&pk).unwrap();
+        assert_eq!((h.proto, h.sport, h.dport), (17, Some(5000), Some(53)));
+        assert_eq!((h.hdr_len, h.total_len), (48, 57));
+        // A later fragment: no ports.
+        let mut f = v6(44, 16);
+        f.extend_from_slice(&[17, 0, 0x00, 0x08, 0, 0, 0, 1]);
+        f.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 0, 0, 0]);
+        let msg = message(10, 1, &[attr(NFULA_PAYLOAD, &f)]);
+        let Ok(Item::Packet(pk)) = one(&msg) else {
+            panic!()
+        };
+        let h = headers(&pk).unwrap();
+        assert_eq!((h.proto, h.sport, h.dport), (17, None, None));
+        // ICMPv6 port unreachable (1/4) quoting the UDP datagram above (without extension).
+        let mut quoted = v6(17, 9);
+        quoted.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 9, 0, 0]);
+        let mut e = v6(58, 8 + quoted.len() as u16);
+        e.extend_from_slice(&[1, 4, 0, 0, 0, 0, 0, 0]);
+        e.extend_from_slice(&quoted);
+        let msg = message(10, 1, &[attr(NFULA_PAYLOAD, &e)]);
+        let Ok(Item::Packet(pk)) = one(&msg) else {
+            panic!()
+        };
+        let h = headers(&pk).unwrap();
+        assert_eq!((h.proto, h.icmp), (58, Some((1, 4))));
+        let q = h.quoted.unwrap();
+        assert_eq!((q.proto, q.sport, q.dport), (17, Some(5000), Some(53)));
+        // An echo request quotes nothing.
+        let mut echo = v6(58, 8);
+        echo.extend_from_slice(&[128, 0, 0, 0, 0, 1, 0, 1]);
+        let msg = message(10, 1, &[attr(NFULA_PAYLOAD, &echo)]);
+        let Ok(Item::Packet(pk)) = one(&msg) else {
+            panic!()
+        };
+        assert_eq!(headers(&pk).unwrap().quoted, None);
+    }
+
     /// Missing attributes, cut payloads, other families and cut messages: each is its reason,
     /// never a panic; cut transport headers still give a line, without ports.
     #[test]

@@ -593,3 +593,87 @@ pub fn spawn(
         })
         .expect("spawn NFLOG thread")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::decode::{NFULA_PAYLOAD, NFULA_PREFIX, NFULA_SEQ};
+    use super::*;
+
+    fn attr(t: u16, v: &[u8]) -> Vec<u8> {
+        let mut b = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
+        b.extend_from_slice(&t.to_ne_bytes());
+        b.extend_from_slice(v);
+        while b.len() % 4 != 0 {
+            b.push(0);
+        }
+        b
+    }
+
+    fn message(family: u8, group: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
+        let mut b = vec![0u8; 16];
+        b[4..6].copy_from_slice(&(4u16 << 8).to_ne_bytes());
+        b.extend_from_slice(&[family, 0]);
+        b.extend_from_slice(&group.to_be_bytes());
+        for a in attrs {
+            b.extend_from_slice(a);
+        }
+        let len = b.len() as u32;
+        b[..4].copy_from_slice(&len.to_ne_bytes());
+        b
+    }
+
+    fn udp(seq: u32, group: u16) -> Vec<u8> {
+        let mut p = vec![
+            0x45, 0, 0, 29, 0, 0, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
+        p.extend_from_slice(&[0x13, 0x88, 0, 53, 0, 9, 0, 0, b'x']);
+        message(
+            2,
+            group,
+            &[
+                attr(NFULA_PAYLOAD, &p),
+                attr(NFULA_PREFIX, b"drop-dns\0"),
+                attr(NFULA_SEQ, &seq.to_be_bytes()),
+            ],
+        )
+    }
+
+    /// Sequence gaps are lost packets, per group; unusable messages are counted by reason and
+    /// said at the end; the rest become events.
+    #[test]
+    fn the_decoder_counts_loss_by_gap_and_bad_messages_by_reason() {
+        let mut d = Decoder::default();
+        let mut got = Vec::new();
+        let mut datagram: Vec<u8> =
+            [udp(0, 1), udp(1, 1), udp(4, 1), udp(10, 2), udp(12, 2)].concat();
+        datagram.extend(message(2, 1, &[attr(NFULA_PREFIX, b"x\0")]));
+        datagram.extend(message(3, 1, &[attr(NFULA_PAYLOAD, &[0x45; 20])]));
+        d.datagram(&datagram, &mut |p| got.push(p));
+        assert_eq!(got.len(), 5);
+        assert_eq!(d.new_loss(), Some(2 + 1));
+        assert_eq!(d.new_loss(), None);
+        assert_eq!(d.lost(), 3);
+        let p = &got[0];
+        assert_eq!(
+            (p.group, p.prefix.as_str(), p.action),
+            (1, "drop-dns", Action::Block)
+        );
+        assert_eq!(
+            (p.sport, p.dport, p.proto, p.total_len),
+            (Some(5000), Some(53), 17, 29)
+        );
+        assert_eq!(d.unusable(), 2);
+        assert_eq!(
+            d.end_messages(0),
+            [
+                "dropped 2 packets (NFLOG messages that cannot be logged: no packet payload: 1, \
+              not IPv4/IPv6: 1)"
+            ]
+        );
+        // A cut datagram: counted, and what came before it is still logged.
+        let mut cut = udp(13, 2);
+        cut.extend_from_slice(&udp(14, 2)[..30]);
+        d.datagram(&cut, &mut |p| got.push(p));
+        assert_eq!((got.len(), d.unusable()), (6, 3));
+    }
+}
