@@ -441,7 +441,7 @@ pub fn config_request(group: u16, seq: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
         b.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
         b.extend_from_slice(&t.to_ne_bytes());
         b.extend_from_slice(v);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
     }
@@ -465,7 +465,7 @@ mod tests {
         b.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
         b.extend_from_slice(&t.to_ne_bytes());
         b.extend_from_slice(v);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         b

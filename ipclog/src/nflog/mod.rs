@@ -603,7 +603,7 @@ mod tests {
         let mut b = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
         b.extend_from_slice(&t.to_ne_bytes());
         b.extend_from_slice(v);
-        while b.len() % 4 != 0 {
+        while !b.len().is_multiple_of(4) {
             b.push(0);
         }
         b
