@@ -213,7 +213,7 @@ fn add_lost(
     shown: &str,
     verbose: bool,
 ) -> rusqlite::Result<()> {
-    const SQL: &str = "SELECT id, lost_events, dropped FROM runs";
+    const SQL: &str = "SELECT id, lost_events, dropped, source = 'nflog' FROM runs";
     let mut stmt;
     let mut rows = match day {
         None => {
@@ -235,6 +235,10 @@ fn add_lost(
                 .map(|dropped| lost.unwrap_or(0).saturating_add(dropped.unwrap_or(0)))
         });
         match counts {
+            // A packet-filter log's losses are packets (its section says them).
+            Ok(n) if row.get::<_, bool>(3).unwrap_or(false) => {
+                scan.packets.lost = scan.packets.lost.saturating_add(n)
+            }
             Ok(n) => scan.lost_events = scan.lost_events.saturating_add(n),
             Err(reason) => {
                 scan.errors += 1;

@@ -254,7 +254,9 @@ impl Scan {
     /// (on any day, as every unreadable line).
     pub fn program(&mut self, date: NaiveDate, message: &str) -> Result<(), ParseError> {
         let mut w = message.split_ascii_whitespace();
-        if let (Some("lost"), Some(n), Some("packets")) = (w.next(), w.next(), w.next()) {
+        // `--nflog`: packets lost in the kernel or not loggable; counted apart from events.
+        if let (Some("lost" | "dropped"), Some(n), Some("packets")) = (w.next(), w.next(), w.next())
+        {
             if self.day.is_none_or(|d| d == date) {
                 if let Ok(n) = n.parse::<u64>() {
                     self.packets.lost = self.packets.lost.saturating_add(n.min(MAX_VALUE));
@@ -574,10 +576,23 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
             ("2004-08-05", "lost many events"),
             ("2004-08-05", "dropped 20 events (database queue full)"),
             ("2004-08-06", "dropped 200 events (database queue full)"),
+            (
+                "2004-08-05",
+                "lost 7 packets (NFLOG: the receive buffer was full)",
+            ),
+            (
+                "2004-08-05",
+                "dropped 2 packets (NFLOG messages that cannot be logged: x: 2)",
+            ),
+            (
+                "2004-08-06",
+                "lost 70 packets (NFLOG: the receive buffer was full)",
+            ),
         ] {
             s.program(d(day), m).unwrap();
         }
         assert_eq!(s.lost_events, 35);
+        assert_eq!(s.packets.lost, 9, "packets are counted apart, on their day");
         let e = s
             .program(d("2004-08-05"), "lost 18446744073709551615 events")
             .unwrap_err();
