@@ -53,9 +53,10 @@ Then `N ERRORS`: lines (database rows) that could not be read, or that hold a co
 beyond 2^63-1; -v shows each one as `file:line: field: reason` on stderr. A last line without
 its newline (cut off, or still being written) is one error and ends the reading. When the log
 carries anomaly tokens (ipclog -r/-i), a section `connections with anomalies` precedes the
-ERRORS line (likewise `packets logged by the packet filter` when the log has F lines or the history
-packets rows from ipclog --nflog: packets per rule prefix, action b/p/L, source, protocol and
-destination port, then per rule), and when the logger lost or dropped events on the day (P lines `lost N events`,
+ERRORS line; likewise `packets logged by the packet filter` when the log has F lines (or the
+history packets rows) from ipclog --nflog: packets per rule prefix, action b/p/L, source,
+protocol and destination port, then per rule, and `N PACKETS LOST` when the logger lost or
+could not log some. When the logger lost or dropped events on the day (P lines `lost N events`,
 `dropped N events (reason)`; the history's runs.lost_events and runs.dropped), a line
 `N EVENTS LOST by the logger`. Names are printed escaped: control and bidi characters, spaces
 and backslashes as \\xHH or \\uHHHH.

@@ -174,8 +174,8 @@ pub struct Cli {
     pub db_queue: usize,
 
     /// Log the packets nftables rules send to these NFLOG groups (`log group 1 prefix
-    /// "drop-ssh"`), one F line each (ipmon's packet-filter log), instead of connections.
-    /// --rcvbuf sets the socket's receive buffer.
+    /// "drop-ssh"`), one F line each (ipmon's packet-filter log), instead of connections
+    /// (with --conntrack: beside them). --rcvbuf sets the socket's receive buffer.
     #[arg(
         long = "nflog",
         value_name = "GROUP[,GROUP]",
