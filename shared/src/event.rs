@@ -60,6 +60,7 @@ impl Source {
         match s {
             "conntrack" => Some(Source::Conntrack),
             "pcap" => Some(Source::Pcap),
+            "nflog" => Some(Source::Nflog),
             _ => None,
         }
     }
