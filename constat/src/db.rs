@@ -81,6 +81,8 @@ pub fn scan_db(
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
     add_lost(&conn, day, scan, &shown, verbose)
         .map_err(|e| format!("{shown}: reading runs: {e}"))?;
+    add_packets(&conn, day_str.as_deref(), scan, &shown, verbose)
+        .map_err(|e| format!("{shown}: reading packets: {e}"))?;
     // Rows not closed (yet), by connection, with the report row they count in. A connection
     // open while the logger restarted has two rows: the earlier run's, never closed, and the
     // one the next run wrote when it found the connection open at its start
@@ -149,6 +151,66 @@ pub fn scan_db(
     Ok(())
 }
 
+/// Counts the `packets` rows (ipclog --nflog) of the day, per rule, action, source,
+/// protocol and destination port.
+fn add_packets(
+    conn: &rusqlite::Connection,
+    day: Option<&str>,
+    scan: &mut Scan,
+    shown: &str,
+    verbose: bool,
+) -> rusqlite::Result<()> {
+    const SQL: &str = "SELECT prefix, action, src, proto, dport, count(*) FROM packets";
+    const GROUP: &str = " GROUP BY prefix, action, src, proto, dport";
+    let mut stmt;
+    let mut rows = match day {
+        None => {
+            stmt = conn.prepare(&format!("{SQL}{GROUP}"))?;
+            stmt.query([])?
+        }
+        Some(d) => {
+            stmt = conn.prepare(&format!("{SQL} WHERE day = ?1{GROUP}"))?;
+            stmt.query([d])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        let decoded = (|| -> Result<_, String> {
+            // Empty when the rule has none; shown as a field (escaped) by the section.
+            let prefix: String = row.get(0).map_err(|e| format!("prefix: {e}"))?;
+            let action = match text(row, 1, "action")?.as_str() {
+                "block" => shared::packet::Action::Block,
+                "pass" => shared::packet::Action::Pass,
+                "log" => shared::packet::Action::Log,
+                other => return Err(format!("action: unknown {other:?}")),
+            };
+            let src = text(row, 2, "src")?;
+            let proto = match int(row, 3, "proto")? {
+                Some(p @ 0..=255) => p as u8,
+                other => return Err(format!("proto: {other:?} is not a protocol number")),
+            };
+            let dport = match int(row, 4, "dport")? {
+                None => None,
+                Some(p @ 0..=65535) => Some(p as u16),
+                Some(p) => return Err(format!("dport: {p} is not a port")),
+            };
+            let n = count(row, 5, "count")?.unwrap_or(0);
+            Ok((prefix, action, src, proto, dport, n))
+        })();
+        match decoded {
+            Ok((prefix, action, src, proto, dport, n)) => {
+                scan.packets.add(&prefix, action, &src, proto, dport, n)
+            }
+            Err(reason) => {
+                scan.errors += 1;
+                if verbose {
+                    eprintln!("{shown}: packets: {}", escaped(&reason));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds the events the logger runs that overlap the day (all runs for `-a`) lost in the kernel
 /// (`lost_events`) or dropped on the way to the database (`dropped`). Summed here, saturating,
 /// not by SQL, whose integer sum fails on overflow; a run with a count out of range is a bad
@@ -160,7 +222,7 @@ fn add_lost(
     shown: &str,
     verbose: bool,
 ) -> rusqlite::Result<()> {
-    const SQL: &str = "SELECT id, lost_events, dropped FROM runs";
+    const SQL: &str = "SELECT id, lost_events, dropped, source = 'nflog' FROM runs";
     let mut stmt;
     let mut rows = match day {
         None => {
@@ -182,6 +244,10 @@ fn add_lost(
                 .map(|dropped| lost.unwrap_or(0).saturating_add(dropped.unwrap_or(0)))
         });
         match counts {
+            // A packet-filter log's losses are packets (its section says them).
+            Ok(n) if row.get::<_, bool>(3).unwrap_or(false) => {
+                scan.packets.lost = scan.packets.lost.saturating_add(n)
+            }
             Ok(n) => scan.lost_events = scan.lost_events.saturating_add(n),
             Err(reason) => {
                 scan.errors += 1;

@@ -9,6 +9,7 @@
 //! names on the rows and prints the table.
 
 mod db;
+mod packets;
 mod render;
 mod scan;
 
@@ -55,7 +56,10 @@ Then `N ERRORS`: lines (database rows) that could not be read, or that hold a co
 beyond 2^63-1; -v shows each one as `file:line: field: reason` on stderr. A last line without
 its newline (cut off, or still being written) is one error and ends the reading. When the log
 carries anomaly tokens (ipclog -r/-i), a section `connections with anomalies` precedes the
-ERRORS line, and when the logger lost or dropped events on the day (P lines `lost N events`,
+ERRORS line; likewise `packets logged by the packet filter` when the log has F lines (or the
+history packets rows) from ipclog --nflog: packets per rule prefix, action b/p/L, source,
+protocol and destination port, then per rule, and `N PACKETS LOST` when the logger lost or
+could not log some. When the logger lost or dropped events on the day (P lines `lost N events`,
 `dropped N events (reason)`; the history's runs.lost_events and runs.dropped), a line
 `N EVENTS LOST by the logger`. Names are printed escaped: control and bidi characters, spaces
 and backslashes as \\xHH or \\uHHHH.
@@ -260,7 +264,14 @@ fn run(args: &Args) -> Result<(), Failure> {
         )
     } else {
         let rows = namer.named_rows(&scan.rows, &scan.interner);
-        render::report(&mut out, &layout, &rows, scan.lost_events, scan.errors)
+        render::report(
+            &mut out,
+            &layout,
+            &rows,
+            scan.lost_events,
+            scan.errors,
+            |o| scan.packets.write(o, &namer),
+        )
     };
     match written.and_then(|_| out.flush()) {
         Ok(()) => Ok(()),
@@ -371,6 +382,10 @@ fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<()
         last = line_no;
         let res = match parsed {
             Ok(LogLine::Conn(c)) => scan.line(&c),
+            Ok(LogLine::Packet(p)) => {
+                scan.packet(&p);
+                Ok(())
+            }
             Ok(LogLine::Program { ts, message }) => scan.program(ts.date(), message),
             Ok(_) => Ok(()),
             Err(e) => Err(e),

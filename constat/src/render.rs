@@ -44,7 +44,7 @@ impl Namer<'_> {
         }
     }
 
-    fn addr(&self, a: IpAddr) -> String {
+    pub(crate) fn addr(&self, a: IpAddr) -> String {
         if self.numeric {
             return a.to_string();
         }
@@ -68,7 +68,7 @@ impl Namer<'_> {
         }
     }
 
-    fn port(&self, proto: u8, dport: Option<u16>) -> String {
+    pub(crate) fn port(&self, proto: u8, dport: Option<u16>) -> String {
         match dport {
             None => "-".to_string(),
             Some(p) if self.numeric => p.to_string(),
@@ -199,6 +199,7 @@ pub fn report(
     rows: &NamedRows,
     lost: u64,
     errors: u64,
+    packets: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
     writeln!(out, "{}", layout.heading)?;
     let bytes_title = layout.bytes.then_some("bytes");
@@ -237,6 +238,7 @@ pub fn report(
         )?;
     }
     anomalies(out, rows)?;
+    packets(out)?;
     // Only when the logger said so, so complete logs read exactly like the original's.
     if lost > 0 {
         writeln!(
@@ -454,7 +456,7 @@ mod tests {
             bytes: false,
         };
         let mut out = Vec::new();
-        report(&mut out, &layout, &named, 0, 0).unwrap();
+        report(&mut out, &layout, &named, 0, 0, |_| Ok(())).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[2].len(), 75);
@@ -501,7 +503,7 @@ mod tests {
             bytes: false,
         };
         let mut out = Vec::new();
-        report(&mut out, &layout, &named, 0, 0).unwrap();
+        report(&mut out, &layout, &named, 0, 0, |_| Ok(())).unwrap();
         let text = String::from_utf8(out).unwrap();
         let line = text.lines().nth(3).unwrap();
         assert_eq!(

@@ -221,6 +221,8 @@ pub struct Scan {
     pub lost_events: u64,
     /// `--by proc`: one row per process (`comm`) instead of per (src, prot, dport, dst).
     pub by_proc: bool,
+    /// Packets of `F` lines (or `packets` rows) on the scanned day.
+    pub packets: crate::packets::Packets,
 }
 
 /// The row of connections no process was named for (`--by proc`): an address, so that no
@@ -240,6 +242,7 @@ impl Scan {
             unmatched_closes: 0,
             lost_events: 0,
             by_proc: false,
+            packets: Default::default(),
         }
     }
 
@@ -271,6 +274,17 @@ impl Scan {
     /// (on any day, as every unreadable line).
     pub fn program(&mut self, date: NaiveDate, message: &str) -> Result<(), ParseError> {
         let mut w = message.split_ascii_whitespace();
+        // `--nflog`: packets lost in the kernel or not loggable; counted apart from events.
+        if let (Some("lost" | "dropped"), Some(n), Some("packets")) = (w.next(), w.next(), w.next())
+        {
+            if self.day.is_none_or(|d| d == date) {
+                if let Ok(n) = n.parse::<u64>() {
+                    self.packets.lost = self.packets.lost.saturating_add(n.min(MAX_VALUE));
+                }
+            }
+            return Ok(());
+        }
+        let mut w = message.split_ascii_whitespace();
         let (Some(what @ ("lost" | "dropped")), Some(n), Some("events")) =
             (w.next(), w.next(), w.next())
         else {
@@ -292,6 +306,15 @@ impl Scan {
             self.lost_events = self.lost_events.saturating_add(n);
         }
         Ok(())
+    }
+
+    /// Feeds one `F` line: a packet the packet filter logged, counted on its day.
+    pub fn packet(&mut self, p: &shared::logfmt::PacketLine<'_>) {
+        if self.day.is_none_or(|d| d == p.ts.date()) {
+            let prefix = p.prefix_text();
+            self.packets
+                .add(&prefix, p.action, p.src, p.proto, p.dport, 1);
+        }
     }
 
     /// Feeds one O/S/C line; a value out of range makes it a bad line, which changes nothing.
@@ -578,10 +601,23 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
             ("2004-08-05", "lost many events"),
             ("2004-08-05", "dropped 20 events (database queue full)"),
             ("2004-08-06", "dropped 200 events (database queue full)"),
+            (
+                "2004-08-05",
+                "lost 7 packets (NFLOG: the receive buffer was full)",
+            ),
+            (
+                "2004-08-05",
+                "dropped 2 packets (NFLOG messages that cannot be logged: x: 2)",
+            ),
+            (
+                "2004-08-06",
+                "lost 70 packets (NFLOG: the receive buffer was full)",
+            ),
         ] {
             s.program(d(day), m).unwrap();
         }
         assert_eq!(s.lost_events, 35);
+        assert_eq!(s.packets.lost, 9, "packets are counted apart, on their day");
         let e = s
             .program(d("2004-08-05"), "lost 18446744073709551615 events")
             .unwrap_err();

@@ -24,6 +24,8 @@ Line log (default on standard output when no -f/--db/--json/--syslog is given):
   src/dst print a local address as its interface name. fl: e established, s handshake
   (SYN_SENT/SYN_RECV), w FIN_WAIT/CLOSE_WAIT/LAST_ACK, t TIME_WAIT, c CLOSE, U unreplied
   (UDP and other protocols), - replied. time: seconds since the connection opened.
+  F <time.frac> <in> <out> <prefix> <b|p|L> src[,sport] -> dst[,dport] PR proto len hdr total
+    [-FLAGS] [icmp T/C] group=N [ct=STATE related=...]   a packet logged with --nflog
 
 Files and privileges: outputs are never written through a symbolic link (see
 --follow-symlinks) and must be regular files, FIFOs or character devices (--db, --pidfile:
@@ -182,6 +184,26 @@ pub struct Cli {
     /// dropped, counted in P lines and in the runs table; reading a file (-r), ipclog waits.
     #[arg(long = "db-queue", value_name = "EVENTS", default_value_t = 1 << 20)]
     pub db_queue: usize,
+
+    /// Log the packets nftables rules send to these NFLOG groups (`log group 1 prefix
+    /// "drop-ssh"`), one F line each (ipmon's packet-filter log), instead of connections
+    /// (with --conntrack: beside them). --rcvbuf sets the socket's receive buffer.
+    #[arg(
+        long = "nflog",
+        value_name = "GROUP[,GROUP]",
+        value_delimiter = ',',
+        help_heading = "Packet-filter log"
+    )]
+    pub nflog: Vec<String>,
+
+    /// With --nflog: log connections from conntrack as well, in the same outputs (F lines
+    /// among the O/S/C lines).
+    #[arg(
+        long = "conntrack",
+        requires = "nflog",
+        help_heading = "Packet-filter log"
+    )]
+    pub with_conntrack: bool,
 
     #[command(flatten)]
     pub capture: CaptureArgs,

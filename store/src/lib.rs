@@ -43,12 +43,21 @@
 //! `(orig_h, day)`, `(resp_h, day)` and a partial index of open rows; they answer the same
 //! queries and are kept as they are.)
 //!
+//! ## `packets` (since version 2)
+//! One row per packet the packet filter logged (ipclog `--nflog`): `run_id`, `ts` (epoch s),
+//! `day`, `grp` (log group), `prefix`, `action` (`block`, `pass`, `log`), `in_iface`,
+//! `out_iface`, `proto`, `src`, `sport`, `dst`, `dport`, `hdr_len`, `len`, `tcp_flags`
+//! (ipmon's letters), `icmp_type`, `icmp_code`, `mark`, `ct_state`, `related` (the
+//! connection an ICMP error is about, `udp:SRC,SPORT->DST,DPORT`) and `related_id` (its
+//! conntrack id). Index `packets_day (day)`.
+//!
 //! ## `runs`
 //! `id`, `started`, `stopped` (epoch s, NULL while running or after a crash), `source`,
 //! `command`, `errors`, `lost_events`, `dropped`.
 
 mod bind;
 mod open;
+mod packets;
 mod runs;
 pub mod schema;
 mod writer;

@@ -558,11 +558,13 @@ CREATE INDEX IF NOT EXISTS connections_resp_h ON connections(resp_h);
 
 #[test]
 fn schema_is_the_one_databases_were_created_with() {
-    assert_eq!(schema(), SCHEMA_2026_11);
+    // Version 2 adds the packets table and changes nothing else.
+    let v2 = format!("{SCHEMA_2026_11}{}", crate::packets::PACKETS);
+    assert_eq!(schema(), v2);
     let d = tmpdir("schema-text");
     drop(Store::open(&d.join("h.db")).unwrap());
     let old = Connection::open(d.join("old.db")).unwrap();
-    old.execute_batch(SCHEMA_2026_11).unwrap();
+    old.execute_batch(&v2).unwrap();
     let master = |c: &Connection| -> Vec<String> {
         c.prepare("SELECT sql FROM sqlite_master ORDER BY name")
             .unwrap()
@@ -618,4 +620,86 @@ fn statements_are_generated_once_from_the_fields() {
         used.dedup();
         assert_eq!(used, (1..=n).collect::<Vec<_>>(), "{text}");
     }
+}
+
+/// Logged packets get a `packets` row each, with the day and the related connection.
+#[test]
+fn packets_are_rows_of_their_own() {
+    use shared::packet::{Action, PacketConn, PacketEvent};
+    let dir = tmpdir("packets");
+    let mut s = Store::open(&dir.join("h.db")).unwrap();
+    s.start_run(Utc::now(), "nflog", "ipclog --nflog 1")
+        .unwrap();
+    let p = PacketEvent {
+        ts: Utc.timestamp_opt(1_700_000_000, 250_000_000).unwrap(),
+        group: 1,
+        prefix: "drop-ssh".into(),
+        action: Action::Block,
+        in_iface: Some("eth0".into()),
+        out_iface: None,
+        proto: 1,
+        src: "10.0.0.2".parse().unwrap(),
+        dst: "10.0.0.1".parse().unwrap(),
+        sport: None,
+        dport: None,
+        hdr_len: 20,
+        total_len: 56,
+        tcp_flags: None,
+        icmp: Some((3, 3)),
+        mark: None,
+        conn: Some(PacketConn {
+            state: Some("related-reply"),
+            related: true,
+            proto: 17,
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            sport: Some(4000),
+            dport: Some(9),
+            id: Some(77),
+        }),
+    };
+    s.write_packets(&[p.clone(), p]).unwrap();
+    let row: (i64, String, String, i64, i64, String, i64, String) = s
+        .connection()
+        .query_row(
+            "SELECT count(*), day, action, icmp_type, icmp_code, related, related_id, ct_state \
+             FROM packets",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    let day = Local
+        .timestamp_opt(1_700_000_000, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        row,
+        (
+            2,
+            day,
+            "block".into(),
+            3,
+            3,
+            "udp:10.0.0.1,4000->10.0.0.2,9".into(),
+            77,
+            "related-reply".into()
+        )
+    );
+    let v: i64 = s
+        .connection()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
 }

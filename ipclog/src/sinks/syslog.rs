@@ -59,6 +59,19 @@ impl EventSink for SyslogSink {
         Self::send(libc::LOG_INFO, &without_ts(&self.line));
     }
 
+    /// ipmon's priorities: blocked packets warning, passed notice, logged info.
+    fn packet(&mut self, p: &shared::packet::PacketEvent) {
+        use shared::packet::Action;
+        self.line.clear();
+        logfmt::write_packet(p, &mut self.line);
+        let prio = match p.action {
+            Action::Block => libc::LOG_WARNING,
+            Action::Pass => libc::LOG_NOTICE,
+            Action::Log => libc::LOG_INFO,
+        };
+        Self::send(prio, &without_ts(&self.line));
+    }
+
     fn program(&mut self, ts: DateTime<Utc>, message: &str) {
         Self::send(
             libc::LOG_NOTICE,
