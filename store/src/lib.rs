@@ -8,8 +8,11 @@
 //! them, `bind` binds a row's values in that order, `writer` batches (one transaction per
 //! batch, prepared statements, WAL, so a flood costs one fsync per batch, not per event),
 //! `open` checks the file before SQLite opens it, `runs` keeps the runs table. The schema's
-//! version is kept in `PRAGMA user_version`; a database of another version is refused at
-//! open, never migrated silently.
+//! version is kept in `PRAGMA user_version`. Version 2 only added nullable columns and the
+//! `packets` table to version 1, so a version-1 file is upgraded in place when ipclog opens
+//! it for writing (`ALTER TABLE … ADD COLUMN`, in the same transaction that checks it), and
+//! read as it is by constat (the new columns read as NULL, through temporary views; the file
+//! is not written). A database of a newer or unknown version is refused at open.
 //!
 //! ## `connections`
 //! | column | meaning |

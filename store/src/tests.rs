@@ -703,3 +703,81 @@ fn packets_are_rows_of_their_own() {
         .unwrap();
     assert_eq!(v, 2);
 }
+
+/// The history as version 1 wrote it: version 2 added these columns (and the packets table).
+const ADDED_IN_2: &[&str] = &["pid", "comm", "proc_uid"];
+
+fn version_1_file(path: &std::path::Path) {
+    let v1: String = SCHEMA_2026_11
+        .lines()
+        .filter(|l| {
+            let name = l.split_whitespace().next().unwrap_or("");
+            !ADDED_IN_2.contains(&name)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("kstop          REAL,", "kstop          REAL");
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(&v1).unwrap();
+    c.execute_batch(
+        "INSERT INTO runs (started, source, command) VALUES (1700000000, 'conntrack', 'old');
+         INSERT INTO connections (run_id, source, conn_id, proto, orig_h, resp_h, src, dst,
+             direction, day, open_ts, last_state, flag)
+         VALUES (1, 'conntrack', 7, 6, '10.0.0.1', '10.0.0.2', '10.0.0.1', '10.0.0.2',
+             'out', '2023-11-14', 1700000000, 'CLOSE', 'C');
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_version_1_history_is_upgraded_in_place_by_the_writer() {
+    let d = tmpdir("upgrade");
+    let p = d.join("v1.db");
+    version_1_file(&p);
+    let mut s = Store::open(&p).unwrap();
+    s.start_run(Utc::now(), "conntrack", "test").unwrap();
+    s.write_batch(&[ev(EventKind::Open, 0, 1)]).unwrap();
+    let c = s.connection();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, crate::SCHEMA_VERSION);
+    let rows: i64 = c
+        .query_row(
+            "SELECT count(*) FROM connections WHERE pid IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 2, "the old row is kept and the new one written");
+    let packets: i64 = c
+        .query_row("SELECT count(*) FROM packets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(packets, 0);
+}
+
+#[test]
+fn a_version_1_history_is_read_as_is_without_being_changed() {
+    let d = tmpdir("read-v1");
+    let p = d.join("v1.db");
+    version_1_file(&p);
+    let before = std::fs::read(&p).unwrap();
+    let c = crate::open_read_only(&p).unwrap();
+    let (n, comm): (i64, Option<String>) = c
+        .query_row("SELECT count(*), max(comm) FROM connections", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, comm), (1, None));
+    let packets: i64 = c
+        .query_row("SELECT count(*) FROM packets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(packets, 0);
+    drop(c);
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        before,
+        "the file is not written"
+    );
+}
