@@ -35,11 +35,23 @@ use crate::wire::{DROP_REASONS, L4};
 pub use key::Hint;
 pub use table::Tracker;
 
-/// Tracker settings (from the command line). Times in microseconds; 0 = off.
+/// Tracker settings (from the command line). Times in microseconds of packet time.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Inactivity timeouts (Zeek's tcp/udp/icmp_inactivity_timeout; 0 = none); UDP's applies
+    /// to other protocols too.
     pub tcp_timeout_us: i64,
     pub udp_timeout_us: i64,
+    pub icmp_timeout_us: i64,
+    /// Zeek's tcp_attempt_delay (0 = no attempt timer), tcp_close_delay,
+    /// tcp_partial_close_delay and tcp_reset_delay.
+    pub attempt_delay_us: i64,
+    pub close_delay_us: i64,
+    pub partial_close_delay_us: i64,
+    pub reset_delay_us: i64,
+    /// Packets with a bad IP/TCP/UDP checksum are not counted (Zeek's default) rather than
+    /// counted (`zeek -C`).
+    pub verify_checksums: bool,
     pub retransmit_us: i64,
     pub syn: bool,
     pub rst: u8,
@@ -55,6 +67,12 @@ impl Default for Options {
         Options {
             tcp_timeout_us: 300_000_000,
             udp_timeout_us: 60_000_000,
+            icmp_timeout_us: 60_000_000,
+            attempt_delay_us: 5_000_000,
+            close_delay_us: 5_000_000,
+            partial_close_delay_us: 3_000_000,
+            reset_delay_us: 5_000_000,
+            verify_checksums: true,
             retransmit_us: 1_000_000,
             syn: true,
             rst: 1,
@@ -89,12 +107,17 @@ pub struct Stats {
     pub in_flows: u64,
     /// Fragments merged into a datagram beyond the first (each datagram counts once).
     pub frags_merged: u64,
-    pub bad_checksum: u64,
+    /// Packets (valid or not) sent by originators / by responders, and those of them with a
+    /// bad TCP/UDP checksum (verify mode), for the offloading warning.
+    pub dir_pkts: [u64; 2],
+    pub dir_bad: [u64; 2],
+    /// Connection attempts ended by the attempt timer.
+    pub attempts: u64,
     pub segments_dropped: u64,
     pub flows_total: u64,
     pub flows_open_max: u64,
     pub segments_max: u64,
-    /// Connections closed because they were idle past --tcp-timeout / --udp-timeout.
+    /// Connections closed because they were idle past their inactivity timeout.
     pub timed_out: u64,
     /// Connections (closed so far) with each anomaly, in `Anomalies::entries` order.
     pub with_anomaly: [u64; 6],

@@ -1,47 +1,55 @@
 //! The flow table: flows live in a slab (reused slots, no allocation per flow once the table
 //! has grown), found through [`FlowIndex`] by their key's hash. A packet finds its flow or
 //! opens one (or is dropped at `--session-limit`), is accounted to it, and an event is sent
-//! when the flow opens or its reported state changes. Once a second of packet time, a sweep
-//! closes flows past their inactivity timeout or their linger after a close; at the end of
+//! when the flow opens or its reported state changes. Each flow's timers (Zeek's: inactivity,
+//! attempt, close/reset delay, partial close) have one entry in a timer queue ordered by
+//! time; before each packet, the entries whose time has come are run, so a connection ends
+//! exactly where Zeek's would, and the work is per timer, not per open flow. At the end of
 //! input every open flow is closed, in the order they started.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 use chrono::DateTime;
 use shared::event::{ConnEvent, EventKind, FlowTuple, Source};
 use shared::sink::EventSink;
 
-use super::flow::{Flow, HOT_LINES};
+use super::flow::{Ended, Flow, HOT_LINES, NEVER};
 use super::history::{Once, Repeat};
 use super::index::{prefetch, FlowIndex};
 use super::key::{Hint, Key};
 use super::{tcp, Options, Seen, Stats, UDP};
-use crate::wire::{Drop, ACK, FIN, RST, SYN};
+use crate::wire::Drop;
 
-/// How long a finished TCP connection (both FINs, or a RST) stays in the table for late
-/// packets (final ACKs, retransmitted FINs) before it is reported closed. Zeek's
-/// tcp_close_delay and tcp_reset_delay are 5 s too.
-const LINGER_US: i64 = 5_000_000;
-
-/// How often (packet time) flows are checked for timeouts.
+/// How often (packet time) the reader expires fragments and a live capture's idle wall clock
+/// runs the timers.
 const SWEEP_EVERY_US: i64 = 1_000_000;
+
+/// Packets in one direction (of all connections) before a majority of bad checksums in it
+/// is taken for checksum offloading and said.
+const OFFLOAD_MIN_PACKETS: u64 = 10;
 
 /// The flow table and the run's counters.
 pub struct Tracker {
     opts: Options,
     table: FlowIndex,
     slab: Vec<Option<Flow>>,
-    /// Each slab slot's flow's `last_us` (`i64::MAX` when the slot is free): a sweep reads
-    /// this compact copy (8 bytes a flow, cached) and looks at a flow itself only when it has
-    /// been idle long enough for some timeout, instead of walking the whole flow table.
-    last: Vec<i64>,
+    /// The timer queue: (time, flow id, slab slot), earliest first; at most one live entry
+    /// per flow (the one at its `queued_at`). An inactivity entry comes due once per
+    /// timeout and is put back at the flow's next timer unless it ran out: packets never
+    /// touch the queue, only new timers (a first SYN, a close) do.
+    timers: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// The earliest entry's time (NEVER when empty), checked before every packet.
+    next_due: i64,
     free: Vec<u32>,
     next_id: u64,
     segments: u64,
     pub stats: Stats,
     now_us: i64,
     next_sweep_us: i64,
-    expired: Vec<(u64, u32)>,
+    /// The checksum-offloading warning was given.
+    offload_said: bool,
     /// Packets counted in flows still open.
     open_pkts: u64,
     /// The event handed to sinks, reused so that emitting allocates nothing.
@@ -54,14 +62,15 @@ impl Tracker {
             opts,
             table: FlowIndex::new(),
             slab: Vec::new(),
-            last: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_due: NEVER,
             free: Vec::new(),
             next_id: 1,
             segments: 0,
             stats: Stats::default(),
             now_us: i64::MIN,
             next_sweep_us: i64::MIN,
-            expired: Vec::new(),
+            offload_said: false,
             open_pkts: 0,
             scratch: ConnEvent::new(
                 EventKind::Open,
@@ -158,18 +167,23 @@ impl Tracker {
         hash: u64,
         sink: &mut dyn EventSink,
     ) {
+        // Zeek runs the timers due before the packet that moves time past them.
+        if self.next_due <= self.now_us {
+            self.run_timers(sink);
+        }
         let slab = &self.slab;
         let mut idx = self.table.get(hash, |i| {
             slab[i as usize].as_ref().is_some_and(|f| f.key == key)
         });
+        // As in Zeek, reuse is decided before the checksum is looked at.
         if let Some(i) = idx {
-            // A new SYN on a connection that is over: port reuse, a new connection.
             let f = self.slab[i as usize].as_ref().expect("live flow");
-            if f.is_tcp() && s.l4.flags & (SYN | ACK | RST | FIN) == SYN && f.over() {
+            if f.is_tcp() && f.is_reuse(s.l4.flags, s.l4.seq) {
                 self.close(i, sink);
                 idx = None;
             }
         }
+        let is_new = idx.is_none();
         let i = match idx {
             Some(i) => i,
             None => {
@@ -182,11 +196,29 @@ impl Tracker {
         };
         let f = self.slab[i as usize].as_mut().expect("live flow");
         let d = if swapped == f.orig_swapped { 0 } else { 1 };
-        let is_new = f.ep[0].pkts + f.ep[1].pkts == 0;
+        self.stats.dir_pkts[d] += 1;
+        if s.csum_bad && self.opts.verify_checksums {
+            // Zeek: a packet with a bad checksum only adds C/c to the history; it is not
+            // counted and moves neither the state nor the connection's time.
+            self.stats.dir_bad[d] += 1;
+            self.stats.drops[Drop::BadChecksum as usize] += 1;
+            f.repeat(d, Repeat::BadChecksum);
+            if is_new {
+                f.arm_expire();
+                self.emit(i, EventKind::Open, sink);
+                let f = self.slab[i as usize].as_ref().expect("live flow");
+                let t = f.next_timer(&self.opts);
+                self.schedule(i, t);
+            }
+            self.check_offload(d, s.ts_us, sink);
+            return;
+        }
         let gap = s.ts_us - f.last_us;
-        if s.ts_us > f.last_us {
+        // Zeek stops a TCP connection's clock once both sides closed: a last ACK after the
+        // second FIN does not lengthen it.
+        let both_closed = f.ep[0].did_close && f.ep[1].did_close;
+        if s.ts_us > f.last_us && !both_closed {
             f.last_us = s.ts_us;
-            self.last[i as usize] = s.ts_us;
         }
         {
             let e = &mut f.ep[d];
@@ -197,23 +229,27 @@ impl Tracker {
         if s.fragments > 0 && self.opts.fragment {
             f.anom.fragments = f.anom.fragments.saturating_add(s.fragments);
         }
-        if s.csum_bad {
-            self.stats.bad_checksum += 1;
-            f.repeat(d, Repeat::BadChecksum);
-        }
         self.stats.in_flows += 1;
         self.open_pkts += 1;
+        let mut timers = is_new;
         if f.is_tcp() {
-            if !is_new && self.opts.long_delay_us > 0 && gap >= self.opts.long_delay_us {
+            let had_packets = f.ep[0].pkts + f.ep[1].pkts > 1;
+            if had_packets && self.opts.long_delay_us > 0 && gap >= self.opts.long_delay_us {
                 f.anom.long_delays += 1;
             }
-            let (segs, drops) = tcp::segment(f, d, s, &self.opts, self.segments);
+            let (segs, drops, armed) = tcp::segment(f, d, s, &self.opts, self.segments);
             self.segments = segs;
             self.stats.segments_dropped += drops;
             self.stats.segments_max = self.stats.segments_max.max(segs);
+            timers |= armed;
         } else if f.proto == UDP {
             f.once(d, Once::Data, b'D');
         }
+        if timers {
+            let t = f.next_timer(&self.opts);
+            self.schedule(i, t);
+        }
+        let f = self.slab[i as usize].as_mut().expect("live flow");
         let state = f.conn_state();
         if is_new {
             f.reported = state;
@@ -224,18 +260,82 @@ impl Tracker {
         }
     }
 
+    /// Puts flow `i`'s entry in the timer queue at `t`, unless it has one as early.
+    #[inline]
+    fn schedule(&mut self, i: u32, t: i64) {
+        let f = self.slab[i as usize].as_mut().expect("live flow");
+        if t < f.queued_at {
+            f.queued_at = t;
+            self.timers.push(Reverse((t, f.id, i)));
+            self.next_due = self.next_due.min(t);
+        }
+    }
+
+    /// Runs every timer due by now, in time order (ties in the order connections started):
+    /// a connection whose timer ends it is reported closed and removed; the others go back
+    /// in the queue at their next timer.
+    fn run_timers(&mut self, sink: &mut dyn EventSink) {
+        let now = self.now_us;
+        while let Some(&Reverse((t, id, i))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(f) = self.slab[i as usize].as_mut() else {
+                continue;
+            };
+            if f.id != id || f.queued_at != t {
+                continue; // stale: the flow was replaced or has an earlier entry
+            }
+            f.queued_at = NEVER;
+            match f.run_timers(now, &self.opts) {
+                Some(why) => {
+                    if why == Ended::Inactive {
+                        self.stats.timed_out += 1;
+                    } else if why == Ended::Attempt {
+                        self.stats.attempts += 1;
+                    }
+                    self.close(i, sink);
+                }
+                None => {
+                    let next = f.next_timer(&self.opts);
+                    if next != NEVER {
+                        self.schedule(i, next);
+                    }
+                }
+            }
+        }
+        self.next_due = self.timers.peek().map_or(NEVER, |r| r.0 .0);
+    }
+
+    /// Says once (stderr and a `P` line) when most packets in direction `d` had bad
+    /// checksums: typical of a capture on a host whose NIC fills in checksums (offloading),
+    /// where verifying would throw away all its own packets.
+    #[cold]
+    fn check_offload(&mut self, d: usize, ts_us: i64, sink: &mut dyn EventSink) {
+        let (bad, all) = (self.stats.dir_bad[d], self.stats.dir_pkts[d]);
+        if self.offload_said || all < OFFLOAD_MIN_PACKETS || bad * 2 <= all {
+            return;
+        }
+        self.offload_said = true;
+        let msg = offload_message(d, bad, all);
+        eprintln!("ipclog: {msg}");
+        sink.program(
+            DateTime::from_timestamp_micros(ts_us).unwrap_or_default(),
+            &msg,
+        );
+    }
+
     fn create(&mut self, key: Key, hash: u64, swapped: bool, s: &Seen) -> u32 {
         let f = Flow::new(self.next_id, key, swapped, s);
         self.next_id += 1;
         let i = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = Some(f);
-                self.last[i as usize] = s.ts_us;
                 i
             }
             None => {
                 self.slab.push(Some(f));
-                self.last.push(s.ts_us);
                 (self.slab.len() - 1) as u32
             }
         };
@@ -260,7 +360,6 @@ impl Tracker {
         }
         self.emit(i, EventKind::Close, sink);
         let f = self.slab[i as usize].take().expect("live flow");
-        self.last[i as usize] = i64::MAX;
         for (n, (_, v)) in f.anom.entries().iter().enumerate() {
             if *v > 0 {
                 self.stats.with_anomaly[n] += 1;
@@ -272,42 +371,11 @@ impl Tracker {
         self.free.push(i);
     }
 
-    /// Closes flows whose time is up (inactivity timeouts, linger after close).
+    /// Runs the timers due by the latest packet time (or a live capture's idle clock).
     pub fn sweep(&mut self, sink: &mut dyn EventSink) {
-        let now = self.now_us;
-        let mut exp = std::mem::take(&mut self.expired);
-        exp.clear();
-        // No timeout is shorter than this: a flow idle for less is not looked at.
-        let shortest = LINGER_US
-            .min(self.opts.tcp_timeout_us)
-            .min(self.opts.udp_timeout_us);
-        for (i, &last) in self.last.iter().enumerate() {
-            if last == i64::MAX || now.saturating_sub(last) <= shortest {
-                continue;
-            }
-            let Some(f) = &self.slab[i] else { continue };
-            debug_assert_eq!(f.last_us, last);
-            let idle = now - f.last_us;
-            let limit = if f.finished() {
-                LINGER_US
-            } else if f.is_tcp() {
-                self.opts.tcp_timeout_us
-            } else {
-                self.opts.udp_timeout_us
-            };
-            if idle > limit {
-                exp.push((f.id, i as u32));
-            }
+        if self.next_due <= self.now_us {
+            self.run_timers(sink);
         }
-        exp.sort_unstable();
-        for &(_, i) in &exp {
-            let lingering = self.slab[i as usize].as_ref().is_some_and(|f| f.finished());
-            if !lingering {
-                self.stats.timed_out += 1;
-            }
-            self.close(i, sink);
-        }
-        self.expired = exp;
     }
 
     /// Closes every open flow (end of capture or stop), in the order they started.
@@ -323,4 +391,14 @@ impl Tracker {
             self.close(i, sink);
         }
     }
+}
+
+/// The checksum-offloading warning for direction `d` (0: from originators), `bad` of `all`
+/// packets.
+pub(super) fn offload_message(d: usize, bad: u64, all: u64) -> String {
+    let who = if d == 0 { "originators" } else { "responders" };
+    format!(
+        "{bad} of {all} packets from {who} have bad checksums and are not counted \
+         (checksum offloading on the capturing host?); use --checksums ignore (-C) to count them"
+    )
 }
