@@ -402,3 +402,254 @@ pub(super) fn offload_message(d: usize, bad: u64, all: u64) -> String {
          (checksum offloading on the capturing host?); use --checksums ignore (-C) to count them"
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::{test_seen, TCP};
+    use crate::wire::{ACK, FIN, SYN};
+    use shared::sink::VecSink;
+
+    const S: i64 = 1_000_000;
+
+    /// A TCP segment from the client (10.0.0.1:1000) or the server, at `t` us.
+    fn tcp(t: i64, from_client: bool, flags: u8, seq: u32, ack: u32) -> Seen {
+        let mut s = if from_client {
+            test_seen("10.0.0.1", "10.0.0.2", 1000, 80, TCP)
+        } else {
+            test_seen("10.0.0.2", "10.0.0.1", 80, 1000, TCP)
+        };
+        s.ts_us = t;
+        s.l4.flags = flags;
+        s.l4.seq = seq;
+        s.l4.ack = ack;
+        s.l4.win = 1000;
+        s
+    }
+
+    fn udp(t: i64) -> Seen {
+        let mut s = test_seen("10.0.0.1", "10.0.0.2", 1000, 53, UDP);
+        s.ts_us = t;
+        s
+    }
+
+    /// Runs `packets` through a tracker with `opts` as the reader does (advance, sweep once
+    /// a second, packet) and returns the (history, packets) of each close, in order.
+    fn run(opts: Options, packets: &[Seen]) -> (Vec<(String, u64)>, Tracker) {
+        let mut t = Tracker::new(opts);
+        let mut sink = VecSink::default();
+        for p in packets {
+            if t.advance(p.ts_us) {
+                t.sweep(&mut sink);
+            }
+            t.packet(p, &mut sink);
+        }
+        t.finish(&mut sink);
+        let closes = sink
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Close)
+            .map(|e| {
+                let c = e.counters.unwrap();
+                (e.history.clone().unwrap(), c.orig_pkts + c.resp_pkts)
+            })
+            .collect();
+        (closes, t)
+    }
+
+    fn hist(v: &[(String, u64)]) -> Vec<&str> {
+        v.iter().map(|(h, _)| h.as_str()).collect()
+    }
+
+    #[test]
+    fn inactivity_ends_a_flow_at_last_plus_timeout_exactly() {
+        let opts = Options::default();
+        // 60 s after the last packet: already expired, a new flow.
+        let (c, t) = run(opts.clone(), &[udp(0), udp(60 * S)]);
+        assert_eq!(c.len(), 2);
+        assert_eq!(t.stats.timed_out, 1);
+        // 1 us earlier: the same flow.
+        let (c, _) = run(opts.clone(), &[udp(0), udp(60 * S - 1)]);
+        assert_eq!(c, [("D".to_string(), 2)]);
+        // 0 = never.
+        let never = Options {
+            udp_timeout_us: 0,
+            ..opts
+        };
+        let (c, _) = run(never, &[udp(0), udp(3600 * S)]);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn an_unanswered_syn_is_ended_by_the_attempt_timer() {
+        let syn = |t| tcp(t, true, SYN, 100, 0);
+        let data = |t| tcp(t, true, ACK, 101, 0);
+        // The SYN repeated 5 s later: the attempt was over, a new connection with its SYN.
+        let (c, t) = run(Options::default(), &[syn(0), syn(5 * S)]);
+        assert_eq!(hist(&c), ["S", "S"]);
+        assert_eq!(t.stats.attempts, 1, "the second ends with the input");
+        // Just before: one connection, the SYN retransmitted.
+        let (c, _) = run(Options::default(), &[syn(0), syn(5 * S - 1)]);
+        assert_eq!(c, [("S".to_string(), 2)]);
+        // Data from the client after the attempt ended: a connection without S.
+        let (c, _) = run(Options::default(), &[syn(0), data(S), data(6 * S)]);
+        assert_eq!(hist(&c), ["SA", "A"]);
+        // --tcp-attempt-delay 0: no attempt timer.
+        let off = Options {
+            attempt_delay_us: 0,
+            ..Options::default()
+        };
+        let (c, _) = run(off, &[syn(0), data(S), data(60 * S)]);
+        assert_eq!(c, [("SA".to_string(), 3)]);
+    }
+
+    /// A handshake at 0, then the client's FIN at 1 s and the server's at `server_fin`.
+    fn closed(server_fin: i64) -> Vec<Seen> {
+        vec![
+            tcp(0, true, SYN, 100, 0),
+            tcp(1000, false, SYN | ACK, 500, 101),
+            tcp(2000, true, ACK, 101, 501),
+            tcp(S, true, FIN | ACK, 101, 501),
+            tcp(server_fin, false, FIN | ACK, 501, 102),
+        ]
+    }
+
+    #[test]
+    fn a_closed_connection_is_forgotten_close_delay_after_its_second_fin() {
+        let mut p = closed(2 * S);
+        p.push(tcp(7 * S - 1, true, ACK, 102, 502));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(c, [("ShAFf".to_string(), 6)]);
+        let mut p = closed(2 * S);
+        p.push(tcp(7 * S, true, ACK, 102, 502));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(hist(&c), ["ShAFf", "A"]);
+        // --tcp-close-delay 0.5
+        let mut p = closed(2 * S);
+        p.push(tcp(2 * S + S / 2, true, ACK, 102, 502));
+        let short = Options {
+            close_delay_us: S / 2,
+            ..Options::default()
+        };
+        let (c, _) = run(short, &p);
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_fin_as_first_packet_of_a_side_gets_the_partial_close_delay() {
+        // Mid-stream: the client's data (partial), the server's first packet is its FIN.
+        let p = |late: i64| {
+            vec![
+                tcp(0, true, ACK, 100, 500),
+                tcp(S, false, FIN | ACK, 500, 100),
+                tcp(S + late, true, ACK, 100, 501),
+            ]
+        };
+        let (c, _) = run(Options::default(), &p(3 * S - 1));
+        assert_eq!(c.len(), 1);
+        let (c, _) = run(Options::default(), &p(3 * S));
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_reset_after_the_own_fin_gets_the_reset_delay() {
+        let base = || {
+            let mut p = closed(0);
+            p.pop(); // the server does not close
+            p.push(tcp(2 * S, true, 0x04, 102, 0)); // RST from the client, after its FIN
+            p
+        };
+        let mut p = base();
+        p.push(tcp(7 * S - 1, false, ACK, 501, 102));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(c.len(), 1);
+        let mut p = base();
+        p.push(tcp(7 * S, false, ACK, 501, 102));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(c.len(), 2);
+        let quick = Options {
+            reset_delay_us: S,
+            ..Options::default()
+        };
+        let mut p = base();
+        p.push(tcp(3 * S, false, ACK, 501, 102));
+        let (c, _) = run(quick, &p);
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn bad_checksums_only_mark_the_history_when_verified() {
+        let mut bad = tcp(0, true, SYN, 100, 0);
+        bad.csum_bad = true;
+        let (c, t) = run(Options::default(), &[bad]);
+        assert_eq!(c, [("C".to_string(), 0)]);
+        assert_eq!(t.stats.drops[Drop::BadChecksum as usize], 1);
+        assert_eq!(t.stats.in_flows, 0);
+        // The good SYN 3 s later is the same connection (the bad one moved nothing).
+        let good = tcp(3 * S, true, SYN, 100, 0);
+        let (c, _) = run(Options::default(), &[bad, good]);
+        assert_eq!(c, [("CS".to_string(), 1)]);
+        // Ignored: counted like any packet, no letter.
+        let ignore = Options {
+            verify_checksums: false,
+            ..Options::default()
+        };
+        let (c, _) = run(ignore, &[bad]);
+        assert_eq!(c, [("S".to_string(), 1)]);
+    }
+
+    #[test]
+    fn offload_warning_once_when_most_of_a_direction_is_bad() {
+        let mut t = Tracker::new(Options::default());
+        let mut sink = VecSink::default();
+        for n in 0..40u32 {
+            let mut s = udp(n as i64 * 1000);
+            s.l4.sport = Some(2000 + n as u16);
+            s.csum_bad = n % 4 != 0;
+            t.advance(s.ts_us);
+            t.packet(&s, &mut sink);
+        }
+        assert_eq!(sink.messages.len(), 1, "{:?}", sink.messages);
+        assert!(sink.messages[0].contains("--checksums ignore (-C)"));
+        assert!(sink.messages[0].starts_with("7 of 10 packets from originators"));
+    }
+
+    #[test]
+    fn timers_of_many_flows_run_in_time_order_and_stale_entries_are_skipped() {
+        // 1000 UDP flows, each refreshed once (in the reverse order): every flow's first queue
+        // entry comes due too early, and all end at their own last + 60 s, in that order.
+        let mut p = Vec::new();
+        for n in 0..1000u32 {
+            let mut s = udp(n as i64 * 1000);
+            s.l4.sport = Some(n as u16);
+            p.push(s);
+        }
+        for n in (0..1000u32).rev() {
+            let mut s = udp(10 * S + (1000 - n as i64) * 1000);
+            s.l4.sport = Some(n as u16);
+            p.push(s);
+        }
+        let mut t = Tracker::new(Options::default());
+        let mut sink = VecSink::default();
+        for s in &p {
+            t.advance(s.ts_us);
+            t.packet(s, &mut sink);
+        }
+        // Time goes on in 100 ms steps (a live capture's idle clock): each flow's entry at its
+        // first packet + 60 s is put back at its last + 60 s, and runs out there.
+        for step in 1..=2000 {
+            t.advance(step * S / 10);
+            t.sweep(&mut sink);
+        }
+        let ends: Vec<u16> = sink
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Close)
+            .map(|e| e.orig.sport.unwrap())
+            .collect();
+        let want: Vec<u16> = (0..1000u16).rev().collect();
+        assert_eq!(ends, want);
+        assert_eq!(t.open_flows(), 0);
+        assert!(t.timers.is_empty());
+    }
+}
