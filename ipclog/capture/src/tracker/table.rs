@@ -20,7 +20,7 @@ use super::history::{Once, Repeat};
 use super::index::{prefetch, FlowIndex};
 use super::key::{Hint, Key};
 use super::{tcp, Options, Seen, Stats, UDP};
-use crate::wire::Drop;
+use crate::wire::{Drop, SYN};
 
 /// How often (packet time) the reader expires fragments and a live capture's idle wall clock
 /// runs the timers.
@@ -178,7 +178,7 @@ impl Tracker {
         // As in Zeek, reuse is decided before the checksum is looked at.
         if let Some(i) = idx {
             let f = self.slab[i as usize].as_ref().expect("live flow");
-            if f.is_tcp() && f.is_reuse(s.l4.flags, s.l4.seq) {
+            if s.l4.flags & SYN != 0 && f.is_tcp() && f.is_reuse(s.l4.flags, s.l4.seq) {
                 self.close(i, sink);
                 idx = None;
             }
@@ -216,8 +216,7 @@ impl Tracker {
         let gap = s.ts_us - f.last_us;
         // Zeek stops a TCP connection's clock once both sides closed: a last ACK after the
         // second FIN does not lengthen it.
-        let both_closed = f.ep[0].did_close && f.ep[1].did_close;
-        if s.ts_us > f.last_us && !both_closed {
+        if s.ts_us > f.last_us && !(f.ep[0].did_close && f.ep[1].did_close) {
             f.last_us = s.ts_us;
         }
         {
@@ -233,8 +232,10 @@ impl Tracker {
         self.open_pkts += 1;
         let mut timers = is_new;
         if f.is_tcp() {
-            let had_packets = f.ep[0].pkts + f.ep[1].pkts > 1;
-            if had_packets && self.opts.long_delay_us > 0 && gap >= self.opts.long_delay_us {
+            if self.opts.long_delay_us > 0
+                && gap >= self.opts.long_delay_us
+                && f.ep[0].pkts + f.ep[1].pkts > 1
+            {
                 f.anom.long_delays += 1;
             }
             let (segs, drops, armed) = tcp::segment(f, d, s, &self.opts, self.segments);
@@ -268,7 +269,27 @@ impl Tracker {
             f.queued_at = t;
             self.timers.push(Reverse((t, f.id, i)));
             self.next_due = self.next_due.min(t);
+            // An earlier timer (a close) leaves the flow's later entry behind, stale until its
+            // time: without this, the queue would hold every connection closed in the last
+            // --tcp-timeout, not just the open ones.
+            if self.timers.len() > 2 * self.table.len() + 4096 {
+                self.compact_timers();
+            }
         }
+    }
+
+    /// Drops the stale entries of the timer queue (amortized: the queue has at least as many
+    /// entries again as open flows before this runs).
+    #[cold]
+    fn compact_timers(&mut self) {
+        let slab = &self.slab;
+        let mut v = std::mem::take(&mut self.timers).into_vec();
+        v.retain(|&Reverse((t, id, i))| {
+            slab[i as usize]
+                .as_ref()
+                .is_some_and(|f| f.id == id && f.queued_at == t)
+        });
+        self.timers = BinaryHeap::from(v);
     }
 
     /// Runs every timer due by now, in time order (ties in the order connections started):
@@ -407,7 +428,7 @@ pub(super) fn offload_message(d: usize, bad: u64, all: u64) -> String {
 mod tests {
     use super::*;
     use crate::tracker::{test_seen, TCP};
-    use crate::wire::{ACK, FIN, SYN};
+    use crate::wire::{ACK, FIN};
     use shared::sink::VecSink;
 
     const S: i64 = 1_000_000;
@@ -651,5 +672,33 @@ mod tests {
         assert_eq!(ends, want);
         assert_eq!(t.open_flows(), 0);
         assert!(t.timers.is_empty());
+    }
+
+    #[test]
+    fn the_timer_queue_holds_open_flows_not_every_closed_one() {
+        // 20,000 connections one after the other, each closed at once by a RST (its removal
+        // 5 s later leaves its 300 s inactivity entry stale): the queue stays near the open
+        // flows, and every connection is still reported.
+        let mut t = Tracker::new(Options::default());
+        let mut sink = VecSink::default();
+        let mut most = 0;
+        for n in 0..20_000u32 {
+            let at = n as i64 * 1000;
+            let mut syn = tcp(at, true, SYN, 100, 0);
+            syn.l4.sport = Some(1024 + (n % 60_000) as u16);
+            syn.src = std::net::IpAddr::from([10, 1, (n >> 16) as u8, (n >> 8) as u8]);
+            let mut rst = tcp(at + 10, false, 0x04 | ACK, 0, 101);
+            rst.l4.dport = syn.l4.sport;
+            rst.dst = syn.src;
+            for p in [syn, rst] {
+                t.advance(p.ts_us);
+                t.packet(&p, &mut sink);
+            }
+            most = most.max(t.timers.len());
+        }
+        assert!(most <= 2 * 5_100 + 4096, "queue grew to {most}");
+        t.finish(&mut sink);
+        let closes = sink.events.iter().filter(|e| e.kind == EventKind::Close);
+        assert_eq!(closes.count(), 20_000);
     }
 }
