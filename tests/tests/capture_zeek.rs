@@ -260,6 +260,12 @@ fn a_closed_connection_lingers_for_the_close_delay() {
     );
     assert_eq!(conns(&before, &["--tcp-close-delay", "1"]).len(), 2);
     assert_eq!(conns(&at, &["--tcp-close-delay", "5.5"]).len(), 1);
+    // Not a number of seconds: bad usage, said with the option's name.
+    for bad in ["abc", "nan", "-1", "1e12"] {
+        let (code, _, _, err) = read(&at, &["--tcp-close-delay", bad]);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--tcp-close-delay"), "{bad}: {err}");
+    }
 }
 
 #[test]
