@@ -543,8 +543,8 @@ fn corpus_bad_checksum_traces() {
     };
     assert_eq!(summary(&conns(&p, &[])), [("OTH", "Cc", 0, 0)]);
     assert_eq!(summary(&conns(&p, &["-C"])), [("SF", "Dd", 1, 1)]);
-    // zeek/02: every packet has a bad IPv4 header checksum: all 39 dropped (no connection),
-    // said in the summary and once as likely offloading; Zeek's own test reads it with -C.
+    // zeek/02: every packet has a bad IPv4 header checksum: all 39 dropped before any
+    // connection (no row), counted in the summary; Zeek's own test reads it with -C.
     let Some(p) = corpus("zeek/02-retransmit-fast009/retransmit-fast009.pcap") else {
         return;
     };
@@ -609,4 +609,33 @@ fn corpus_rejected_syns_and_port_reuse() {
         .find(|l| l.contains("\"event\":\"close\"") && l.contains("\"id.orig_p\":26272"))
         .unwrap();
     assert!(line.contains("\"duration\":0.163506"), "{line}");
+}
+
+#[test]
+fn corpus_fin_retransmissions_after_the_close_delay_are_new_connections() {
+    // suricata-verify S04: both FINs by 0.2075 s (client 49584 <-> server 443), then the
+    // server retransmits its FIN (with 31 bytes) at 0.44, 0.67, 1.13, 2.03, 3.82, 7.40, 14.58,
+    // 28.91 and 57.58 s. The close was complete at 0.2075 s: the connection is forgotten 5 s
+    // later (tcp_close_delay), so the FINs up to 3.82 s are still its own (`t`), the one at
+    // 7.40 s opens a new connection (the server its originator, history "F", SH), forgotten
+    // 5 s after that FIN, and so on: 1 + 4 rows. Frame 8 (2096 bytes from the server, a
+    // coalesced segment) has a bad TCP checksum: verified, it is a `c`, not counted, and the
+    // client's ACK of its bytes shows the gap (`g`).
+    let Some(p) = corpus("suricata-verify/S04-tls-fin-lastack/input.pcap") else {
+        return;
+    };
+    let late = ("SH", "F", 1, 0);
+    assert_eq!(
+        summary(&conns(&p, &[])),
+        [("SF", "ShADadcgFft", 10, 14), late, late, late, late]
+    );
+    assert_eq!(
+        summary(&conns(&p, &["-C"])),
+        [("SF", "ShADadFft", 10, 15), late, late, late, late]
+    );
+    // A close delay past the last retransmission keeps them all in the one connection.
+    assert_eq!(
+        summary(&conns(&p, &["-C", "--tcp-close-delay", "60"])),
+        [("SF", "ShADadFft", 10, 19)]
+    );
 }
