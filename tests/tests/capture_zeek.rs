@@ -544,16 +544,25 @@ fn corpus_bad_checksum_traces() {
     assert_eq!(summary(&conns(&p, &[])), [("OTH", "Cc", 0, 0)]);
     assert_eq!(summary(&conns(&p, &["-C"])), [("SF", "Dd", 1, 1)]);
     // zeek/02: every packet has a bad IPv4 header checksum: all 39 dropped before any
-    // connection (no row), counted in the summary; Zeek's own test reads it with -C.
+    // connection (no row), counted in the summary and said once at the end, naming -C;
+    // Zeek's own test reads it with -C.
     let Some(p) = corpus("zeek/02-retransmit-fast009/retransmit-fast009.pcap") else {
         return;
     };
-    let (code, c, msgs, _) = read(&p, &[]);
+    let (code, c, msgs, err) = read(&p, &[]);
     assert_eq!(code, 0);
     assert!(c.is_empty(), "{c:?}");
     assert!(
         msgs.iter().any(|m| m.contains("bad_ip_checksum=39")),
         "{msgs:?}"
+    );
+    let said = "39 of 39 packets have bad IPv4 header checksums and were dropped; \
+                use --checksums ignore (-C) to count them";
+    assert_eq!(err.matches(said).count(), 1, "{err}");
+    assert_eq!(msgs.iter().filter(|m| m.contains(said)).count(), 1);
+    assert!(
+        msgs[0].contains("ipclog started"),
+        "the warning is within the run: {msgs:?}"
     );
     assert_eq!(summary(&conns(&p, &["-C"])).len(), 1);
 }

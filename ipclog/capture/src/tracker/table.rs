@@ -411,6 +411,25 @@ impl Tracker {
         for (_, i) in all {
             self.close(i, sink);
         }
+        // Packets with a bad IPv4 header checksum were dropped before any connection (no
+        // direction to blame): most of the capture so is said at the end.
+        let bad_ip = self.stats.drops[Drop::BadIpChecksum as usize];
+        let seen = self.stats.in_flows + self.stats.drops.iter().sum::<u64>();
+        if !self.offload_said && bad_ip >= OFFLOAD_MIN_PACKETS && bad_ip * 2 > seen {
+            self.offload_said = true;
+            let msg = format!(
+                "{bad_ip} of {seen} packets have bad IPv4 header checksums and were dropped; \
+                 use --checksums ignore (-C) to count them"
+            );
+            eprintln!("ipclog: {msg}");
+            // No packet reached the tracker: no packet time to give.
+            let ts = if self.now_us == i64::MIN {
+                chrono::Utc::now()
+            } else {
+                DateTime::from_timestamp_micros(self.now_us).unwrap_or_default()
+            };
+            sink.program(ts, &msg);
+        }
     }
 }
 
