@@ -104,7 +104,9 @@ impl Tracker {
         self.stats.drops[why as usize] += n;
     }
 
-    /// Advances packet time; returns true when a sweep for timeouts is due (once a second).
+    /// Advances packet time; returns true once a second (packet time), when the reader expires
+    /// fragments and runs the timers without a packet (a live capture going quiet). Timers due
+    /// before a packet run anyway as it is accounted.
     #[inline]
     pub fn advance(&mut self, ts_us: i64) -> bool {
         if ts_us > self.now_us {
