@@ -6,7 +6,9 @@
 //! - [`key`]: the flow key, the 5-tuple in a canonical order so both directions meet, and its
 //!   hash (computed ahead, as a [`Hint`], while the packet waits in the read queue);
 //! - [`table`]: the flow table ([`index`] of hashes into a slab of flows): lookup, a new flow
-//!   on a miss, port reuse, the inactivity sweep, and the events;
+//!   on a miss, port reuse (Zeek's IsReuse), the timer queue that runs each connection's
+//!   timers (Zeek's inactivity, attempt, close, partial-close and reset timers), checksum
+//!   verdicts, and the events;
 //! - [`flow`]: one connection: both endpoints, counters, anomalies;
 //! - [`tcp`]: one TCP segment through Zeek's `TCPSessionAdapter::Process`: sequence space,
 //!   history letters, anomalies, acknowledgements, retransmissions;
@@ -16,7 +18,7 @@
 //! - [`history`]: the history letters, once per endpoint or again at 1, 10, 100, ...;
 //! - [`report`]: what an event says: conntrack-style state, Zeek's conn_state, counters, uid.
 //!
-//! UDP and other protocols are flows that end after an inactivity timeout.
+//! UDP and other protocols are flows that end after an inactivity timeout (ICMP its own).
 
 mod endpoint;
 mod flow;
