@@ -96,6 +96,7 @@ pub struct Seen {
     pub proto: u8,
     pub ip_len: u32,
     pub l4: L4,
+    /// A bad IPv4 header or TCP/UDP checksum (only looked at when checksums are verified).
     pub csum_bad: bool,
     /// Number of IP fragments this packet was reassembled from (0 = not fragmented).
     pub fragments: u32,
