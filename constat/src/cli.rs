@@ -48,7 +48,7 @@ Manual: man constat (the report), man 5 constat.lookup (the lookup file), man ip
 #[command(
     name = "constat",
     version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("GIT_REV"), ")"),
-    about,
+    about = "daily connection statistics from an ipclog log",
     after_help = AFTER_HELP
 )]
 pub struct Args {

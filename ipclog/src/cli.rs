@@ -6,11 +6,6 @@ use clap::Parser;
 
 use ipclog_capture::CaptureArgs;
 
-/// Log every network connection: one O line when it opens, S lines when its state changes, a
-/// C line with its duration (and byte counts) when it ends. The source is Netfilter's
-/// connection tracking (default) or packets (`-r FILE`, `-i IFACE`).
-///
-/// Invoked as `ipc` (a symlink), or with `-1`: print the open connections and exit.
 /// Names `--syslog-facility` takes (syslog.conf's; `security` is `auth`).
 pub const SYSLOG_FACILITIES: [&str; 21] = [
     "auth", "authpriv", "cron", "daemon", "ftp", "kern", "local0", "local1", "local2", "local3",
@@ -18,9 +13,15 @@ pub const SYSLOG_FACILITIES: [&str; 21] = [
     "uucp",
 ];
 
+/// Log every network connection: one O line when it opens, S lines when its state changes, a
+/// C line with its duration (and byte counts) when it ends. The source is Netfilter's
+/// connection tracking (default) or packets (`-r FILE`, `-i IFACE`).
+///
+/// Invoked as `ipc` (a symlink), or with `-1`: print the open connections and exit.
 #[derive(Debug, Parser)]
 #[command(
     name = "ipclog",
+    about = "log every network connection's open, state changes and close",
     version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("GIT_REV"), ")"),
     after_help = "\
 Line log (default on standard output when no -f/--db/--json/--syslog is given):
@@ -63,9 +64,11 @@ pub struct Cli {
     #[arg(long)]
     pub syslog: bool,
 
-    /// Syslog facility (ipmon's -L).
+    /// Syslog facility (ipmon's -L): daemon, local0 ... local7, user, auth (security),
+    /// authpriv, kern, syslog, cron, mail, news, lpr, uucp, ftp.
     #[arg(long = "syslog-facility", value_name = "NAME", default_value = "daemon",
-          requires = "syslog", value_parser = clap::builder::PossibleValuesParser::new(SYSLOG_FACILITIES))]
+          requires = "syslog", hide_possible_values = true,
+          value_parser = clap::builder::PossibleValuesParser::new(SYSLOG_FACILITIES))]
     pub syslog_facility: String,
 
     /// Syslog message format: rfc3164 (classic, what /dev/log expects) or rfc5424 (ISO time

@@ -370,6 +370,7 @@ impl<'s> Processor<'s> {
         // The connections open at start are known: what follows are changes. A service
         // manager waiting for that (systemd Type=notify) may start what depends on the log.
         if reason == DumpReason::Start && self.failure.is_none() {
+            self.sink.flush();
             crate::daemon::notify("READY=1");
         }
     }
