@@ -46,12 +46,16 @@ fn drain(sock: &UnixDatagram) -> Vec<String> {
 }
 
 /// Runs `ipclog -r CAP --syslog --syslog-socket SOCK ARGS` in UTC; its messages and status.
+/// Read while it runs: a datagram socket queues only a few messages (net.unix.max_dgram_qlen)
+/// and a full queue makes the sender wait, as syslog(3)'s would.
 fn syslog_run(name: &str, args: &[&str]) -> (Vec<String>, std::process::Output) {
     let dir = scratch(name);
     let cap = capture(&dir);
     let sock_path = dir.join("log.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
-    let out = Command::new(bin("ipclog"))
+    sock.set_read_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let mut child = Command::new(bin("ipclog"))
         .arg("-r")
         .arg(&cap)
         .arg("--syslog")
@@ -59,9 +63,21 @@ fn syslog_run(name: &str, args: &[&str]) -> (Vec<String>, std::process::Output) 
         .arg(&sock_path)
         .args(args)
         .env("TZ", "UTC")
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .unwrap();
-    (drain(&sock), out)
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let exited = wait_for(Duration::from_secs(30), || {
+        while let Ok(n) = sock.recv(&mut buf) {
+            got.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+        }
+        child.try_wait().unwrap()
+    });
+    assert!(exited.is_some(), "ipclog did not finish: {got:#?}");
+    got.extend(drain(&sock));
+    (got, child.wait_with_output().unwrap())
 }
 
 fn find<'a>(msgs: &'a [String], pat: &str) -> &'a str {
