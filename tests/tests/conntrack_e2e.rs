@@ -850,7 +850,7 @@ fn syslog_receives_the_lines() {
         })
         .unwrap_or_else(|| panic!("no syslog message with {pat:?}: {got:#?}"))
     };
-    recv_until(&mut got, "P ipclog started");
+    recv_until(&mut got, " ipclog started");
     ns.run(&[
         "python3",
         "-c",

@@ -314,12 +314,17 @@ echo "== ipc"; chroot "$R" /usr/sbin/ipc --version
 echo "== help"; chroot "$R" constat --help
 echo "== user"; chroot "$R" id -un ipclog
 echo "== owners"; chroot "$R" stat -c '%U %G %a %n' /var/lib/ipclog /var/log/ipclog.log
-echo "== man"; chroot "$R" sh -c 'MANWIDTH=80 man -P cat ipclog 2>/dev/null | head -3' || true
+# The daily report over a log whose lines are from yesterday.
+day=$(date -d yesterday +%F)
+sed "s/2004-08-05/$day/" "$SAMPLE" > "$R/var/log/ipclog.log"
+echo "== day"; echo "$day"
+echo "== cron"; chroot "$R" /etc/cron.daily/constat
 "#;
     let out = Command::new("unshare")
         .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
         .arg(&base)
         .arg(deb)
+        .env("SAMPLE", repo_root().join("constat/sample/ipclog.log"))
         .output()
         .unwrap();
     let text = ok(out, "dpkg -i into the throwaway root");
@@ -339,6 +344,12 @@ echo "== man"; chroot "$R" sh -c 'MANWIDTH=80 man -P cat ipclog 2>/dev/null | he
     assert!(section("help").contains("Usage: constat"), "{text}");
     assert!(section("help").contains("man constat"), "{text}");
     assert_eq!(section("user").trim(), "ipclog", "{text}");
+    let yesterday = section("day").trim().to_string();
+    let cron = section("cron");
+    assert!(
+        cron.contains(&format!("scanning for date {yesterday}")) && cron.contains(" tcp "),
+        "the daily report: {text}"
+    );
     let owners = section("owners");
     assert!(
         owners.contains("ipclog ipclog 750 /var/lib/ipclog"),

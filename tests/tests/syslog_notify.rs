@@ -280,3 +280,52 @@ fn sd_notify_ready_after_the_start_dump_is_logged() {
     });
     assert_eq!(stopping.as_deref(), Some("STOPPING=1"));
 }
+
+/// `--daemon` without `--pidfile`: it detaches (the command returns at once with 0) and logs.
+#[test]
+fn daemon_runs_without_a_pidfile() {
+    let dir = scratch("daemon-nopid");
+    let cap = capture(&dir);
+    let log = dir.join("a.log");
+    let out = Command::new(bin("ipclog"))
+        .arg("--daemon")
+        .arg("-r")
+        .arg(&cap)
+        .arg("-f")
+        .arg(&log)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = wait_for(Duration::from_secs(20), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|t| t.contains("ipclog stopped, 0 errors"))
+    })
+    .expect("the detached ipclog logs and stops");
+    assert!(text.lines().any(|l| l.starts_with("C ")), "{text}");
+}
+
+/// `--version` names the revision the binary was built from; `--help` points to the manual.
+#[test]
+fn version_has_the_git_revision_and_help_points_to_the_man_pages() {
+    let rev = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(e2e::bins::repo_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    for (tool, page) in [("ipclog", "man ipclog"), ("constat", "man constat")] {
+        let out = Command::new(bin(tool)).arg("--version").output().unwrap();
+        let v = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let expected = format!(
+            "{tool} {} (git {})",
+            env!("CARGO_PKG_VERSION"),
+            rev.as_deref().unwrap_or("unknown")
+        );
+        assert_eq!(v, expected, "built from this checkout's HEAD");
+        let out = Command::new(bin(tool)).arg("--help").output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(help.contains(page), "{tool} --help: {help}");
+    }
+}
