@@ -320,7 +320,7 @@ fn lookup_page(dir: &Path, version: &str) -> io::Result<()> {
     fs::write(dir.join("constat.lookup.5"), out)
 }
 
-/// ipc's command: ipclog's, renamed, showing only the options that mean something to it.
+/// ipc's command: the options of ipclog's that mean something to it, as ipclog defines them.
 fn ipc_command() -> Command {
     const IPC_ARGS: &[&str] = &[
         "nat",
@@ -330,25 +330,26 @@ fn ipc_command() -> Command {
         "port",
         "host",
         "iface",
-        "help",
-        "version",
     ];
-    let mut cmd = ipclog::command()
-        .name("ipc")
-        .bin_name("ipc")
+    let ipclog = ipclog::command();
+    // clap takes only 'static text; this process ends right after writing the pages.
+    let version: &'static str = Box::leak(
+        ipclog
+            .get_version()
+            .unwrap_or_default()
+            .to_string()
+            .into_boxed_str(),
+    );
+    Command::new("ipc")
+        .version(version)
         .about("print the connections open right now (ipclog -1)")
-        .long_about(None)
-        .after_help("Manual: man ipc, man ipclog (the line format).");
-    let ids: Vec<String> = cmd
-        .get_arguments()
-        .map(|a| a.get_id().to_string())
-        .collect();
-    for id in ids {
-        if !IPC_ARGS.contains(&id.as_str()) {
-            cmd = cmd.mut_arg(&id, |a| a.hide(true));
-        }
-    }
-    cmd
+        .after_help("Manual: man ipc, man ipclog (the line format).")
+        .args(
+            ipclog
+                .get_arguments()
+                .filter(|a| IPC_ARGS.contains(&a.get_id().as_str()))
+                .cloned(),
+        )
 }
 
 fn docs(dir: &Path) -> io::Result<()> {
