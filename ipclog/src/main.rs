@@ -9,7 +9,7 @@
 //! (everything that can fail at start fails before anything is logged), drop privileges, run,
 //! and turn the outcome into the exit status (`error.rs`).
 
-mod cli;
+use ipclog::cli;
 mod conntrack;
 mod daemon;
 mod error;
@@ -59,7 +59,7 @@ fn main() -> ExitCode {
     match run(&cli, opts) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            say(&e, opts);
+            say(&e);
             ExitCode::from(e.exit_code())
         }
     }
@@ -69,9 +69,9 @@ fn main() -> ExitCode {
 /// the user (or an attacker who named a file) gave them: escaped, so no control character
 /// reaches the terminal. After detaching, standard error is /dev/null: then it is said where
 /// an operator looks.
-fn say(e: &Error, opts: WriteOptions) {
+fn say(e: &Error) {
     if daemon::detached() {
-        sinks::SyslogSink::open(opts).error(&e.to_string());
+        sinks::SyslogSink::say_error(&e.to_string());
     } else {
         eprintln!("{}", shared::text::escaped(&e.to_string()));
     }
@@ -269,11 +269,18 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
             conntrack::run(cfg, sock, &mut fan, &run)
         }
         Source::Capture(capture) => {
+            // Nothing to load first: the capture is open, packets are logged from now on.
+            daemon::notify("READY=1");
             packets::run(capture, &cli.capture, &mut fan, stats_every, &run)
         }
-        Source::Nflog(sock) => nflog::run(sock, &mut fan, &run, stats_every),
+        Source::Nflog(sock) => {
+            // The groups are bound: packets are logged from now on.
+            daemon::notify("READY=1");
+            nflog::run(sock, &mut fan, &run, stats_every)
+        }
     };
     drop(status_file);
+    daemon::notify("STOPPING=1");
     drop(pidfile);
     Ok(fan.outcome().exit_code(code))
 }

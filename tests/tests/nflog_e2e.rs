@@ -508,7 +508,8 @@ fn beside_conntrack_icmp_errors_name_their_connection() {
     );
 }
 
-/// `--syslog`: each packet is a syslog message without the time, at ipmon's priorities
+/// `--syslog`: each packet is a syslog message with its time to the microsecond (ipmon's
+/// `HH:MM:SS.ffffff`), at ipmon's priorities
 /// (blocked: warning, passed: notice), sent to a /dev/log socket of the test's, mounted in a
 /// private mount namespace so the host's syslog is never touched.
 #[test]
@@ -556,8 +557,14 @@ fn syslog_gets_packets_at_ipmon_s_priorities() {
     // The severity is the priority's low three bits: 4 warning, 5 notice.
     let severity = |m: &str| -> u32 { m[1..m.find('>').unwrap()].parse::<u32>().unwrap() % 8 };
     let blocked = recv_until(&mut got, " drop-ssh b ");
+    let after_f = &blocked[blocked.find("]: F ").expect("an F line") + 5..];
+    let (time, rest) = after_f.split_once(' ').unwrap();
     assert!(
-        blocked.contains(&format!("F eth0 - drop-ssh b {CLIENT},")),
+        time.len() == 15 && time.as_bytes()[8] == b'.',
+        "HH:MM:SS.ffffff: {blocked}"
+    );
+    assert!(
+        rest.starts_with(&format!("eth0 - drop-ssh b {CLIENT},")),
         "{blocked}"
     );
     assert!(

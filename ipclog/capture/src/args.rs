@@ -5,8 +5,9 @@ use clap::{Args, ValueEnum};
 
 use crate::tracker::Options;
 
-/// Options of the packet sources (`-r FILE`, `-i IFACE`); ipclog flattens these into its own.
-/// Anomaly options keep miruo's names and meanings (times in milliseconds, 0 = off).
+// Options of the packet sources (`-r FILE`, `-i IFACE`); ipclog flattens these into its own.
+// Anomaly options keep miruo's names and meanings (times in milliseconds, 0 = off).
+// Not a doc comment: clap would make it the about text of ipclog, which flattens this.
 #[derive(Debug, Clone, Args)]
 pub struct CaptureArgs {
     /// Read packets from a pcap or pcapng capture file (`-` for standard input) instead of

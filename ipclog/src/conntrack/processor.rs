@@ -371,6 +371,12 @@ impl<'s> Processor<'s> {
             }
             Ok(_) => {}
         }
+        // The connections open at start are known: what follows are changes. A service
+        // manager waiting for that (systemd Type=notify) may start what depends on the log.
+        if reason == DumpReason::Start && self.failure.is_none() {
+            self.sink.flush();
+            crate::daemon::notify("READY=1");
+        }
     }
 
     fn synthetic_close(&self, k: &Key, t: &Tracked, now: u64) -> ConnEvent {
