@@ -94,6 +94,8 @@ pub fn scan_db(
     .map_err(|e| format!("{shown}: cannot query connections: {e}"))?;
     add_lost(&conn, range, scan, &shown, verbose)
         .map_err(|e| format!("{shown}: reading runs: {e}"))?;
+    add_packets(&conn, days.as_ref(), scan, &shown, verbose)
+        .map_err(|e| format!("{shown}: reading packets: {e}"))?;
     // Rows not closed (yet), by connection, with the report row they count in. A connection
     // open while the logger restarted has two rows: the earlier run's, never closed, and the
     // one the next run wrote when it found the connection open at its start
@@ -192,6 +194,66 @@ pub fn scan_db(
     Ok(())
 }
 
+/// Counts the `packets` rows (ipclog --nflog) of the days (first and last), per rule, action,
+/// source, protocol and destination port.
+fn add_packets(
+    conn: &rusqlite::Connection,
+    days: Option<&(String, String)>,
+    scan: &mut Scan,
+    shown: &str,
+    verbose: bool,
+) -> rusqlite::Result<()> {
+    const SQL: &str = "SELECT prefix, action, src, proto, dport, count(*) FROM packets";
+    const GROUP: &str = " GROUP BY prefix, action, src, proto, dport";
+    let mut stmt;
+    let mut rows = match days {
+        None => {
+            stmt = conn.prepare(&format!("{SQL}{GROUP}"))?;
+            stmt.query([])?
+        }
+        Some((a, b)) => {
+            stmt = conn.prepare(&format!("{SQL} WHERE day BETWEEN ?1 AND ?2{GROUP}"))?;
+            stmt.query([a, b])?
+        }
+    };
+    while let Some(row) = rows.next()? {
+        let decoded = (|| -> Result<_, String> {
+            // Empty when the rule has none; shown as a field (escaped) by the section.
+            let prefix: String = row.get(0).map_err(|e| format!("prefix: {e}"))?;
+            let action = match text(row, 1, "action")?.as_str() {
+                "block" => shared::packet::Action::Block,
+                "pass" => shared::packet::Action::Pass,
+                "log" => shared::packet::Action::Log,
+                other => return Err(format!("action: unknown {other:?}")),
+            };
+            let src = text(row, 2, "src")?;
+            let proto = match int(row, 3, "proto")? {
+                Some(p @ 0..=255) => p as u8,
+                other => return Err(format!("proto: {other:?} is not a protocol number")),
+            };
+            let dport = match int(row, 4, "dport")? {
+                None => None,
+                Some(p @ 0..=65535) => Some(p as u16),
+                Some(p) => return Err(format!("dport: {p} is not a port")),
+            };
+            let n = count(row, 5, "count")?.unwrap_or(0);
+            Ok((prefix, action, src, proto, dport, n))
+        })();
+        match decoded {
+            Ok((prefix, action, src, proto, dport, n)) => {
+                scan.packets.add(&prefix, action, &src, proto, dport, n)
+            }
+            Err(reason) => {
+                scan.errors += 1;
+                if verbose {
+                    eprintln!("{shown}: packets: {}", escaped(&reason));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Adds the events the logger runs that overlap the day (all runs for `-a`) lost in the kernel
 /// (`lost_events`) or dropped on the way to the database (`dropped`). Summed here, saturating,
 /// not by SQL, whose integer sum fails on overflow; a run with a count out of range is a bad
@@ -203,7 +265,8 @@ fn add_lost(
     shown: &str,
     verbose: bool,
 ) -> rusqlite::Result<()> {
-    const SQL: &str = "SELECT id, lost_events, dropped, errors, stopped IS NOT NULL FROM runs";
+    const SQL: &str = "SELECT id, lost_events, dropped, source = 'nflog', errors, \
+                       stopped IS NOT NULL FROM runs";
     let mut stmt;
     let mut rows = match range {
         None => {
@@ -226,13 +289,18 @@ fn add_lost(
         });
         match counts {
             Ok(n) => {
-                scan.lost_events = scan.lost_events.saturating_add(n);
+                // A packet-filter log's losses are packets (its section says them).
+                if row.get::<_, bool>(3).unwrap_or(false) {
+                    scan.packets.lost = scan.packets.lost.saturating_add(n);
+                } else {
+                    scan.lost_events = scan.lost_events.saturating_add(n);
+                }
                 let h = &mut scan.health;
                 h.starts += 1;
-                h.stops += u64::from(row.get::<_, bool>(4).unwrap_or(false));
+                h.stops += u64::from(row.get::<_, bool>(5).unwrap_or(false));
                 h.errors = h
                     .errors
-                    .saturating_add(count(row, 3, "errors").ok().flatten().unwrap_or(0));
+                    .saturating_add(count(row, 4, "errors").ok().flatten().unwrap_or(0));
                 if n > 0 {
                     h.loss_reports += 1;
                 }

@@ -14,13 +14,7 @@ use crate::render::numbers;
 use crate::scan::{Row, ANOMALY_KEYS, NOTABLE_KINDS};
 use crate::sections::{share, Report};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    Text,
-    Csv,
-    Json,
-    Html,
-}
+pub use constat::cli::Format;
 
 pub fn write(out: &mut impl Write, f: Format, r: &Report<'_>) -> io::Result<()> {
     match f {

@@ -368,6 +368,10 @@ fn read_log(
         }
         let res = match parsed {
             Ok(LogLine::Conn(c)) => scan.line(&c),
+            Ok(LogLine::Packet(p)) => {
+                scan.packet(&p);
+                Ok(())
+            }
             Ok(LogLine::Program { ts, message }) => scan.program(ts.date(), message),
             Ok(_) => Ok(()),
             Err(e) => Err(e),

@@ -11,6 +11,7 @@
 mod db;
 mod formats;
 mod input;
+mod packets;
 mod query;
 mod render;
 mod scan;
@@ -26,215 +27,10 @@ use clap::Parser;
 use lookup::{Lookup, NameCache, Services};
 use shared::text::escaped;
 
+use constat::cli::{Args, By};
+
 use crate::render::{Layout, Namer};
 use crate::scan::{Host, Scan};
-
-const AFTER_HELP: &str = "\
-The original's single-dash options -noany and -nc work as well as --no-any and --no-cache.
-
-Examples:
-  constat                              today's connections from /var/log/ipclog.log
-  constat -d 2004-08-05                one day
-  constat -a -f /var/log/ipclog.log.1  a whole rotated log
-  constat -d yesterday -f '/var/log/ipclog.log*'   rotated and gzip'd logs, oldest first
-  constat --from 2004-08-01 --to 2004-08-07 --per-day   a week, one table per day
-  constat --host 203.0.113.0/24 --sections all --format html > report.html
-  constat query -f /var/lib/ipclog/history.db --host 203.0.113.9 --from 2004-08-03
-  constat -f /var/lib/ipclog/history.db -d 2004-08-05   ipclog's SQLite history (by content)
-  constat -n -noany                    raw addresses and ports, every web server on its own row
-
-Report: one row per (src, prot, dport, dst) of the connections OPENED on the day (-a: in the
-file), sorted by the names shown:
-  src    source address, or the local interface when this host is the source
-  prot   protocol (tcp, udp, icmp, or the protocol number)
-  dport  destination service name (lookup file, /etc/services, built-in) or port number
-  dst    destination; http/https destinations not named in the lookup file are `any`
-  n      connections opened
-  nopn   of those, not closed by the end of the log
-  avgtm  average duration in seconds of the closed ones (time column of the C line)
-  maxtm  longest duration in seconds
-With --by proc: one row per local process that owned the connections (ipclog --proc's
-comm=), most connections first, `-` for connections without one; columns n, nopn, avgtm,
-maxtm (and bytes) as above.
-Names ending in `?` come from the reverse-DNS name cache, not from the lookup file.
-Then `N ERRORS`: lines (database rows) that could not be read, or that hold a count or time
-beyond 2^63-1; -v shows each one as `file:line: field: reason` on stderr. A last line without
-its newline (cut off, or still being written) is one error and ends the reading. When the log
-carries anomaly tokens (ipclog -r/-i), a section `connections with anomalies` precedes the
-ERRORS line, and when the logger lost or dropped events on the day (P lines `lost N events`,
-`dropped N events (reason)`; the history's runs.lost_events and runs.dropped), a line
-`N EVENTS LOST by the logger`. Names are printed escaped: control and bidi characters, spaces
-and backslashes as \\xHH or \\uHHHH.
-
-Sections after the table (--sections table,anomalies,new,top,health or all; default
-table,anomalies,health), each only when it has content: the worst anomalous connections of
-each kind with time and uid; destinations and ports new since the last report (state file in
---state-dir); top destinations and ports by connections, bytes each way and duration, with
-totals; the logger's health (restarts, write errors, lost events). --format csv|json|html:
-see README for their fields. `constat query --help`: connections by host, port, state, ...
-
-Exit status: 0 report printed (unreadable lines are counted in ERRORS); 1 read error in the
-middle of the input (a corrupt gzip member: file, line and offset named; a line longer than
-1 MiB: not a log), or a state file that cannot be read or saved; 2 bad usage or bad input at
-start (bad option, date or range, missing or unreadable log among the -f, not a log, missing
---lookup file); 3 with --quiet: nothing to report, nothing printed.";
-
-/// Daily connection statistics from an ipclog log.
-#[derive(Parser, Debug)]
-#[command(name = "constat", version, about, after_help = AFTER_HELP)]
-struct Args {
-    /// Scan the whole file, not one day
-    #[arg(short = 'a', long = "all", conflicts_with_all = ["date", "from", "to"])]
-    all: bool,
-
-    /// The day to report: YYYY-MM-DD, today or yesterday [default: today, local time]
-    #[arg(short = 'd', long = "date", value_name = "DAY", value_parser = parse_day,
-          conflicts_with_all = ["from", "to"])]
-    date: Option<NaiveDate>,
-
-    /// The first day of a range (inclusive; with --to, default today)
-    #[arg(long, value_name = "DAY", value_parser = parse_day)]
-    from: Option<NaiveDate>,
-
-    /// The last day of a range (inclusive; with --from, default the same day)
-    #[arg(long, value_name = "DAY", value_parser = parse_day)]
-    to: Option<NaiveDate>,
-
-    /// With --from/--to: one report per day instead of one over the range
-    #[arg(long)]
-    per_day: bool,
-
-    /// The log to scan: ipclog's line log (plain, gzip or zstd, told by content), its SQLite
-    /// history, or - for standard input. Repeat for several, read in order as one log; a
-    /// pattern (quoted: '/var/log/ipclog.log*') reads its files oldest first
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "LOGFILE",
-        default_value = "/var/log/ipclog.log"
-    )]
-    file: Vec<PathBuf>,
-
-    /// Only connections with this address (ADDR[/LEN]) or interface at either end (repeat:
-    /// any of them)
-    #[arg(long, value_name = "ADDR[/LEN]", value_parser = scan::Target::parse)]
-    host: Vec<scan::Target>,
-
-    /// Only connections from this source (ADDR[/LEN] or interface)
-    #[arg(long, value_name = "ADDR[/LEN]", value_parser = scan::Target::parse)]
-    src: Vec<scan::Target>,
-
-    /// Only connections to this destination (ADDR[/LEN] or interface)
-    #[arg(long, value_name = "ADDR[/LEN]", value_parser = scan::Target::parse)]
-    dst: Vec<scan::Target>,
-
-    /// Only connections to this destination port (number)
-    #[arg(long, value_name = "PORT")]
-    port: Vec<u16>,
-
-    /// Only this protocol (tcp, udp, icmp, ... or a number)
-    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
-    proto: Vec<u8>,
-
-    /// Show every http/https destination on its own row, not as `any` (also -noany)
-    #[arg(long = "no-any")]
-    no_any: bool,
-
-    /// Do not read the reverse-DNS name cache (also -nc)
-    #[arg(long = "no-cache")]
-    no_cache: bool,
-
-    /// The name cache file
-    #[arg(long, value_name = "FILE", default_value = lookup::DEFAULT_CACHE)]
-    cache: PathBuf,
-
-    /// Ask DNS for addresses without a name and remember the answers in the cache
-    #[arg(long, conflicts_with = "no_cache")]
-    resolve: bool,
-
-    /// The lookup file with host, network and service names [default: /etc/constat.lookup,
-    /// which may be absent]
-    #[arg(long, value_name = "FILE")]
-    lookup: Option<PathBuf>,
-
-    /// Numeric: raw addresses and port numbers, no names
-    #[arg(short = 'n', long)]
-    numeric: bool,
-
-    /// Report each unreadable line on stderr as file:line: field: reason
-    #[arg(short = 'v', long)]
-    verbose: bool,
-
-    /// Add a column with the IP bytes (both directions) of the closed connections
-    #[arg(long)]
-    bytes: bool,
-
-    /// Group the report: `conn` by (src, prot, dport, dst), `proc` by the local process that
-    /// owned the connection (ipclog --proc's comm)
-    #[arg(long, value_enum, default_value = "conn")]
-    by: By,
-
-    /// The sections to print, comma-separated: table, anomalies, new, top, health, or all
-    /// [default: table,anomalies,health]; each prints only when it has something to say
-    #[arg(long, value_name = "LIST", value_parser = sections::Sections::parse)]
-    sections: Option<sections::Sections>,
-
-    /// How many items each top list shows
-    #[arg(long, value_name = "N", default_value_t = 10)]
-    top: usize,
-
-    /// Where `--sections new` keeps what it has seen, one file per log
-    #[arg(long, value_name = "DIR", default_value = "/var/lib/constat")]
-    state_dir: PathBuf,
-
-    /// Output format: text (the mailed report), csv, json or html
-    #[arg(long, value_enum, default_value = "text")]
-    format: formats::Format,
-
-    /// Print nothing, and exit 3, when the report has nothing to say (no connection, no
-    /// anomaly, no trouble, no unreadable line): for cron
-    #[arg(short = 'q', long)]
-    quiet: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum By {
-    Conn,
-    Proc,
-}
-
-fn parse_proto(s: &str) -> Result<u8, String> {
-    s.parse::<u8>()
-        .ok()
-        .or_else(|| shared::proto::proto_from_name(s))
-        .ok_or_else(|| format!("{s:?} is not a protocol name or number"))
-}
-
-fn parse_day(s: &str) -> Result<NaiveDate, String> {
-    let today = || Local::now().date_naive();
-    match s {
-        "today" => return Ok(today()),
-        "yesterday" => {
-            return today()
-                .pred_opt()
-                .ok_or_else(|| "no day before today".to_string())
-        }
-        _ => {}
-    }
-    let ok_shape = s.len() == 10
-        && s.bytes().enumerate().all(|(i, b)| {
-            if i == 4 || i == 7 {
-                b == b'-'
-            } else {
-                b.is_ascii_digit()
-            }
-        });
-    if !ok_shape {
-        return Err(format!("{s:?} is not a date of the form YYYY-MM-DD"));
-    }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|_| format!("{s:?} is not a valid date (YYYY-MM-DD, e.g. 2004-08-05)"))
-}
 
 /// Maps the original's single-dash long options to ours (clap would read `-nc` as `-n -c`).
 fn seed_options(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
@@ -490,7 +286,10 @@ fn report_one(
                 &rows,
                 scan.lost_events,
                 scan.errors,
-                &mut |o| sections::write_text(o, &report),
+                &mut |o| {
+                    scan.packets.write(o, &namer)?;
+                    sections::write_text(o, &report)
+                },
             ),
             f => formats::write(&mut out, f, &report),
         }
@@ -559,15 +358,5 @@ mod tests {
         ));
         assert!(a.no_cache && a.no_any && !a.numeric);
         assert_eq!(a.date, NaiveDate::from_ymd_opt(2004, 8, 5));
-    }
-
-    #[test]
-    fn dates_are_checked() {
-        assert!(parse_day("2004-08-05").is_ok());
-        assert!(parse_day("2004-13-45")
-            .unwrap_err()
-            .contains("not a valid date"));
-        assert!(parse_day("2004-8-5").unwrap_err().contains("YYYY-MM-DD"));
-        assert!(parse_day("05.08.2004").is_err());
     }
 }

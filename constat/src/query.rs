@@ -19,7 +19,7 @@ use shared::EventKind;
 
 use crate::formats::csv_cell;
 use crate::input::{self, Failure};
-use crate::scan::{FxMap, Target, ANOMALY_KEYS};
+use crate::scan::{FxMap, Matches, Target, ANOMALY_KEYS};
 
 const AFTER_HELP: &str = "\
 Prints every connection that matches all the options given (each option may be repeated:
@@ -55,7 +55,7 @@ pub struct QueryArgs {
     port: Vec<u16>,
 
     /// The protocol (name or number)
-    #[arg(long, value_name = "PROTO", value_parser = crate::parse_proto)]
+    #[arg(long, value_name = "PROTO", value_parser = constat::cli::parse_proto)]
     proto: Vec<u8>,
 
     /// The Zeek connection state (S0, REJ, SF, RSTO, ...) or the last TCP state (ESTABLISHED,
@@ -68,11 +68,11 @@ pub struct QueryArgs {
     anomaly: Vec<String>,
 
     /// The first day (YYYY-MM-DD, today, yesterday)
-    #[arg(long, value_name = "DAY", value_parser = crate::parse_day)]
+    #[arg(long, value_name = "DAY", value_parser = constat::cli::parse_day)]
     from: Option<NaiveDate>,
 
     /// The last day (inclusive)
-    #[arg(long, value_name = "DAY", value_parser = crate::parse_day)]
+    #[arg(long, value_name = "DAY", value_parser = constat::cli::parse_day)]
     to: Option<NaiveDate>,
 
     /// Output: text (the log's lines), csv or json (one object per line)

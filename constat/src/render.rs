@@ -43,7 +43,7 @@ impl Namer<'_> {
         }
     }
 
-    fn addr(&self, a: IpAddr) -> String {
+    pub(crate) fn addr(&self, a: IpAddr) -> String {
         if self.numeric {
             return a.to_string();
         }
@@ -67,7 +67,7 @@ impl Namer<'_> {
         }
     }
 
-    fn port(&self, proto: u8, dport: Option<u16>) -> String {
+    pub(crate) fn port(&self, proto: u8, dport: Option<u16>) -> String {
         match dport {
             None => "-".to_string(),
             Some(p) if self.numeric => p.to_string(),
@@ -287,8 +287,20 @@ pub fn report(
     rows: &NamedRows,
     lost: u64,
     errors: u64,
+    packets: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> io::Result<()> {
-    report_with(out, layout, rows, lost, errors, &mut |_| Ok(()))
+    let mut packets = Some(packets);
+    report_with(
+        out,
+        layout,
+        rows,
+        lost,
+        errors,
+        &mut |o| match packets.take() {
+            Some(p) => p(o),
+            None => Ok(()),
+        },
+    )
 }
 
 /// Writes the report, with `sections` (given the output) after the table and the anomalies
@@ -679,7 +691,7 @@ mod tests {
             anomalies: true,
         };
         let mut out = Vec::new();
-        report(&mut out, &layout, &named, 0, 0).unwrap();
+        report(&mut out, &layout, &named, 0, 0, |_| Ok(())).unwrap();
         let text = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[2].len(), 75);
@@ -728,7 +740,7 @@ mod tests {
             anomalies: true,
         };
         let mut out = Vec::new();
-        report(&mut out, &layout, &named, 0, 0).unwrap();
+        report(&mut out, &layout, &named, 0, 0, |_| Ok(())).unwrap();
         let text = String::from_utf8(out).unwrap();
         let line = text.lines().nth(3).unwrap();
         assert_eq!(

@@ -8,7 +8,6 @@ use std::net::IpAddr;
 
 use chrono::{NaiveDate, NaiveDateTime, Timelike};
 use shared::logfmt::{ConnLine, ParseError, MAX_VALUE};
-use shared::net::Cidr;
 use shared::record::{COMM, FOUND_AT_START, ORIG_IP_BYTES, RESP_IP_BYTES, UID};
 use shared::text::unescape_field;
 use shared::EventKind;
@@ -242,6 +241,8 @@ pub struct Scan {
     pub lost_events: u64,
     /// `--by proc`: one row per process (`comm`) instead of per (src, prot, dport, dst).
     pub by_proc: bool,
+    /// Packets of `F` lines (or `packets` rows) on the scanned day.
+    pub packets: crate::packets::Packets,
 }
 
 /// The row of connections no process was named for (`--by proc`): an address, so that no
@@ -271,6 +272,7 @@ impl Scan {
             unmatched_closes: 0,
             lost_events: 0,
             by_proc: false,
+            packets: Default::default(),
         }
     }
 
@@ -305,6 +307,17 @@ impl Scan {
             self.health.message(message);
         }
         let mut w = message.split_ascii_whitespace();
+        // `--nflog`: packets lost in the kernel or not loggable; counted apart from events.
+        if let (Some("lost" | "dropped"), Some(n), Some("packets")) = (w.next(), w.next(), w.next())
+        {
+            if self.in_range(date) {
+                if let Ok(n) = n.parse::<u64>() {
+                    self.packets.lost = self.packets.lost.saturating_add(n.min(MAX_VALUE));
+                }
+            }
+            return Ok(());
+        }
+        let mut w = message.split_ascii_whitespace();
         let (Some(what @ ("lost" | "dropped")), Some(n), Some("events")) =
             (w.next(), w.next(), w.next())
         else {
@@ -326,6 +339,15 @@ impl Scan {
             self.lost_events = self.lost_events.saturating_add(n);
         }
         Ok(())
+    }
+
+    /// Feeds one `F` line: a packet the packet filter logged, counted on its day.
+    pub fn packet(&mut self, p: &shared::logfmt::PacketLine<'_>) {
+        if self.in_range(p.ts.date()) {
+            let prefix = p.prefix_text();
+            self.packets
+                .add(&prefix, p.action, p.src, p.proto, p.dport, 1);
+        }
     }
 
     /// Feeds one O/S/C line; a value out of range makes it a bad line, which changes nothing.
@@ -636,30 +658,15 @@ impl Health {
     }
 }
 
-/// One `--host`/`--src`/`--dst` value: a network, or a name as the log shows it (a local
-/// interface).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Net(Cidr),
-    Name(String),
+pub use constat::cli::Target;
+
+/// Whether a `--host`/`--src`/`--dst` value matches a host of the log.
+pub trait Matches {
+    fn matches(&self, h: Host, interner: &Interner) -> bool;
 }
 
-impl Target {
-    pub fn parse(s: &str) -> Result<Target, String> {
-        if s.is_empty() {
-            return Err("empty host".into());
-        }
-        match Cidr::parse(s) {
-            Ok(c) => Ok(Target::Net(c)),
-            Err(_) if s.contains('/') || s.parse::<f64>().is_ok() => Err(format!(
-                "{s:?} is not an address, ADDRESS/LENGTH or interface name"
-            )),
-            // An interface, as the log shows a local end.
-            Err(_) => Ok(Target::Name(s.to_string())),
-        }
-    }
-
-    pub fn matches(&self, h: Host, interner: &Interner) -> bool {
+impl Matches for Target {
+    fn matches(&self, h: Host, interner: &Interner) -> bool {
         match (self, h) {
             (Target::Net(c), Host::Ip(a)) => c.contains(a),
             (Target::Name(n), Host::Name(id)) => interner.name(id) == n,
@@ -895,10 +902,23 @@ C 2004-08-05-10:00:02 tcp 10.0.0.1 10.0.0.2 1002 80 t - long_conn=0
             ("2004-08-05", "lost many events"),
             ("2004-08-05", "dropped 20 events (database queue full)"),
             ("2004-08-06", "dropped 200 events (database queue full)"),
+            (
+                "2004-08-05",
+                "lost 7 packets (NFLOG: the receive buffer was full)",
+            ),
+            (
+                "2004-08-05",
+                "dropped 2 packets (NFLOG messages that cannot be logged: x: 2)",
+            ),
+            (
+                "2004-08-06",
+                "lost 70 packets (NFLOG: the receive buffer was full)",
+            ),
         ] {
             s.program(d(day), m).unwrap();
         }
         assert_eq!(s.lost_events, 35);
+        assert_eq!(s.packets.lost, 9, "packets are counted apart, on their day");
         let e = s
             .program(d("2004-08-05"), "lost 18446744073709551615 events")
             .unwrap_err();

@@ -16,68 +16,7 @@ use shared::text::field;
 use crate::render::NamedRows;
 use crate::scan::{Health, Host, Hourly, Interner, Scan, NOTABLE_KINDS};
 
-/// The sections `--sections` can name, in report order.
-pub const SECTION_NAMES: [&str; 5] = ["table", "anomalies", "new", "top", "health"];
-
-/// Which sections to print.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Sections {
-    pub table: bool,
-    pub anomalies: bool,
-    pub new: bool,
-    pub top: bool,
-    pub health: bool,
-}
-
-impl Default for Sections {
-    /// The seed's report (the table, ERRORS) and what only shows when something went wrong.
-    fn default() -> Sections {
-        Sections {
-            table: true,
-            anomalies: true,
-            new: false,
-            top: false,
-            health: true,
-        }
-    }
-}
-
-impl Sections {
-    pub fn parse(s: &str) -> Result<Sections, String> {
-        let mut out = Sections {
-            table: false,
-            anomalies: false,
-            new: false,
-            top: false,
-            health: false,
-        };
-        for name in s.split(',').map(str::trim) {
-            match name {
-                "table" => out.table = true,
-                "anomalies" => out.anomalies = true,
-                "new" => out.new = true,
-                "top" => out.top = true,
-                "health" => out.health = true,
-                "all" => {
-                    out = Sections {
-                        table: true,
-                        anomalies: true,
-                        new: true,
-                        top: true,
-                        health: true,
-                    }
-                }
-                other => {
-                    return Err(format!(
-                        "{other:?} is not a section (one of {}, or all)",
-                        SECTION_NAMES.join(", ")
-                    ))
-                }
-            }
-        }
-        Ok(out)
-    }
-}
+pub use constat::cli::Sections;
 
 /// One top list.
 #[derive(Debug, Clone)]

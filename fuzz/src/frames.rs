@@ -56,6 +56,8 @@ pub fn options(b: u8) -> CaptureArgs {
         a.tcp_timeout = 0;
         a.udp_timeout = 0;
         a.retransmit = 0;
+        // Checksums ignored (-C); verified (a file's default) otherwise.
+        a.ignore_checksums = true;
     }
     a
 }

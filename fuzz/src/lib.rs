@@ -165,6 +165,37 @@ pub fn check_reparse(l: &LogLine<'_>) {
             c.time.map_or("-".to_string(), |t| t.to_string()),
             c.extras
         ),
+        LogLine::Packet(p) => {
+            let ap = |a: &str, p: Option<u16>| match p {
+                Some(p) => format!("{a},{p}"),
+                None => a.to_string(),
+            };
+            let mut s = format!(
+                "F {} {} {} {} {} {} -> {} PR {} len {} {}",
+                p.ts.format("%Y-%m-%d-%H:%M:%S%.9f"),
+                p.in_iface.unwrap_or("-"),
+                p.out_iface.unwrap_or("-"),
+                if p.prefix.is_empty() { "-" } else { p.prefix },
+                p.action.letter(),
+                ap(p.src, p.sport),
+                ap(p.dst, p.dport),
+                proto_name(p.proto).map_or(p.proto.to_string(), str::to_string),
+                p.hdr_len,
+                p.total_len
+            );
+            if let Some(f) = p.tcp_flags {
+                s.push(' ');
+                shared::packet::push_tcp_flags(f, &mut s);
+            }
+            if let Some((t, c)) = p.icmp {
+                s.push_str(&format!(" icmp {t}/{c}"));
+            }
+            if !p.extras.is_empty() {
+                s.push(' ');
+                s.push_str(p.extras);
+            }
+            s
+        }
     };
     let again = parse_line(&s);
     assert_eq!(again.as_ref(), Ok(l), "{l:?} written as {s:?}");

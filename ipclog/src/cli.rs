@@ -6,6 +6,13 @@ use clap::Parser;
 
 use ipclog_capture::CaptureArgs;
 
+/// Names `--syslog-facility` takes (syslog.conf's; `security` is `auth`).
+pub const SYSLOG_FACILITIES: [&str; 21] = [
+    "auth", "authpriv", "cron", "daemon", "ftp", "kern", "local0", "local1", "local2", "local3",
+    "local4", "local5", "local6", "local7", "lpr", "mail", "news", "security", "syslog", "user",
+    "uucp",
+];
+
 /// Log every network connection: one O line when it opens, S lines when its state changes, a
 /// C line with its duration (and byte counts) when it ends. The source is Netfilter's
 /// connection tracking (default) or packets (`-r FILE`, `-i IFACE`).
@@ -14,7 +21,8 @@ use ipclog_capture::CaptureArgs;
 #[derive(Debug, Parser)]
 #[command(
     name = "ipclog",
-    version,
+    about = "log every network connection's open, state changes and close",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("GIT_REV"), ")"),
     after_help = "\
 Line log (default on standard output when no -f/--db/--json/--syslog is given):
   P <time> message              logger started/stopped, lost events
@@ -24,6 +32,8 @@ Line log (default on standard output when no -f/--db/--json/--syslog is given):
   src/dst print a local address as its interface name. fl: e established, s handshake
   (SYN_SENT/SYN_RECV), w FIN_WAIT/CLOSE_WAIT/LAST_ACK, t TIME_WAIT, c CLOSE, U unreplied
   (UDP and other protocols), - replied. time: seconds since the connection opened.
+  F <time.frac> <in> <out> <prefix> <b|p|L> src[,sport] -> dst[,dport] PR proto len hdr total
+    [-FLAGS] [icmp T/C] group=N [ct=STATE related=...]   a packet logged with --nflog
 
 Files and privileges: outputs are never written through a symbolic link (see
 --follow-symlinks) and must be regular files, FIFOs or character devices (--db, --pidfile:
@@ -33,7 +43,9 @@ regular files). Once everything is open ipclog drops every capability but CAP_NE
 Exit status: 0 ok (also when the reader of an output pipe went away), 1 failure while
 running (anything not written: each output's count is said on stderr at the end), 2 bad
 usage, missing permission (CAP_NET_ADMIN) or a file/database that cannot be used at start.
---status: 0 status printed, 3 no ipclog runs with that pidfile."
+--status: 0 status printed, 3 no ipclog runs with that pidfile.
+
+Manual: man ipclog (man ipc, man constat)."
 )]
 pub struct Cli {
     /// Write the line log to FILE (appending; SIGHUP reopens it, for logrotate).
@@ -49,9 +61,33 @@ pub struct Cli {
     #[arg(long, value_name = "FILE|-")]
     pub json: Option<String>,
 
-    /// Send log lines to syslog (facility daemon, ident ipclog).
+    /// Send log lines to syslog, as ipmon -s: ident ipclog, the event's time HH:MM:SS.ffffff
+    /// kept in the message; priority info (events), notice (P lines), warning (lost or
+    /// dropped events, anomalies).
     #[arg(long)]
     pub syslog: bool,
+
+    /// Syslog facility (ipmon's -L): daemon, local0 ... local7, user, auth (security),
+    /// authpriv, kern, syslog, cron, mail, news, lpr, uucp, ftp.
+    #[arg(long = "syslog-facility", value_name = "NAME", default_value = "daemon",
+          requires = "syslog", hide_possible_values = true,
+          value_parser = clap::builder::PossibleValuesParser::new(SYSLOG_FACILITIES))]
+    pub syslog_facility: String,
+
+    /// Syslog message format: rfc3164 (classic, what /dev/log expects) or rfc5424 (ISO time
+    /// with microseconds and the connection as structured data `[conn@32473 ...]`).
+    #[arg(long = "syslog-format", value_name = "FORMAT", default_value = "rfc3164",
+          requires = "syslog", value_parser = ["rfc3164", "rfc5424"])]
+    pub syslog_format: String,
+
+    /// The syslog daemon's Unix datagram socket.
+    #[arg(
+        long = "syslog-socket",
+        value_name = "PATH",
+        default_value = "/dev/log",
+        requires = "syslog"
+    )]
+    pub syslog_socket: PathBuf,
 
     /// Also show the NAT-translated source of outgoing and the original destination of
     /// incoming connections (`nat_src=` / `orig_dst=` tokens).
@@ -78,7 +114,8 @@ pub struct Cli {
     pub stats: Option<u64>,
 
     /// Detach from the terminal and run in the background (default: foreground, for systemd).
-    #[arg(long, requires = "pidfile")]
+    /// --pidfile tells where it went (without it: `pgrep -x ipclog`).
+    #[arg(long)]
     pub daemon: bool,
 
     /// Write the process id to FILE (removed at exit). The file stays locked while ipclog runs:
@@ -182,6 +219,26 @@ pub struct Cli {
     /// dropped, counted in P lines and in the runs table; reading a file (-r), ipclog waits.
     #[arg(long = "db-queue", value_name = "EVENTS", default_value_t = 1 << 20)]
     pub db_queue: usize,
+
+    /// Log the packets nftables rules send to these NFLOG groups (`log group 1 prefix
+    /// "drop-ssh"`), one F line each (ipmon's packet-filter log), instead of connections
+    /// (with --conntrack: beside them). --rcvbuf sets the socket's receive buffer.
+    #[arg(
+        long = "nflog",
+        value_name = "GROUP[,GROUP]",
+        value_delimiter = ',',
+        help_heading = "Packet-filter log"
+    )]
+    pub nflog: Vec<String>,
+
+    /// With --nflog: log connections from conntrack as well, in the same outputs (F lines
+    /// among the O/S/C lines).
+    #[arg(
+        long = "conntrack",
+        requires = "nflog",
+        help_heading = "Packet-filter log"
+    )]
+    pub with_conntrack: bool,
 
     #[command(flatten)]
     pub capture: CaptureArgs,

@@ -198,3 +198,26 @@ pub fn set_thread_nice(nice: i32) -> bool {
         libc::setpriority(libc::PRIO_PROCESS, tid, nice) == 0
     }
 }
+
+/// Tells the service manager about the run (`READY=1`, `STOPPING=1`): sd_notify(3)'s protocol,
+/// one datagram to the Unix socket $NOTIFY_SOCKET names (`@name`: an abstract one), so no
+/// libsystemd is needed. Without $NOTIFY_SOCKET (not started by systemd as Type=notify) there
+/// is no one to tell. Returns whether the message was sent.
+pub fn notify(state: &str) -> bool {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return false;
+    };
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str());
+    let addr = match bytes.strip_prefix(b"@") {
+        Some(name) => SocketAddr::from_abstract_name(name),
+        None => SocketAddr::from_pathname(Path::new(&path)),
+    };
+    let Ok(addr) = addr else {
+        return false;
+    };
+    UnixDatagram::unbound()
+        .and_then(|s| s.send_to_addr(state.as_bytes(), &addr))
+        .is_ok()
+}

@@ -9,13 +9,14 @@
 //! (everything that can fail at start fails before anything is logged), drop privileges, run,
 //! and turn the outcome into the exit status (`error.rs`).
 
-mod cli;
+use ipclog::cli;
 mod conntrack;
 mod daemon;
 mod error;
 mod ifaddr;
 mod ipc;
 mod names;
+mod nflog;
 mod outputs;
 mod packets;
 mod privs;
@@ -58,7 +59,7 @@ fn main() -> ExitCode {
     match run(&cli, opts) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            say(&e, opts);
+            say(&e);
             ExitCode::from(e.exit_code())
         }
     }
@@ -68,9 +69,9 @@ fn main() -> ExitCode {
 /// the user (or an attacker who named a file) gave them: escaped, so no control character
 /// reaches the terminal. After detaching, standard error is /dev/null: then it is said where
 /// an operator looks.
-fn say(e: &Error, opts: WriteOptions) {
+fn say(e: &Error) {
     if daemon::detached() {
-        sinks::SyslogSink::open(opts).error(&e.to_string());
+        sinks::SyslogSink::say_error(&e.to_string());
     } else {
         eprintln!("{}", shared::text::escaped(&e.to_string()));
     }
@@ -89,27 +90,41 @@ fn invoked_as_ipc() -> bool {
 
 /// Where events come from: the conntrack event socket, or an opened capture.
 enum Source {
-    Conntrack(conntrack::EventSocket),
+    Conntrack(conntrack::EventSocket, Option<nflog::NflogSocket>),
     Capture(ipclog_capture::OpenCapture),
+    Nflog(nflog::NflogSocket),
 }
 
 impl Source {
     /// Opens the source the command line names: without CAP_NET_ADMIN (or with a capture
     /// file that is not one) that is the one thing to say, before any output is created.
     fn open(cli: &Cli) -> Result<Source, Error> {
-        if cli.capture.is_capture() {
+        if !cli.nflog.is_empty() && cli.with_conntrack {
+            // Conntrack first: a missing permission is said once, for the main source.
+            let ct = conntrack::open(cli.rcvbuf)?;
+            let groups = nflog::parse_groups(&cli.nflog)
+                .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+            let nf = nflog::NflogSocket::open(&groups, cli.rcvbuf)?;
+            return Ok(Source::Conntrack(ct, Some(nf)));
+        }
+        if !cli.nflog.is_empty() {
+            let groups = nflog::parse_groups(&cli.nflog)
+                .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+            nflog::NflogSocket::open(&groups, cli.rcvbuf).map(Source::Nflog)
+        } else if cli.capture.is_capture() {
             ipclog_capture::open_capture(&cli.capture)
                 .map(Source::Capture)
                 .map_err(Error::Capture)
         } else {
-            conntrack::open(cli.rcvbuf).map(Source::Conntrack)
+            conntrack::open(cli.rcvbuf).map(|s| Source::Conntrack(s, None))
         }
     }
 
     fn kind(&self) -> shared::Source {
         match self {
-            Source::Conntrack(_) => shared::Source::Conntrack,
+            Source::Conntrack(..) => shared::Source::Conntrack,
             Source::Capture(_) => shared::Source::Pcap,
+            Source::Nflog(_) => shared::Source::Nflog,
         }
     }
 }
@@ -131,6 +146,12 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     }
     let filter = Filter::new(&cli.proto, &cli.port, &cli.host, &cli.iface)
         .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+    if !cli.nflog.is_empty() && (cli.capture.is_capture() || cli.once || invoked_as_ipc()) {
+        return Err(Error::Start(
+            "ipclog: --nflog is a source of its own; it cannot be combined with -r/-i or -1/ipc"
+                .into(),
+        ));
+    }
     if cli.once || invoked_as_ipc() {
         if cli.capture.is_capture() {
             return Err(Error::Start(
@@ -195,14 +216,14 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     // Everything is open: what remains needs at most CAP_NET_ADMIN (conntrack's dumps). Done
     // before any thread starts, as capabilities are per thread.
     let mut keep: Vec<u32> = match &source {
-        Source::Conntrack(_) => {
+        Source::Conntrack(..) => {
             // Raising a nice value needs no privilege, lowering it needs CAP_SYS_NICE: so this
             // thread takes the reader's priority now, and every thread started later inherits
             // it and moves to its own (conntrack::run, the database and name threads).
             daemon::set_thread_nice(-10);
             vec![privs::CAP_NET_ADMIN]
         }
-        Source::Capture(_) => vec![],
+        Source::Capture(_) | Source::Nflog(_) => vec![],
     };
     if cli.proc {
         keep.push(privs::CAP_SYS_PTRACE);
@@ -237,20 +258,29 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     }
     let run = run_now();
     let code = match source {
-        Source::Conntrack(sock) => {
+        Source::Conntrack(sock, nflog) => {
             let cfg = conntrack::Config {
                 queue: cli.queue,
                 evict_every: (cli.evict_every > 0.0)
                     .then(|| Duration::from_secs_f64(cli.evict_every.min(86_400.0))),
                 stats_every,
+                nflog,
             };
             conntrack::run(cfg, sock, &mut fan, &run)
         }
         Source::Capture(capture) => {
+            // Nothing to load first: the capture is open, packets are logged from now on.
+            daemon::notify("READY=1");
             packets::run(capture, &cli.capture, &mut fan, stats_every, &run)
+        }
+        Source::Nflog(sock) => {
+            // The groups are bound: packets are logged from now on.
+            daemon::notify("READY=1");
+            nflog::run(sock, &mut fan, &run, stats_every)
         }
     };
     drop(status_file);
+    daemon::notify("STOPPING=1");
     drop(pidfile);
     Ok(fan.outcome().exit_code(code))
 }

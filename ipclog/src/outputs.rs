@@ -12,7 +12,8 @@ use crate::cli::Cli;
 use crate::conntrack;
 use crate::error::Error;
 use crate::sinks::{
-    self, DbSink, FanOut, JsonOptions, JsonSink, LineLog, SyslogSink, TextOut, WhenFull,
+    self, DbSink, FanOut, JsonOptions, JsonSink, LineLog, SyslogConfig, SyslogSink, TextOut,
+    WhenFull,
 };
 
 /// Whether no output is named: then the line log goes to standard output.
@@ -44,7 +45,17 @@ pub fn open_text(cli: &Cli, opts: WriteOptions) -> Result<FanOut, Error> {
         fan.others.push(Box::new(JsonSink::json(out, json)));
     }
     if cli.syslog {
-        fan.others.push(Box::new(SyslogSink::open(opts)));
+        let cfg = SyslogConfig {
+            // The command line offers only names that have a number.
+            facility: sinks::facility_code(&cli.syslog_facility).unwrap_or(3),
+            rfc5424: cli.syslog_format == "rfc5424",
+            socket: cli.syslog_socket.clone(),
+        };
+        let sink = SyslogSink::open(opts, cfg).map_err(|e| {
+            let p = shared::text::escaped(&cli.syslog_socket.to_string_lossy()).into_owned();
+            Error::Start(format!("ipclog: {p}: cannot use syslog socket: {e}"))
+        })?;
+        fan.others.push(Box::new(sink));
     }
     Ok(fan)
 }

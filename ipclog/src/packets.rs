@@ -112,6 +112,8 @@ impl EventSink for PacketClock<'_> {
     }
 
     fn program(&mut self, ts: DateTime<Utc>, message: &str) {
+        // A capture's own message (a checksum warning) may come before any connection.
+        self.start_at(ts);
         self.inner.program(ts, message);
     }
 

@@ -87,6 +87,11 @@ struct CapData {
 const CAP_VERSION_3: u32 = 0x2008_0522;
 
 /// (effective, permitted) of the calling thread, as 64-bit masks.
+/// Whether this thread has CAP_NET_ADMIN in its effective set.
+pub fn has_net_admin() -> bool {
+    capget().is_ok_and(|(eff, _)| eff & (1 << CAP_NET_ADMIN) != 0)
+}
+
 fn capget() -> io::Result<(u64, u64)> {
     let mut h = CapHeader {
         version: CAP_VERSION_3,

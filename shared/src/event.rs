@@ -43,6 +43,8 @@ pub enum Source {
     Conntrack,
     /// Packets, from a capture file or a live interface.
     Pcap,
+    /// Packets a packet filter logged (NFLOG); a run's source only, never a connection's.
+    Nflog,
 }
 
 impl Source {
@@ -50,6 +52,7 @@ impl Source {
         match self {
             Source::Conntrack => "conntrack",
             Source::Pcap => "pcap",
+            Source::Nflog => "nflog",
         }
     }
 
@@ -57,6 +60,7 @@ impl Source {
         match s {
             "conntrack" => Some(Source::Conntrack),
             "pcap" => Some(Source::Pcap),
+            "nflog" => Some(Source::Nflog),
             _ => None,
         }
     }

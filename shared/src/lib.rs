@@ -15,6 +15,7 @@ pub mod json;
 pub mod logfmt;
 pub mod net;
 pub mod outfile;
+pub mod packet;
 pub mod proto;
 pub mod record;
 pub mod sink;

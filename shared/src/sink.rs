@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use chrono::{DateTime, Utc};
 
 use crate::event::{ConnEvent, Source};
+use crate::packet::PacketEvent;
 
 /// What a run is, said to every sink when it starts.
 #[derive(Debug, Clone, Copy)]
@@ -81,6 +82,10 @@ pub trait EventSink {
     /// One connection event, in the order the source saw them.
     fn event(&mut self, ev: &ConnEvent);
 
+    /// One packet a packet filter logged (`--nflog`): the line log's `F` lines, a JSON
+    /// object, a `packets` row. Sinks that have no place for packets leave this out.
+    fn packet(&mut self, _p: &PacketEvent) {}
+
     /// A message of the logger itself, written as a `P` line: `ipclog started`,
     /// `lost 12 events`, `ipclog stopped, 0 errors`.
     fn program(&mut self, ts: DateTime<Utc>, message: &str);
@@ -121,6 +126,8 @@ pub trait EventSink {
 #[derive(Debug, Default)]
 pub struct VecSink {
     pub events: Vec<ConnEvent>,
+    /// Logged packets.
+    pub packets: Vec<PacketEvent>,
     /// Program messages, `ipclog started` and `ipclog stopped, N errors` included.
     pub messages: Vec<String>,
     /// Interface changes: (up, interface name, address).
@@ -138,6 +145,10 @@ impl EventSink for VecSink {
 
     fn event(&mut self, ev: &ConnEvent) {
         self.events.push(ev.clone());
+    }
+
+    fn packet(&mut self, p: &PacketEvent) {
+        self.packets.push(p.clone());
     }
 
     fn program(&mut self, _ts: DateTime<Utc>, message: &str) {

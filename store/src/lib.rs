@@ -8,8 +8,11 @@
 //! them, `bind` binds a row's values in that order, `writer` batches (one transaction per
 //! batch, prepared statements, WAL, so a flood costs one fsync per batch, not per event),
 //! `open` checks the file before SQLite opens it, `runs` keeps the runs table. The schema's
-//! version is kept in `PRAGMA user_version`; a database of another version is refused at
-//! open, never migrated silently.
+//! version is kept in `PRAGMA user_version`. Version 2 only added nullable columns and the
+//! `packets` table to version 1, so a version-1 file is upgraded in place when ipclog opens
+//! it for writing (`ALTER TABLE … ADD COLUMN`, in the same transaction that checks it), and
+//! read as it is by constat (the new columns read as NULL, through temporary views; the file
+//! is not written). A database of a newer or unknown version is refused at open.
 //!
 //! ## `connections`
 //! | column | meaning |
@@ -43,12 +46,21 @@
 //! `(orig_h, day)`, `(resp_h, day)` and a partial index of open rows; they answer the same
 //! queries and are kept as they are.)
 //!
+//! ## `packets` (since version 2)
+//! One row per packet the packet filter logged (ipclog `--nflog`): `run_id`, `ts` (epoch s),
+//! `day`, `grp` (log group), `prefix`, `action` (`block`, `pass`, `log`), `in_iface`,
+//! `out_iface`, `proto`, `src`, `sport`, `dst`, `dport`, `hdr_len`, `len`, `tcp_flags`
+//! (ipmon's letters), `icmp_type`, `icmp_code`, `mark`, `ct_state`, `related` (the
+//! connection an ICMP error is about, `udp:SRC,SPORT->DST,DPORT`) and `related_id` (its
+//! conntrack id). Index `packets_day (day)`.
+//!
 //! ## `runs`
 //! `id`, `started`, `stopped` (epoch s, NULL while running or after a crash), `source`,
 //! `command`, `errors`, `lost_events`, `dropped`.
 
 mod bind;
 mod open;
+mod packets;
 mod runs;
 pub mod schema;
 mod writer;

@@ -106,16 +106,24 @@ pub fn open_read_only(path: &Path) -> Result<Connection, StoreError> {
     let shown = path.display().to_string();
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| StoreError::Open(shown.clone(), e.to_string()))?;
-    check_version(&conn, &shown, false)?;
+    if check_version(&conn, &shown, false)? < SCHEMA_VERSION {
+        read_older(&conn)?;
+    }
     Ok(conn)
 }
 
-fn check_version(conn: &Connection, shown: &str, may_create: bool) -> Result<(), StoreError> {
+/// The oldest schema version this code still reads (and upgrades when it writes). Every
+/// version since only added nullable columns and tables, so an older file is a subset.
+pub const OLDEST_READABLE: i64 = 1;
+
+/// Checks the file's schema version: this one, an older one this code can read and upgrade
+/// ([`OLDEST_READABLE`]..), or, with `may_create`, an empty file (0).
+fn check_version(conn: &Connection, shown: &str, may_create: bool) -> Result<i64, StoreError> {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .map_err(|e| StoreError::Open(shown.to_string(), e.to_string()))?;
-    if version == SCHEMA_VERSION {
-        return Ok(());
+    if (OLDEST_READABLE..=SCHEMA_VERSION).contains(&version) {
+        return Ok(version);
     }
     if version == 0 {
         let tables: i64 = conn.query_row(
@@ -124,7 +132,7 @@ fn check_version(conn: &Connection, shown: &str, may_create: bool) -> Result<(),
             |r| r.get(0),
         )?;
         if tables == 0 && may_create {
-            return Ok(());
+            return Ok(0);
         }
         return Err(StoreError::Schema(format!(
             "{shown}: not an ipclog database (no schema version, {tables} tables)"
@@ -172,8 +180,60 @@ pub(crate) fn open_for_writing(path: &Path, policy: &Policy) -> Result<Connectio
     conn.execute_batch(TUNING)?;
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| lock_or_open(&shown, e))?;
+    for (name, decl) in missing_columns(&conn)? {
+        conn.execute_batch(&format!("ALTER TABLE connections ADD COLUMN {name} {decl}"))?;
+    }
     conn.execute_batch(&schema())?;
     conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     conn.execute_batch("COMMIT")?;
     Ok(conn)
+}
+
+/// The columns of this version's `connections` that the file's table lacks (none for a new
+/// file, whose table does not exist yet): those added since the file's version.
+fn missing_columns(conn: &Connection) -> Result<Vec<(&'static str, &'static str)>, StoreError> {
+    let mut stmt = conn.prepare("SELECT name FROM pragma_table_info('connections')")?;
+    let present = stmt
+        .query_map([], |r| r.get::<_, String>(0))?
+        .collect::<Result<Vec<String>, _>>()?;
+    if present.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(crate::schema::COLUMNS
+        .iter()
+        .map(|&i| &shared::record::FIELDS[i])
+        .filter(|f| !present.iter().any(|p| p == f.name))
+        .map(|f| (f.name, f.sql.expect("a column").decl))
+        .collect())
+}
+
+/// Lets a read-only connection read an older file as if it were of this version: the columns
+/// added since read as NULL through a temporary view of the same name (temporary objects are
+/// found before the file's own), and tables added since exist, empty, as temporary tables.
+/// Nothing is written to the file.
+fn read_older(conn: &Connection) -> Result<(), StoreError> {
+    let missing = missing_columns(conn)?;
+    if !missing.is_empty() {
+        let nulls: Vec<String> = missing
+            .iter()
+            .map(|(name, _)| format!("NULL AS {name}"))
+            .collect();
+        conn.execute_batch(&format!(
+            "CREATE TEMP VIEW connections AS SELECT *, {} FROM main.connections",
+            nulls.join(", ")
+        ))?;
+    }
+    let has_packets: bool = conn.query_row(
+        "SELECT count(*) > 0 FROM main.sqlite_master WHERE type = 'table' AND name = 'packets'",
+        [],
+        |r| r.get(0),
+    )?;
+    if !has_packets {
+        let table = crate::packets::PACKETS
+            .split("CREATE INDEX")
+            .next()
+            .expect("the table comes first");
+        conn.execute_batch(&table.replace("CREATE TABLE IF NOT EXISTS", "CREATE TEMP TABLE"))?;
+    }
+    Ok(())
 }

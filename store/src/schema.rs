@@ -133,6 +133,7 @@ pub fn schema() -> String {
     }
     s.push_str("\n);");
     s.push_str(INDEXES);
+    s.push_str(crate::packets::PACKETS);
     s
 }
 

@@ -558,11 +558,13 @@ CREATE INDEX IF NOT EXISTS connections_resp_h ON connections(resp_h);
 
 #[test]
 fn schema_is_the_one_databases_were_created_with() {
-    assert_eq!(schema(), SCHEMA_2026_11);
+    // Version 2 adds the packets table and changes nothing else.
+    let v2 = format!("{SCHEMA_2026_11}{}", crate::packets::PACKETS);
+    assert_eq!(schema(), v2);
     let d = tmpdir("schema-text");
     drop(Store::open(&d.join("h.db")).unwrap());
     let old = Connection::open(d.join("old.db")).unwrap();
-    old.execute_batch(SCHEMA_2026_11).unwrap();
+    old.execute_batch(&v2).unwrap();
     let master = |c: &Connection| -> Vec<String> {
         c.prepare("SELECT sql FROM sqlite_master ORDER BY name")
             .unwrap()
@@ -618,4 +620,164 @@ fn statements_are_generated_once_from_the_fields() {
         used.dedup();
         assert_eq!(used, (1..=n).collect::<Vec<_>>(), "{text}");
     }
+}
+
+/// Logged packets get a `packets` row each, with the day and the related connection.
+#[test]
+fn packets_are_rows_of_their_own() {
+    use shared::packet::{Action, PacketConn, PacketEvent};
+    let dir = tmpdir("packets");
+    let mut s = Store::open(&dir.join("h.db")).unwrap();
+    s.start_run(Utc::now(), "nflog", "ipclog --nflog 1")
+        .unwrap();
+    let p = PacketEvent {
+        ts: Utc.timestamp_opt(1_700_000_000, 250_000_000).unwrap(),
+        group: 1,
+        prefix: "drop-ssh".into(),
+        action: Action::Block,
+        in_iface: Some("eth0".into()),
+        out_iface: None,
+        proto: 1,
+        src: "10.0.0.2".parse().unwrap(),
+        dst: "10.0.0.1".parse().unwrap(),
+        sport: None,
+        dport: None,
+        hdr_len: 20,
+        total_len: 56,
+        tcp_flags: None,
+        icmp: Some((3, 3)),
+        mark: None,
+        conn: Some(PacketConn {
+            state: Some("related-reply"),
+            related: true,
+            proto: 17,
+            src: "10.0.0.1".parse().unwrap(),
+            dst: "10.0.0.2".parse().unwrap(),
+            sport: Some(4000),
+            dport: Some(9),
+            id: Some(77),
+        }),
+    };
+    s.write_packets(&[p.clone(), p]).unwrap();
+    let row: (i64, String, String, i64, i64, String, i64, String) = s
+        .connection()
+        .query_row(
+            "SELECT count(*), day, action, icmp_type, icmp_code, related, related_id, ct_state \
+             FROM packets",
+            [],
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            },
+        )
+        .unwrap();
+    let day = Local
+        .timestamp_opt(1_700_000_000, 0)
+        .unwrap()
+        .format("%Y-%m-%d")
+        .to_string();
+    assert_eq!(
+        row,
+        (
+            2,
+            day,
+            "block".into(),
+            3,
+            3,
+            "udp:10.0.0.1,4000->10.0.0.2,9".into(),
+            77,
+            "related-reply".into()
+        )
+    );
+    let v: i64 = s
+        .connection()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(v, 2);
+}
+
+/// The history as version 1 wrote it: version 2 added these columns (and the packets table).
+const ADDED_IN_2: &[&str] = &["pid", "comm", "proc_uid"];
+
+fn version_1_file(path: &std::path::Path) {
+    let v1: String = SCHEMA_2026_11
+        .lines()
+        .filter(|l| {
+            let name = l.split_whitespace().next().unwrap_or("");
+            !ADDED_IN_2.contains(&name)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect::<String>()
+        .replace("kstop          REAL,", "kstop          REAL");
+    let c = Connection::open(path).unwrap();
+    c.execute_batch(&v1).unwrap();
+    c.execute_batch(
+        "INSERT INTO runs (started, source, command) VALUES (1700000000, 'conntrack', 'old');
+         INSERT INTO connections (run_id, source, conn_id, proto, orig_h, resp_h, src, dst,
+             direction, day, open_ts, last_state, flag)
+         VALUES (1, 'conntrack', 7, 6, '10.0.0.1', '10.0.0.2', '10.0.0.1', '10.0.0.2',
+             'out', '2023-11-14', 1700000000, 'CLOSE', 'C');
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_version_1_history_is_upgraded_in_place_by_the_writer() {
+    let d = tmpdir("upgrade");
+    let p = d.join("v1.db");
+    version_1_file(&p);
+    let mut s = Store::open(&p).unwrap();
+    s.start_run(Utc::now(), "conntrack", "test").unwrap();
+    s.write_batch(&[ev(EventKind::Open, 0, 1)]).unwrap();
+    let c = s.connection();
+    let version: i64 = c
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, crate::SCHEMA_VERSION);
+    let rows: i64 = c
+        .query_row(
+            "SELECT count(*) FROM connections WHERE pid IS NULL",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(rows, 2, "the old row is kept and the new one written");
+    let packets: i64 = c
+        .query_row("SELECT count(*) FROM packets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(packets, 0);
+}
+
+#[test]
+fn a_version_1_history_is_read_as_is_without_being_changed() {
+    let d = tmpdir("read-v1");
+    let p = d.join("v1.db");
+    version_1_file(&p);
+    let before = std::fs::read(&p).unwrap();
+    let c = crate::open_read_only(&p).unwrap();
+    let (n, comm): (i64, Option<String>) = c
+        .query_row("SELECT count(*), max(comm) FROM connections", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!((n, comm), (1, None));
+    let packets: i64 = c
+        .query_row("SELECT count(*) FROM packets", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(packets, 0);
+    drop(c);
+    assert_eq!(
+        std::fs::read(&p).unwrap(),
+        before,
+        "the file is not written"
+    );
 }

@@ -850,7 +850,7 @@ fn syslog_receives_the_lines() {
         })
         .unwrap_or_else(|| panic!("no syslog message with {pat:?}: {got:#?}"))
     };
-    recv_until(&mut got, "P ipclog started");
+    recv_until(&mut got, " ipclog started");
     ns.run(&[
         "python3",
         "-c",
@@ -861,8 +861,13 @@ fn syslog_receives_the_lines() {
     recv_until(&mut got, "40999 9");
     let m = got.iter().find(|m| m.contains("40999 9")).unwrap();
     assert!(m.contains("ipclog["), "{m}");
+    // ipmon's habit: the event time with microseconds where the line log has its timestamp.
+    let line = &m[m.find("]: ").expect("ident[pid]: ") + 3..];
     assert!(
-        m.contains("O udp  lo              lo              40999 9     U      -"),
+        line.starts_with("O ")
+            && line.as_bytes()[4] == b':'
+            && line.as_bytes()[10] == b'.'
+            && line[17..].starts_with(" udp  lo              lo              40999 9     U      -"),
         "{m}"
     );
     // SAFETY: our child (unshare execs sh, which execs ipclog: same pid).

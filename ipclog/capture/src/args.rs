@@ -1,12 +1,13 @@
 //! The command-line options of the packet sources (ipclog flattens them into its own) and the
 //! tracker settings they give.
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::tracker::Options;
 
-/// Options of the packet sources (`-r FILE`, `-i IFACE`); ipclog flattens these into its own.
-/// Anomaly options keep miruo's names and meanings (times in milliseconds, 0 = off).
+// Options of the packet sources (`-r FILE`, `-i IFACE`); ipclog flattens these into its own.
+// Anomaly options keep miruo's names and meanings (times in milliseconds, 0 = off).
+// Not a doc comment: clap would make it the about text of ipclog, which flattens this.
 #[derive(Debug, Clone, Args)]
 pub struct CaptureArgs {
     /// Read packets from a pcap or pcapng capture file (`-` for standard input) instead of
@@ -29,7 +30,8 @@ pub struct CaptureArgs {
     )]
     pub interface: Option<String>,
 
-    /// TCP connections idle this long (seconds of packet time) are closed.
+    /// TCP connections idle this long (seconds of packet time) are closed (Zeek's
+    /// tcp_inactivity_timeout; 0 = never).
     #[arg(
         long,
         value_name = "SECS",
@@ -38,7 +40,8 @@ pub struct CaptureArgs {
     )]
     pub tcp_timeout: u64,
 
-    /// UDP and other flows idle this long (seconds of packet time) are closed.
+    /// UDP and other flows idle this long (seconds of packet time) are closed (Zeek's
+    /// udp_inactivity_timeout; 0 = never).
     #[arg(
         long,
         value_name = "SECS",
@@ -46,6 +49,53 @@ pub struct CaptureArgs {
         help_heading = "Packet capture"
     )]
     pub udp_timeout: u64,
+
+    /// ICMP flows idle this long (seconds of packet time, fractions allowed) are closed
+    /// (Zeek's icmp_inactivity_timeout; 0 = never).
+    #[arg(long, value_name = "SECS", default_value_t = 60.0,
+          value_parser = secs, help_heading = "Packet capture")]
+    pub icmp_timeout: f64,
+
+    /// A connection whose originator is still at its SYN this long after it, the responder
+    /// silent, is reported (S0) and forgotten; later packets start a new connection (Zeek's
+    /// tcp_attempt_delay; seconds, 0 = never).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0,
+          value_parser = secs, help_heading = "Packet capture")]
+    pub tcp_attempt_delay: f64,
+
+    /// After a complete close (both FINs, a RST, or a FIN with a silent peer) the connection
+    /// is forgotten this long after the closing packet (Zeek's tcp_close_delay; seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0,
+          value_parser = secs, help_heading = "Packet capture")]
+    pub tcp_close_delay: f64,
+
+    /// A side whose first packet was its FIN, the peer still open: the connection is
+    /// forgotten this long after that FIN unless the peer closes (Zeek's
+    /// tcp_partial_close_delay; seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 3.0,
+          value_parser = secs, help_heading = "Packet capture")]
+    pub tcp_partial_close_delay: f64,
+
+    /// A RST from a side that had sent its FIN, the peer still open: the connection is
+    /// forgotten this long after the RST (Zeek's tcp_reset_delay; seconds).
+    #[arg(long, value_name = "SECS", default_value_t = 5.0,
+          value_parser = secs, help_heading = "Packet capture")]
+    pub tcp_reset_delay: f64,
+
+    /// Packets with a bad IP/TCP/UDP checksum: `verify` (Zeek's default: a bad IPv4 header
+    /// drops the packet, a bad TCP/UDP checksum only adds C/c to the history and the packet is
+    /// not counted) or `ignore` (not checked, counted like any packet). Default: verify with
+    /// -r, ignore with -i (a host's own packets carry checksums its NIC fills in later).
+    #[arg(long, value_name = "verify|ignore", help_heading = "Packet capture")]
+    pub checksums: Option<Checksums>,
+
+    /// Ignore checksums (Zeek's -C): `--checksums ignore`.
+    #[arg(
+        short = 'C',
+        conflicts_with = "checksums",
+        help_heading = "Packet capture"
+    )]
+    pub ignore_checksums: bool,
 
     /// Count data retransmissions that came at least MS after the original (0 = off).
     #[arg(
@@ -117,6 +167,13 @@ impl Default for CaptureArgs {
             interface: None,
             tcp_timeout: 300,
             udp_timeout: 60,
+            icmp_timeout: 60.0,
+            tcp_attempt_delay: 5.0,
+            tcp_close_delay: 5.0,
+            tcp_partial_close_delay: 3.0,
+            tcp_reset_delay: 5.0,
+            checksums: None,
+            ignore_checksums: false,
             retransmit: 1000,
             syn: 1,
             rst: 1,
@@ -130,7 +187,38 @@ impl Default for CaptureArgs {
     }
 }
 
+/// What to do with packets whose checksums are wrong (`--checksums`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Checksums {
+    Verify,
+    Ignore,
+}
+
+/// Seconds on the command line: a number, fractions allowed, not negative, at most ten
+/// years (so that microseconds of packet time stay far from overflow).
+fn secs(v: &str) -> Result<f64, String> {
+    let s: f64 = v
+        .parse()
+        .map_err(|_| format!("`{v}` is not a number of seconds"))?;
+    if !s.is_finite() || !(0.0..=315_360_000.0).contains(&s) {
+        return Err(format!("`{v}`: seconds must be between 0 and 315360000"));
+    }
+    Ok(s)
+}
+
 impl CaptureArgs {
+    /// Whether checksums are verified: as asked, else for files (Zeek's default) but not
+    /// live (checksum offloading would make a host's own packets look bad).
+    pub fn verify_checksums(&self) -> bool {
+        if self.ignore_checksums {
+            return false;
+        }
+        match self.checksums {
+            Some(c) => c == Checksums::Verify,
+            None => self.interface.is_none(),
+        }
+    }
+
     /// Whether packets, not conntrack, are the source.
     pub fn is_capture(&self) -> bool {
         self.read_file.is_some() || self.interface.is_some()
@@ -149,9 +237,16 @@ impl Options {
     /// The tracker settings `args` ask for.
     pub fn from_args(args: &CaptureArgs) -> Options {
         let ms = |v: u64| (v.min(i64::MAX as u64 / 1000) * 1000) as i64;
+        let us = |v: f64| (v * 1e6).round() as i64;
         Options {
             tcp_timeout_us: ms(args.tcp_timeout.saturating_mul(1000)),
             udp_timeout_us: ms(args.udp_timeout.saturating_mul(1000)),
+            icmp_timeout_us: us(args.icmp_timeout),
+            attempt_delay_us: us(args.tcp_attempt_delay),
+            close_delay_us: us(args.tcp_close_delay),
+            partial_close_delay_us: us(args.tcp_partial_close_delay),
+            reset_delay_us: us(args.tcp_reset_delay),
+            verify_checksums: args.verify_checksums(),
             retransmit_us: ms(args.retransmit),
             syn: args.syn != 0,
             rst: args.rst,

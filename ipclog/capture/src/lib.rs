@@ -25,11 +25,20 @@
 //!   (sequence space, Zeek's `Size()`) follow Zeek's TCPSessionAdapter. UDP: `D`/`d` per side,
 //!   SF when both sides sent, S0 when only the originator did. Other protocols (ICMP
 //!   included, keyed without type/code/id): OTH.
-//! - Packets with a bad IP/TCP/UDP checksum are counted and tracked (like `zeek -C`) and add
-//!   `C`/`c` to the history (at 1, 10, 100, ... such packets).
-//! - A finished TCP connection (both FINs, or a RST) is reported closed after 5 s of packet
-//!   time without packets (Zeek's close/reset delay); a SYN on a finished connection starts
-//!   a new one (port reuse). At the end of the input every open connection is closed.
+//! - Checksums (`--checksums`, `-C`): verified by default for files, as Zeek does: a bad IPv4
+//!   header checksum drops the packet (`bad_ip_checksum`), a bad TCP/UDP checksum only adds
+//!   `C`/`c` to the history (at 1, 10, 100, ...) and the packet is neither counted nor moves
+//!   the state (`bad_checksum`). Ignored (not even computed) by default live, where a host's
+//!   own packets carry offloaded checksums. A majority of bad checksums in one direction is
+//!   said once (stderr and a `P` line). Reassembled datagrams are not checked (only their
+//!   fragments' IP headers).
+//! - Where a connection ends follows Zeek's timers, in packet time, run before the packet that
+//!   reaches them: inactivity (`last + timeout <= now`), tcp_attempt_delay (an unanswered SYN
+//!   is reported S0 and forgotten; later packets start a new connection), tcp_close_delay
+//!   after a complete close, tcp_partial_close_delay, tcp_reset_delay; a SYN on a closed
+//!   connection, or with a new initial sequence number, starts a new one (Zeek's IsReuse).
+//!   A TCP connection's clock stops at the packet that closes its second side. At the end
+//!   of the input every open connection is closed.
 //! - Reassembled fragments count as one packet of the datagram's full IP length; `frag=` counts
 //!   the fragments. Fragment buffers: 4096 datagrams, 30 s of packet time.
 //! - Anomalies (miruo): `retrans` counts data retransmissions at least `--retransmit` ms after
@@ -48,7 +57,7 @@ mod summary;
 mod tracker;
 pub mod wire;
 
-pub use args::CaptureArgs;
+pub use args::{CaptureArgs, Checksums};
 pub use open::{open_capture, OpenCapture};
 pub use summary::{CaptureError, CaptureSummary};
 pub use tracker::Options;
@@ -130,6 +139,7 @@ fn run_with(
         kernel_drop,
         link_name,
         r.last_packet_us(),
+        r.verify_checksums(),
     ))
 }
 
@@ -168,5 +178,6 @@ pub fn run_frames<'a>(
         0,
         link_name,
         r.last_packet_us(),
+        r.verify_checksums(),
     ))
 }

@@ -86,6 +86,7 @@ pub(crate) fn read(
     stop: &AtomicBool,
 ) -> Result<(), CaptureError> {
     let link = r.link();
+    let verify = r.verify_checksums();
     std::thread::scope(|scope| {
         let (full_tx, full_rx) = sync_channel::<Block>(BLOCKS);
         let (empty_tx, empty_rx) = sync_channel::<Block>(BLOCKS);
@@ -95,7 +96,7 @@ pub(crate) fn read(
         if let Err(e) = std::thread::Builder::new()
             .name("pcap-reader".into())
             .spawn_scoped(scope, move || {
-                read_blocks(cap, link, stop, full_tx, empty_rx)
+                read_blocks(cap, link, verify, stop, full_tx, empty_rx)
             })
         {
             return Err(CaptureError {
@@ -139,7 +140,7 @@ pub(crate) fn read(
                     } => {
                         r.packet();
                         let frame = &b.bytes[at as usize..(at + len) as usize];
-                        match parse_frame(link, ts_us, wire_len, frame) {
+                        match parse_frame(link, verify, ts_us, wire_len, frame) {
                             Parsed::Frag(ip) => r.fragment(ts_us, &ip, sink),
                             // Not reached: the reader parsed this very frame as a fragment.
                             Parsed::Seen(seen) => r.submit(seen, sink),
@@ -175,6 +176,7 @@ pub(crate) fn read(
 fn read_blocks(
     mut cap: Capture<dyn Activated>,
     link: Link,
+    verify: bool,
     stop: &AtomicBool,
     full: SyncSender<Block>,
     empty: Receiver<Block>,
@@ -189,7 +191,7 @@ fn read_blocks(
                 Ok(p) => {
                     consecutive = 0;
                     let ts_us = ts_us(&p.header.ts);
-                    let rec = match parse_frame(link, ts_us, p.header.len, p.data) {
+                    let rec = match parse_frame(link, verify, ts_us, p.header.len, p.data) {
                         Parsed::Seen(seen) => Record::Seen(seen, Hint::of(&seen)),
                         Parsed::Drop(d) => Record::Drop(d),
                         Parsed::Frag(_) => {

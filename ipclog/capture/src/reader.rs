@@ -27,6 +27,7 @@ pub(crate) struct Reader {
     defrag: Defrag,
     tracker: Tracker,
     frag_counting: bool,
+    verify: bool,
     /// Packets parsed but not yet accounted (see `submit`), with their flow lookup hints.
     queue: VecDeque<(Seen, Hint)>,
     depth: usize,
@@ -42,10 +43,18 @@ pub(crate) enum Parsed<'a> {
     Frag(IpPacket<'a>),
 }
 
-/// Takes one frame apart: link, IP and transport headers, checksums. Depends on nothing but
-/// the frame, so a file's reader thread can do it while the tracker works (see `pipe`).
+/// Takes one frame apart: link, IP and transport headers, and (with `verify`) checksums: a
+/// bad IPv4 header checksum drops the packet, as in Zeek, a bad TCP/UDP one marks it. Depends
+/// on nothing but the frame, so a file's reader thread can do it while the tracker works (see
+/// `pipe`).
 #[inline]
-pub(crate) fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) -> Parsed<'_> {
+pub(crate) fn parse_frame(
+    link: Link,
+    verify: bool,
+    ts_us: i64,
+    wire_len: u32,
+    data: &[u8],
+) -> Parsed<'_> {
     let (ipb, ip_wire, hint) = match wire::strip_link(link, data, wire_len) {
         Ok(v) => v,
         Err(d) => return Parsed::Drop(d),
@@ -54,6 +63,9 @@ pub(crate) fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) ->
         Ok(v) => v,
         Err(d) => return Parsed::Drop(d),
     };
+    if verify && ip.ip_csum_bad {
+        return Parsed::Drop(Drop::BadIpChecksum);
+    }
     if ip.frag.is_some() {
         return Parsed::Frag(ip);
     }
@@ -61,7 +73,8 @@ pub(crate) fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) ->
         Ok(v) => v,
         Err(d) => return Parsed::Drop(d),
     };
-    let csum_bad = ip.ip_csum_bad || wire::l4_checksum_bad(&ip) == Some(true);
+    // Not summed at all when checksums are ignored: the payload is not touched.
+    let csum_bad = verify && wire::l4_checksum_bad(&ip) == Some(true);
     Parsed::Seen(Seen {
         ts_us,
         src: ip.src,
@@ -96,6 +109,7 @@ impl Reader {
             },
             defrag: Defrag::new(FRAGMENT_DATAGRAMS, FRAGMENT_TIMEOUT_US),
             frag_counting: opts.fragment,
+            verify: opts.verify_checksums,
             tracker: Tracker::new(opts),
             queue: VecDeque::with_capacity(queue + 1),
             depth: queue,
@@ -111,7 +125,7 @@ impl Reader {
         data: &[u8],
         sink: &mut dyn EventSink,
     ) {
-        match parse_frame(self.link, ts_us, wire_len, data) {
+        match parse_frame(self.link, self.verify, ts_us, wire_len, data) {
             Parsed::Seen(seen) => self.submit(seen, sink),
             Parsed::Drop(d) => self.tracker.drop(d, 1),
             Parsed::Frag(ip) => self.fragment(ts_us, &ip, sink),
@@ -256,6 +270,11 @@ impl Reader {
 
     pub(crate) fn link(&self) -> Link {
         self.link
+    }
+
+    /// Whether checksums are verified (see [`parse_frame`]).
+    pub(crate) fn verify_checksums(&self) -> bool {
+        self.verify
     }
 
     /// Counts one more record read (before it is accounted, so messages name it).

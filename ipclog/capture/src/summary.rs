@@ -22,8 +22,13 @@ pub struct CaptureSummary {
     pub packets_in_flows: u64,
     /// Fragments folded into a datagram beyond its first.
     pub fragments_merged: u64,
-    /// Packets with a bad IP/TCP/UDP checksum (still counted in their connection).
+    /// Packets with a bad IP/TCP/UDP checksum while checksums are verified (also among the
+    /// drops: `bad_ip_checksum`, `bad_checksum`); 0 when they are ignored (not checked).
     pub bad_checksum: u64,
+    /// Whether checksums were verified.
+    pub checksums_verified: bool,
+    /// Connection attempts ended by the attempt timer (`tcp_attempt_delay`).
+    pub attempts: u64,
     /// Data segments not remembered for retransmission timing because of `--segment-limit`.
     pub segments_not_tracked: u64,
     /// The most connections open at once and the most segments remembered at once.
@@ -74,8 +79,11 @@ impl CaptureSummary {
                 s.push_str(&format!(" {k}={n}"));
             }
         }
-        if self.bad_checksum > 0 {
-            s.push_str(&format!(", bad checksums (kept) {}", self.bad_checksum));
+        if self.attempts > 0 {
+            s.push_str(&format!(", {} attempts", self.attempts));
+        }
+        if !self.checksums_verified {
+            s.push_str(", checksums ignored");
         }
         if self.segments_not_tracked > 0 {
             s.push_str(&format!(
@@ -120,6 +128,7 @@ impl CaptureSummary {
         kernel_drop: u64,
         link_type: String,
         last_packet_us: Option<i64>,
+        verified: bool,
     ) -> CaptureSummary {
         let s = stats;
         let mut dropped: Vec<(String, u64)> = Drop::ALL
@@ -139,7 +148,10 @@ impl CaptureSummary {
             dropped,
             packets_in_flows: s.in_flows,
             fragments_merged: s.frags_merged,
-            bad_checksum: s.bad_checksum,
+            bad_checksum: s.drops[Drop::BadIpChecksum as usize]
+                + s.drops[Drop::BadChecksum as usize],
+            checksums_verified: verified,
+            attempts: s.attempts,
             segments_not_tracked: s.segments_dropped,
             flows_open_max: s.flows_open_max,
             segments_max: s.segments_max,

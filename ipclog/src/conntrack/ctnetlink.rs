@@ -275,7 +275,7 @@ impl Iterator for Messages<'_> {
     }
 }
 
-fn align4(n: usize) -> usize {
+pub(crate) fn align4(n: usize) -> usize {
     (n + 3) & !3
 }
 
@@ -297,13 +297,13 @@ fn be64(b: &[u8]) -> Option<u64> {
 }
 
 /// Walks netlink attributes in place: yields (type without flags, payload).
-struct Attrs<'a> {
+pub(crate) struct Attrs<'a> {
     buf: &'a [u8],
-    truncated: bool,
+    pub(crate) truncated: bool,
 }
 
 impl<'a> Attrs<'a> {
-    fn new(buf: &'a [u8]) -> Self {
+    pub(crate) fn new(buf: &'a [u8]) -> Self {
         Attrs {
             buf,
             truncated: false,
@@ -437,7 +437,7 @@ fn decode_counters(p: &[u8]) -> CtCounter {
     c
 }
 
-fn decode_tuple(p: &[u8]) -> Result<CtTuple, DecodeError> {
+pub(crate) fn decode_tuple(p: &[u8]) -> Result<CtTuple, DecodeError> {
     let mut t = CtTuple::default();
     for (ty, v) in Attrs::new(p) {
         match ty {

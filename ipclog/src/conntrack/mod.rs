@@ -17,11 +17,11 @@
 //! loss, and are followed by a resync that closes connections that vanished and opens ones
 //! that appeared. `snapshot.rs` is `ipc`: one dump, printed.
 
-mod ctnetlink;
+pub(crate) mod ctnetlink;
 mod processor;
 mod reader;
 mod snapshot;
-mod socket;
+pub(crate) mod socket;
 mod timeouts;
 
 use std::sync::atomic::Ordering;
@@ -67,6 +67,8 @@ pub struct Config {
     pub queue: usize,
     pub evict_every: Option<Duration>,
     pub stats_every: Option<Duration>,
+    /// `--nflog G --conntrack`: logged packets from these groups join the connections.
+    pub nflog: Option<crate::nflog::NflogSocket>,
 }
 
 /// Runs the conntrack logger until SIGTERM/SIGINT, telling `sink` the whole run (`run`
@@ -97,6 +99,22 @@ pub fn run(cfg: Config, sock: EventSocket, sink: &mut dyn EventSink, run: &RunIn
             .spawn(move || dumper(tx, sh, every))
             .expect("spawn dumper")
     };
+    let nflog_t = cfg.nflog.map(|sock| {
+        let (tx, sh) = (tx.clone(), shared.clone());
+        crate::nflog::spawn(sock, move |side| {
+            use crate::nflog::Side;
+            let packet = matches!(side, Side::Packet(_));
+            if !packet {
+                return reader::queue_blocking(&tx, &sh, Msg::Nflog(side));
+            }
+            // A full queue drops the packet and counts it, as the reader does events.
+            let ok = reader::queue(&tx, &sh, Msg::Nflog(side));
+            if !ok {
+                sh.queue_dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            ok
+        })
+    });
     drop(tx);
     // The processor too runs ahead of ordinary work (but behind the reader): a queue that
     // fills because the processor is starved loses events just like a full socket. Set only
@@ -185,6 +203,9 @@ pub fn run(cfg: Config, sock: EventSocket, sink: &mut dyn EventSink, run: &RunIn
     }
     let _ = reader_t.join();
     let _ = dumper_t.join();
+    if let Some(t) = nflog_t {
+        let _ = t.join();
+    }
     // Counted after the threads ended, so nothing they saw is missing.
     let lost = shared.lost.load(Ordering::Relaxed);
     let qdropped = shared.queue_dropped.load(Ordering::Relaxed);
@@ -192,10 +213,11 @@ pub fn run(cfg: Config, sock: EventSocket, sink: &mut dyn EventSink, run: &RunIn
     if decode_errors > 0 {
         p.program(&format!("{decode_errors} undecodable conntrack messages"));
     }
+    let (nf_lost, nf_unusable, nf_errors) = p.nflog_end.unwrap_or_default();
     p.sink().finish(&RunEnd {
-        errors: decode_errors,
-        lost,
-        dropped: qdropped,
+        errors: decode_errors + nf_errors,
+        lost: lost + nf_lost,
+        dropped: qdropped + nf_unusable,
         started: None,
         stopped: Utc::now(),
     });

@@ -118,6 +118,9 @@ pub struct Processor<'s> {
     clock: fn() -> u64,
     /// Why the run has to stop (said on standard error and in the sink when it happened).
     pub failure: Option<Error>,
+    /// The NFLOG thread's figures at its end (lost, unusable, netlink errors), when
+    /// `--nflog` runs beside conntrack.
+    pub nflog_end: Option<(u64, u64, u64)>,
 }
 
 impl<'s> Processor<'s> {
@@ -142,6 +145,7 @@ impl<'s> Processor<'s> {
             shared,
             clock: now_ns,
             failure: None,
+            nflog_end: None,
         }
     }
 
@@ -367,6 +371,12 @@ impl<'s> Processor<'s> {
             }
             Ok(_) => {}
         }
+        // The connections open at start are known: what follows are changes. A service
+        // manager waiting for that (systemd Type=notify) may start what depends on the log.
+        if reason == DumpReason::Start && self.failure.is_none() {
+            self.sink.flush();
+            crate::daemon::notify("READY=1");
+        }
     }
 
     fn synthetic_close(&self, k: &Key, t: &Tracked, now: u64) -> ConnEvent {
@@ -423,6 +433,27 @@ impl<'s> Processor<'s> {
                 eprintln!("ipclog: {e}");
                 self.program(&format!("error: {e}"));
                 self.failure = Some(Error::Run(e));
+            }
+            Msg::Nflog(side) => self.nflog(side),
+        }
+    }
+
+    /// What the NFLOG thread beside conntrack says: packets go to the sinks as they are.
+    fn nflog(&mut self, side: crate::nflog::Side) {
+        use crate::nflog::Side;
+        match side {
+            Side::Started(m) => self.program(&m),
+            Side::Packet(p) => self.sink.packet(&p),
+            Side::Lost(n) => {
+                self.program(&crate::nflog::lost_message(n));
+                self.lost += n;
+                self.sink.source_lost(self.lost);
+            }
+            Side::Ended(messages, lost, unusable, errors) => {
+                for m in messages {
+                    self.program(&m);
+                }
+                self.nflog_end = Some((lost, unusable, errors));
             }
         }
     }

@@ -40,6 +40,8 @@ pub enum Msg {
     QueueDropped(u64),
     /// The reader cannot go on.
     Fatal(String),
+    /// From the NFLOG thread (`--nflog G --conntrack`).
+    Nflog(crate::nflog::Side),
 }
 
 /// Counters shared by the threads (the processor's too).
@@ -54,7 +56,7 @@ pub struct Shared {
     pub unknown_attrs: AtomicU64,
 }
 
-fn queue(tx: &SyncSender<Msg>, sh: &Shared, msg: Msg) -> bool {
+pub(super) fn queue(tx: &SyncSender<Msg>, sh: &Shared, msg: Msg) -> bool {
     match tx.try_send(msg) {
         Ok(()) => {
             sh.depth.fetch_add(1, Ordering::Relaxed);
@@ -64,7 +66,7 @@ fn queue(tx: &SyncSender<Msg>, sh: &Shared, msg: Msg) -> bool {
     }
 }
 
-fn queue_blocking(tx: &SyncSender<Msg>, sh: &Shared, msg: Msg) -> bool {
+pub(super) fn queue_blocking(tx: &SyncSender<Msg>, sh: &Shared, msg: Msg) -> bool {
     if tx.send(msg).is_ok() {
         sh.depth.fetch_add(1, Ordering::Relaxed);
         true

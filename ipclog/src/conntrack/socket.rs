@@ -47,11 +47,11 @@ fn setsockopt<T: Copy>(fd: i32, opt: libc::c_int, val: &T) -> io::Result<()> {
     })
 }
 
-fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
+pub(crate) fn setsockopt_int(fd: i32, opt: libc::c_int, val: libc::c_int) -> io::Result<()> {
     setsockopt(fd, opt, &val)
 }
 
-fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
+pub(crate) fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
     let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as u32;
     // SAFETY: reading an int option into a local of that size.
@@ -67,7 +67,7 @@ fn getsockopt_int(fd: i32, opt: libc::c_int) -> io::Result<usize> {
     Ok(val as usize)
 }
 
-fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
+pub(crate) fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: d.as_secs() as libc::time_t,
         tv_usec: d.subsec_micros() as libc::suseconds_t,
@@ -75,7 +75,7 @@ fn set_rcvtimeo(fd: i32, d: Duration) -> io::Result<()> {
     setsockopt(fd, libc::SO_RCVTIMEO, &tv)
 }
 
-fn socket_inode(fd: i32) -> u64 {
+pub(crate) fn socket_inode(fd: i32) -> u64 {
     // SAFETY: fstat into a zeroed struct.
     unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -87,7 +87,7 @@ fn socket_inode(fd: i32) -> u64 {
     }
 }
 
-fn permission_error(e: &io::Error) -> bool {
+pub(crate) fn permission_error(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES))
 }
 

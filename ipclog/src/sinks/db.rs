@@ -15,6 +15,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use shared::outfile;
+use shared::packet::PacketEvent;
 use shared::sink::{EventSink, RunEnd, RunInfo, SinkStats};
 use shared::{ConnEvent, EventKind};
 use store::Store;
@@ -41,6 +42,7 @@ pub fn check_store(path: &Path, policy: &outfile::Policy) -> Result<Store, Error
 
 enum DbMsg {
     Event(Box<ConnEvent>),
+    Packet(Box<PacketEvent>),
     Finish(RunEnd),
 }
 
@@ -134,7 +136,38 @@ impl Drop for DbSink {
     }
 }
 
+impl DbSink {
+    /// Queues one message for the database thread: waits or drops (and counts) as
+    /// `when_full` says.
+    fn queue(&mut self, msg: impl FnOnce() -> DbMsg) {
+        if let Some(tx) = &self.tx {
+            if self.when_full == WhenFull::Wait {
+                self.counters.depth.fetch_add(1, Ordering::Relaxed);
+                if tx.send(msg()).is_err() {
+                    self.counters.depth.fetch_sub(1, Ordering::Relaxed);
+                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                return;
+            }
+            if self.counters.depth.load(Ordering::Relaxed) >= self.capacity {
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            self.counters.depth.fetch_add(1, Ordering::Relaxed);
+            if tx.try_send(msg()).is_err() {
+                self.counters.depth.fetch_sub(1, Ordering::Relaxed);
+                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 impl EventSink for DbSink {
+    /// A `packets` row, queued like connection events.
+    fn packet(&mut self, p: &PacketEvent) {
+        self.queue(|| DbMsg::Packet(Box::new(p.clone())));
+    }
+
     fn event(&mut self, ev: &ConnEvent) {
         if let Some(tx) = &self.tx {
             if self.when_full == WhenFull::Wait {
@@ -218,6 +251,7 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>, capacity
     // BENCHMARKS.md, store_bench); the cache and checkpoint settings are the store's own.
     const BATCH: usize = 65536;
     let mut batch: Vec<ConnEvent> = Vec::with_capacity(BATCH);
+    let mut packets: Vec<PacketEvent> = Vec::new();
     let mut finish = None;
     let mut last_run_update = std::time::Instant::now();
     loop {
@@ -234,12 +268,19 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>, capacity
                     c.depth.fetch_sub(1, Ordering::Relaxed);
                     batch.push(*e)
                 }
+                DbMsg::Packet(p) => {
+                    c.depth.fetch_sub(1, Ordering::Relaxed);
+                    packets.push(*p)
+                }
                 DbMsg::Finish(end) => finish = Some(end),
             }
-            if batch.len() >= BATCH || finish.is_some() {
+            if batch.len() + packets.len() >= BATCH || finish.is_some() {
                 break;
             }
             next = rx.try_recv().ok();
+        }
+        if !packets.is_empty() {
+            write_packets_with_retry(&mut store, &mut packets, &c);
         }
         if !batch.is_empty() {
             // A batch that took the whole queue means senders are waiting (or dropping): no
@@ -264,8 +305,15 @@ fn db_thread(mut store: Store, rx: Receiver<DbMsg>, c: Arc<DbCounters>, capacity
         }
     }
     // Drain what is left after a Finish (nothing should be) or a disconnect.
-    while let Ok(DbMsg::Event(e)) = rx.try_recv() {
-        batch.push(*e);
+    while let Ok(m) = rx.try_recv() {
+        match m {
+            DbMsg::Event(e) => batch.push(*e),
+            DbMsg::Packet(p) => packets.push(*p),
+            DbMsg::Finish(_) => break,
+        }
+    }
+    if !packets.is_empty() {
+        write_packets_with_retry(&mut store, &mut packets, &c);
     }
     if !batch.is_empty() {
         write_with_retry(&mut store, &mut batch, &c);
@@ -316,6 +364,31 @@ fn compact(batch: &mut Vec<ConnEvent>) {
         i += 1;
         keep[i - 1]
     });
+}
+
+/// Writes a batch of logged packets, retried and counted as connection batches are.
+fn write_packets_with_retry(store: &mut Store, packets: &mut Vec<PacketEvent>, c: &DbCounters) {
+    for attempt in 0..3 {
+        match store.write_packets(packets) {
+            Ok(()) => {
+                c.written.fetch_add(packets.len() as u64, Ordering::Relaxed);
+                packets.clear();
+                return;
+            }
+            Err(e) => {
+                c.errors.fetch_add(1, Ordering::Relaxed);
+                eprintln!(
+                    "ipclog: database write failed (attempt {}): {e}",
+                    attempt + 1
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    c.dropped.fetch_add(packets.len() as u64, Ordering::Relaxed);
+    c.write_dropped
+        .fetch_add(packets.len() as u64, Ordering::Relaxed);
+    packets.clear();
 }
 
 /// Writes a batch; a failed batch (disk full, locked by a reader for too long) is retried a

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
+use shared::packet::PacketEvent;
 use shared::sink::{EventSink, RunEnd, RunInfo, SinkStats};
 use shared::ConnEvent;
 
@@ -153,6 +154,11 @@ impl EventSink for FanOut {
             }
         }
         self.all().for_each(|s| s.event(ev));
+    }
+
+    /// Packets pass unfiltered: --proto/--port/--host/--iface select connections.
+    fn packet(&mut self, p: &PacketEvent) {
+        self.all().for_each(|s| s.packet(p));
     }
 
     fn program(&mut self, ts: DateTime<Utc>, message: &str) {

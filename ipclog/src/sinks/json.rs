@@ -48,6 +48,11 @@ impl LineFormat for JsonLines {
         true
     }
 
+    fn packet(&mut self, p: &shared::packet::PacketEvent, line: &mut String) -> bool {
+        let _ = write!(line, "{}", shared::packet::packet_json(p));
+        true
+    }
+
     fn program(&mut self, ts: DateTime<Utc>, message: &str, line: &mut String) {
         let _ = write!(line, "{}", shared::json::program_json(ts, message));
     }

@@ -41,6 +41,11 @@ impl LineFormat for LogLines {
         true
     }
 
+    fn packet(&mut self, p: &shared::packet::PacketEvent, line: &mut String) -> bool {
+        logfmt::write_packet(p, line);
+        true
+    }
+
     fn program(&mut self, ts: DateTime<Utc>, message: &str, line: &mut String) {
         line.push_str(&logfmt::program_line(ts, message));
     }

@@ -22,7 +22,7 @@ pub use fanout::FanOut;
 pub use filter::Filter;
 pub use json::{JsonOptions, JsonSink};
 pub use line_log::LineLog;
-pub use syslog::SyslogSink;
+pub use syslog::{facility_code, SyslogConfig, SyslogSink};
 pub use text_out::{with_symlink_hint, TextOut, OUTPUT_POLICY};
 
 /// The event the sinks' tests share: a TCP close from 10.0.0.1 (eth0) to 10.0.1.1:80 whose

@@ -13,6 +13,7 @@ use std::sync::atomic::Ordering;
 use chrono::{DateTime, Utc};
 
 use shared::outfile;
+use shared::packet::PacketEvent;
 use shared::sink::{EventSink, RunInfo};
 use shared::ConnEvent;
 
@@ -319,6 +320,12 @@ pub trait LineFormat {
     /// Puts the line for `ev` into `line` (empty); false when this output leaves it out.
     fn event(&mut self, ev: &ConnEvent, line: &mut String) -> bool;
 
+    /// Puts the line for a logged packet into `line` (empty); false when this output has
+    /// none.
+    fn packet(&mut self, _p: &PacketEvent, _line: &mut String) -> bool {
+        false
+    }
+
     /// Puts the line for a message of the logger itself into `line` (empty).
     fn program(&mut self, ts: DateTime<Utc>, message: &str, line: &mut String);
 
@@ -396,6 +403,13 @@ impl<F: LineFormat> EventSink for TextSink<F> {
     fn event(&mut self, ev: &ConnEvent) {
         self.line.clear();
         if self.format.event(ev, &mut self.line) {
+            self.write_line();
+        }
+    }
+
+    fn packet(&mut self, p: &PacketEvent) {
+        self.line.clear();
+        if self.format.packet(p, &mut self.line) {
             self.write_line();
         }
     }

@@ -6,6 +6,7 @@
 //! I 2004-08-05-16:41:22 UP eth0 192.168.0.1
 //! O 2004-08-05-16:41:37 udp  ppp0            217.237.151.97  32799 53    -      -
 //! C 2004-08-05-16:41:37 udp  ppp0            217.237.151.97  32799 53    -      0 orig_pkts=1 ...
+//! F 2004-08-05-16:41:38.250000 ppp0 - drop-ssh b 1.2.3.4,4711 -> 217.237.151.97,22 PR tcp len 20 60 -S group=1
 //! ```
 //!
 //! Every O/S/C line is `%c %s %-4s %-15s %-15s %-5s %-5s %-2s %5s` (letter, local time
@@ -20,10 +21,13 @@
 //! line never carries terminal escapes and a name never splits into two columns.
 //! [`crate::text::unescape_field`] reads a field back.
 //!
+//! `F` lines are packets a packet filter logged (`packet`, ipclog `--nflog`).
+//!
 //! `write` turns lines into text, `parse` reads one line back (borrowing from it), and
 //! `reader` streams a file of them. Writer and parser meet in [`LineView`]: an event and a
 //! parsed line both show the nine columns and the extras, and [`write_line`] writes either.
 
+mod packet;
 mod parse;
 mod reader;
 mod write;
@@ -31,6 +35,7 @@ mod write;
 #[cfg(test)]
 mod tests;
 
+pub use packet::{packet_time_utc, write_packet, PacketLine};
 pub use parse::{parse_epoch, parse_line, parse_ts, ConnLine, LogLine, ParseError};
 pub use reader::{LineError, LogReader, MAX_LINE};
 pub use write::{

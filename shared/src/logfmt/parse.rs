@@ -47,6 +47,8 @@ pub enum LogLine<'a> {
     },
     /// `O`, `S` or `C`.
     Conn(ConnLine<'a>),
+    /// `F`: a packet the packet filter logged (`--nflog`).
+    Packet(super::PacketLine<'a>),
 }
 
 /// An O/S/C line. `src`/`dst` are what the log shows: an address or a local interface name.
@@ -210,6 +212,10 @@ pub fn parse_line(line: &str) -> Result<LogLine<'_>, ParseError> {
     let ts_str = fields
         .next()
         .ok_or_else(|| err("timestamp", "missing timestamp"))?;
+    if letter == "F" {
+        let end = ts_str.as_ptr() as usize - line.as_ptr() as usize + ts_str.len();
+        return super::packet::parse_packet(ts_str, &line[end..]).map(LogLine::Packet);
+    }
     let ts = parse_ts(ts_str).ok_or_else(|| {
         err(
             "timestamp",

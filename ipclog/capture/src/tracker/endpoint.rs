@@ -29,6 +29,8 @@ pub(super) struct Endpoint {
     /// Zeek's state, and the one before its last change (Zeek's prev_state).
     pub(super) state: Ep,
     pub(super) prev: Ep,
+    /// Zeek's did_close: this side's close (FIN or RST) was taken into account.
+    pub(super) did_close: bool,
     pub(super) once: OnceSeen,
     /// FINs sent (retransmissions included).
     pub(super) fin_cnt: u32,
@@ -67,6 +69,7 @@ impl Endpoint {
         Endpoint {
             state: Ep::Inactive,
             prev: Ep::Inactive,
+            did_close: false,
             once: OnceSeen::default(),
             fin_cnt: 0,
             pkts: 0,
@@ -140,16 +143,24 @@ pub(super) fn split(ep: &mut [Endpoint; 2], d: usize) -> (&mut Endpoint, &mut En
     }
 }
 
+/// What a segment did to the connection, besides the endpoint states (bits of the value
+/// [`update_state`] returns).
+/// An endpoint began without a SYN: Zeek's TCP_Analyzer::IsPartial().
+pub(super) const PARTIAL: u8 = 1;
+/// The sender closed or reset: Zeek's `do_close`, which calls ConnectionClosed.
+pub(super) const DO_CLOSE: u8 = 2;
+/// A RST from a side that had closed already, the peer not closed: Zeek's reset timer.
+pub(super) const RESET_TIMER: u8 = 4;
+
 /// Zeek's UpdateStateMachine for endpoint `d` (0 = originator) after a segment with flags `fl`
-/// and `len` payload bytes. Returns true when the segment makes the connection partial (an
-/// endpoint began without a SYN: Zeek's TCP_Analyzer::IsPartial()).
+/// and `len` payload bytes. Returns [`PARTIAL`], [`DO_CLOSE`], [`RESET_TIMER`] bits.
 #[inline]
-pub(super) fn update_state(ep: &mut [Endpoint; 2], d: usize, fl: u8, len: i64) -> bool {
+pub(super) fn update_state(ep: &mut [Endpoint; 2], d: usize, fl: u8, len: i64) -> u8 {
     let (syn, fin, rst, ack) = (fl & SYN != 0, fl & FIN != 0, fl & RST != 0, fl & ACK != 0);
     let is_orig = d == 0;
     let orig_state = ep[0].state;
     let (e, p) = split(ep, d);
-    let mut partial = false;
+    let mut out = 0;
     match e.state {
         Ep::Inactive => {
             if syn {
@@ -169,9 +180,11 @@ pub(super) fn update_state(ep: &mut [Endpoint; 2], d: usize, fl: u8, len: i64) -
             }
             if fin {
                 e.set(Ep::Closed);
+                out |= DO_CLOSE;
             }
             if rst {
                 e.set(Ep::Reset);
+                out |= DO_CLOSE;
             }
             if e.state == Ep::Inactive {
                 if !is_orig && len == 0 && orig_state == Ep::SynSent {
@@ -180,16 +193,18 @@ pub(super) fn update_state(ep: &mut [Endpoint; 2], d: usize, fl: u8, len: i64) -
                     e.set(Ep::Established);
                 } else {
                     e.set(Ep::Partial);
-                    partial = true;
+                    out |= PARTIAL;
                 }
             }
         }
         Ep::SynSent | Ep::SynAckSent => {
             if fin {
                 e.set(Ep::Closed);
+                out |= DO_CLOSE;
             }
             if rst {
                 e.set(Ep::Reset);
+                out |= DO_CLOSE;
             }
         }
         Ep::Established | Ep::Partial => {
@@ -198,6 +213,7 @@ pub(super) fn update_state(ep: &mut [Endpoint; 2], d: usize, fl: u8, len: i64) -
             }
             if fin && !rst {
                 e.set(Ep::Closed);
+                out |= DO_CLOSE;
                 if p.state == Ep::Reset && p.prev == Ep::Closed {
                     // FIN then RST from the peer was a normal termination.
                     p.set(Ep::Closed);
@@ -205,16 +221,21 @@ pub(super) fn update_state(ep: &mut [Endpoint; 2], d: usize, fl: u8, len: i64) -
             }
             if rst {
                 e.set(Ep::Reset);
+                out |= DO_CLOSE;
             }
         }
         Ep::Closed => {
             if rst && p.state != Ep::Closed {
                 e.set(Ep::Reset);
+                out |= RESET_TIMER;
+                if !e.did_close {
+                    out |= DO_CLOSE;
+                }
             }
         }
         Ep::Reset => {}
     }
-    partial
+    out
 }
 
 #[cfg(test)]
@@ -235,22 +256,40 @@ mod tests {
     #[test]
     fn handshake_and_close_walk_zeeks_states() {
         let mut ep = [Endpoint::new(), Endpoint::new()];
-        assert!(!update_state(&mut ep, 0, SYN, 0));
+        assert_eq!(update_state(&mut ep, 0, SYN, 0), 0);
         assert_eq!(states(&ep), (Ep::SynSent, Ep::Inactive));
         update_state(&mut ep, 1, SYN | ACK, 0);
         assert_eq!(states(&ep), (Ep::Established, Ep::Established));
-        update_state(&mut ep, 0, FIN | ACK, 0);
-        update_state(&mut ep, 1, FIN | ACK, 0);
+        assert_eq!(update_state(&mut ep, 0, FIN | ACK, 0), DO_CLOSE);
+        assert_eq!(update_state(&mut ep, 1, FIN | ACK, 0), DO_CLOSE);
         assert_eq!(states(&ep), (Ep::Closed, Ep::Closed));
         assert!(ep[0].clean() && ep[1].clean());
     }
 
     #[test]
+    fn a_reset_after_the_own_fin_arms_the_reset_timer() {
+        let mut ep = [Endpoint::new(), Endpoint::new()];
+        update_state(&mut ep, 0, SYN, 0);
+        update_state(&mut ep, 1, SYN | ACK, 0);
+        assert_eq!(update_state(&mut ep, 0, FIN | ACK, 0), DO_CLOSE);
+        ep[0].did_close = true;
+        assert_eq!(update_state(&mut ep, 0, RST, 0), RESET_TIMER);
+        assert_eq!(states(&ep), (Ep::Reset, Ep::Established));
+        // Once both sides closed, a RST changes nothing.
+        let mut ep = [Endpoint::new(), Endpoint::new()];
+        update_state(&mut ep, 0, SYN, 0);
+        update_state(&mut ep, 1, SYN | ACK, 0);
+        update_state(&mut ep, 0, FIN | ACK, 0);
+        update_state(&mut ep, 1, FIN | ACK, 0);
+        assert_eq!(update_state(&mut ep, 0, RST, 0), 0);
+    }
+
+    #[test]
     fn data_without_a_syn_is_partial_and_a_reset_sticks() {
         let mut ep = [Endpoint::new(), Endpoint::new()];
-        assert!(update_state(&mut ep, 0, ACK, 100));
+        assert_eq!(update_state(&mut ep, 0, ACK, 100), PARTIAL);
         assert_eq!(states(&ep), (Ep::Partial, Ep::Inactive));
-        update_state(&mut ep, 1, RST, 0);
+        assert_eq!(update_state(&mut ep, 1, RST, 0), DO_CLOSE);
         assert_eq!(states(&ep), (Ep::Partial, Ep::Reset));
         update_state(&mut ep, 1, SYN, 0);
         assert_eq!(ep[1].state, Ep::Reset);

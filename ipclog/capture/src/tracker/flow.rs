@@ -6,7 +6,7 @@ use shared::event::{Anomalies, ConnState, FlowTuple};
 use super::endpoint::{Endpoint, Ep};
 use super::history::{History, Once, Repeat};
 use super::key::Key;
-use super::{Seen, TCP};
+use super::{Options, Seen, TCP};
 use crate::wire::{ACK, SYN};
 
 /// One connection. `repr(C)` keeps the fields every packet touches (key, times, both
@@ -33,7 +33,40 @@ pub(super) struct Flow {
     pub(super) hist: History,
     pub(super) anom: Anomalies,
     pub(super) orig: FlowTuple,
+    /// Zeek's per-connection timers, in packet time ([`NEVER`] when not armed): the attempt
+    /// timer, the removal after a close or reset, the partial-close check, and the expire
+    /// check of a connection that has seen no valid packet yet.
+    pub(super) attempt_at: i64,
+    pub(super) remove_at: i64,
+    pub(super) partial_at: i64,
+    pub(super) expire_at: i64,
+    /// The time of the flow's entry in the tracker's timer queue ([`NEVER`]: none); entries
+    /// at other times are stale.
+    pub(super) queued_at: i64,
 }
+
+/// A timer that is not armed.
+pub(super) const NEVER: i64 = i64::MAX;
+
+/// Zeek's tcp_SYN_timeout and tcp_connection_linger (5 s): a TCP connection none of whose
+/// packets was valid (bad checksums) is removed once it has been idle longer than this...
+const LINGER_US: i64 = 5_000_000;
+/// ...checked again this long after each check (Zeek's tcp_session_timer).
+const SESSION_TIMER_US: i64 = 6_000_000;
+
+/// Why a connection's timers removed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ended {
+    /// No valid packet for the protocol's inactivity timeout.
+    Inactive,
+    /// Zeek's attempt timer: an unanswered SYN.
+    Attempt,
+    /// The close, reset or partial-close delay, or nothing valid ever seen.
+    Closed,
+}
+
+const ICMP: u8 = 1;
+const ICMP6: u8 = 58;
 
 /// How many cache lines of a flow a packet may touch (prefetched ahead of it).
 pub(super) const HOT_LINES: usize = 9;
@@ -68,6 +101,117 @@ impl Flow {
             hist,
             anom: Anomalies::default(),
             orig,
+            attempt_at: NEVER,
+            remove_at: NEVER,
+            partial_at: NEVER,
+            expire_at: NEVER,
+            queued_at: NEVER,
+        }
+    }
+
+    /// The protocol's inactivity timeout (0 = none).
+    #[inline]
+    fn inactivity_us(&self, opts: &Options) -> i64 {
+        match self.proto {
+            TCP => opts.tcp_timeout_us,
+            ICMP | ICMP6 => opts.icmp_timeout_us,
+            _ => opts.udp_timeout_us,
+        }
+    }
+
+    /// When the earliest of the connection's timers runs out.
+    #[inline]
+    pub(super) fn next_timer(&self, opts: &Options) -> i64 {
+        let idle = self.inactivity_us(opts);
+        let inactive = if idle > 0 {
+            self.last_us.saturating_add(idle)
+        } else {
+            NEVER
+        };
+        inactive
+            .min(self.attempt_at)
+            .min(self.remove_at)
+            .min(self.partial_at)
+            .min(self.expire_at)
+    }
+
+    /// Runs the timers that are due at `now` (Zeek runs timers before the packet that moves
+    /// time past them, so a packet exactly at a timer's time finds it run): returns why the
+    /// connection ends, or None when it goes on (expired checks are disarmed).
+    pub(super) fn run_timers(&mut self, now: i64, opts: &Options) -> Option<Ended> {
+        let idle = self.inactivity_us(opts);
+        // Zeek's Session::InactivityTimer: `last_time + timeout <= t`.
+        if idle > 0 && self.last_us.saturating_add(idle) <= now {
+            return Some(Ended::Inactive);
+        }
+        if self.remove_at <= now {
+            return Some(Ended::Closed);
+        }
+        let (o, r) = (self.ep[0].state, self.ep[1].state);
+        if self.attempt_at <= now {
+            self.attempt_at = NEVER;
+            // Zeek's AttemptTimer.
+            if matches!(o, Ep::SynSent | Ep::SynAckSent) && r == Ep::Inactive {
+                return Some(Ended::Attempt);
+            }
+        }
+        if self.partial_at <= now {
+            self.partial_at = NEVER;
+            // Zeek's PartialCloseTimer; a RST is what caused the partial close, not reported.
+            if o != Ep::Inactive
+                && r != Ep::Inactive
+                && !(self.ep[0].did_close && self.ep[1].did_close)
+                && o != Ep::Reset
+                && r != Ep::Reset
+            {
+                return Some(Ended::Closed);
+            }
+        }
+        if self.expire_at <= now {
+            // Zeek's ExpireTimer for a connection on which nothing valid happened.
+            if o == Ep::Inactive && r == Ep::Inactive {
+                if self.last_us.saturating_add(LINGER_US) < now {
+                    return Some(Ended::Closed);
+                }
+                self.expire_at = now.saturating_add(SESSION_TIMER_US);
+            } else {
+                self.expire_at = NEVER;
+            }
+        }
+        None
+    }
+
+    /// A TCP connection whose first packet had a bad checksum: Zeek's expire check.
+    pub(super) fn arm_expire(&mut self) {
+        if self.is_tcp() {
+            self.expire_at = self.first_us.saturating_add(LINGER_US);
+        }
+    }
+
+    /// Zeek's TCPSessionAdapter::ConnectionClosed after endpoint `d` closed or reset: once
+    /// the close is complete (this side reset, or the peer closed too or never sent
+    /// anything) the connection is removed `tcp_close_delay` after this packet, its other
+    /// timers cancelled; a side whose first packet was its FIN, the peer still open, gets the
+    /// partial-close check. Returns whether a timer was armed.
+    pub(super) fn connection_closed(&mut self, d: usize, opts: &Options) -> bool {
+        let (e, p) = (&self.ep[d], &self.ep[1 - d]);
+        if e.did_close {
+            return false;
+        }
+        let complete = e.state == Ep::Reset || p.did_close || p.state == Ep::Inactive;
+        let first_seen = e.prev == Ep::Inactive;
+        self.ep[d].did_close = true;
+        if complete {
+            self.attempt_at = NEVER;
+            self.partial_at = NEVER;
+            self.expire_at = NEVER;
+            self.remove_at = self.last_us.saturating_add(opts.close_delay_us);
+            true
+        } else if first_seen {
+            self.partial_at = self.last_us.saturating_add(opts.partial_close_delay_us);
+            true
+        } else {
+            false
         }
     }
 
@@ -92,18 +236,37 @@ impl Flow {
         self.proto == TCP
     }
 
-    /// Both sides closed, or someone reset: the connection is over.
-    pub(super) fn finished(&self) -> bool {
-        self.is_tcp()
-            && (self.ep[0].state == Ep::Reset
-                || self.ep[1].state == Ep::Reset
-                || (self.ep[0].state == Ep::Closed && self.ep[1].state == Ep::Closed))
-    }
-
-    /// A side closed or reset: a new SYN starts a new connection (port reuse).
-    pub(super) fn over(&self) -> bool {
-        self.ep
-            .iter()
-            .any(|e| matches!(e.state, Ep::Reset | Ep::Closed))
+    /// Zeek's TCPSessionAdapter::IsReuse: whether a segment with `flags` and sequence number
+    /// `seq` starts a new connection in place of this one. Only a SYN can (a SYN-ACK only
+    /// when the originator never sent anything): on a connection a side has closed, always;
+    /// else when its sequence number is not the initial one of the side that sends it
+    /// (a new SYN, not a retransmission).
+    pub(super) fn is_reuse(&self, flags: u8, seq: u32) -> bool {
+        if flags & SYN == 0 {
+            return false;
+        }
+        let (o, r) = (&self.ep[0], &self.ep[1]);
+        let conn_orig = if flags & ACK != 0 {
+            if o.state != Ep::Inactive {
+                return false;
+            }
+            r
+        } else {
+            o
+        };
+        if o.did_close || r.did_close {
+            return true;
+        }
+        // A side that never sent a valid segment has no initial sequence number to compare
+        // with: keep the connection.
+        if conn_orig.state == Ep::Inactive || seq == conn_orig.start as u32 {
+            return false;
+        }
+        // A SYN with the responder's initial number after a SYN-ACK seen first: the two
+        // were swapped on the way (Zeek's SYN/SYN-ACK reversal), not a new connection.
+        !(flags & ACK == 0
+            && conn_orig.state == Ep::SynAckSent
+            && r.state == Ep::Inactive
+            && seq == r.start as u32)
     }
 }

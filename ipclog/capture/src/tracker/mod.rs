@@ -6,7 +6,9 @@
 //! - [`key`]: the flow key, the 5-tuple in a canonical order so both directions meet, and its
 //!   hash (computed ahead, as a [`Hint`], while the packet waits in the read queue);
 //! - [`table`]: the flow table ([`index`] of hashes into a slab of flows): lookup, a new flow
-//!   on a miss, port reuse, the inactivity sweep, and the events;
+//!   on a miss, port reuse (Zeek's IsReuse), the timer queue that runs each connection's
+//!   timers (Zeek's inactivity, attempt, close, partial-close and reset timers), checksum
+//!   verdicts, and the events;
 //! - [`flow`]: one connection: both endpoints, counters, anomalies;
 //! - [`tcp`]: one TCP segment through Zeek's `TCPSessionAdapter::Process`: sequence space,
 //!   history letters, anomalies, acknowledgements, retransmissions;
@@ -16,7 +18,7 @@
 //! - [`history`]: the history letters, once per endpoint or again at 1, 10, 100, ...;
 //! - [`report`]: what an event says: conntrack-style state, Zeek's conn_state, counters, uid.
 //!
-//! UDP and other protocols are flows that end after an inactivity timeout.
+//! UDP and other protocols are flows that end after an inactivity timeout (ICMP its own).
 
 mod endpoint;
 mod flow;
@@ -35,11 +37,23 @@ use crate::wire::{DROP_REASONS, L4};
 pub use key::Hint;
 pub use table::Tracker;
 
-/// Tracker settings (from the command line). Times in microseconds; 0 = off.
+/// Tracker settings (from the command line). Times in microseconds of packet time.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Inactivity timeouts (Zeek's tcp/udp/icmp_inactivity_timeout; 0 = none); UDP's applies
+    /// to other protocols too.
     pub tcp_timeout_us: i64,
     pub udp_timeout_us: i64,
+    pub icmp_timeout_us: i64,
+    /// Zeek's tcp_attempt_delay (0 = no attempt timer), tcp_close_delay,
+    /// tcp_partial_close_delay and tcp_reset_delay.
+    pub attempt_delay_us: i64,
+    pub close_delay_us: i64,
+    pub partial_close_delay_us: i64,
+    pub reset_delay_us: i64,
+    /// Packets with a bad IP/TCP/UDP checksum are not counted (Zeek's default) rather than
+    /// counted (`zeek -C`).
+    pub verify_checksums: bool,
     pub retransmit_us: i64,
     pub syn: bool,
     pub rst: u8,
@@ -55,6 +69,12 @@ impl Default for Options {
         Options {
             tcp_timeout_us: 300_000_000,
             udp_timeout_us: 60_000_000,
+            icmp_timeout_us: 60_000_000,
+            attempt_delay_us: 5_000_000,
+            close_delay_us: 5_000_000,
+            partial_close_delay_us: 3_000_000,
+            reset_delay_us: 5_000_000,
+            verify_checksums: true,
             retransmit_us: 1_000_000,
             syn: true,
             rst: 1,
@@ -76,6 +96,7 @@ pub struct Seen {
     pub proto: u8,
     pub ip_len: u32,
     pub l4: L4,
+    /// A bad IPv4 header or TCP/UDP checksum (only looked at when checksums are verified).
     pub csum_bad: bool,
     /// Number of IP fragments this packet was reassembled from (0 = not fragmented).
     pub fragments: u32,
@@ -89,12 +110,17 @@ pub struct Stats {
     pub in_flows: u64,
     /// Fragments merged into a datagram beyond the first (each datagram counts once).
     pub frags_merged: u64,
-    pub bad_checksum: u64,
+    /// Packets (valid or not) sent by originators / by responders, and those of them with a
+    /// bad TCP/UDP checksum (verify mode), for the offloading warning.
+    pub dir_pkts: [u64; 2],
+    pub dir_bad: [u64; 2],
+    /// Connection attempts ended by the attempt timer.
+    pub attempts: u64,
     pub segments_dropped: u64,
     pub flows_total: u64,
     pub flows_open_max: u64,
     pub segments_max: u64,
-    /// Connections closed because they were idle past --tcp-timeout / --udp-timeout.
+    /// Connections closed because they were idle past their inactivity timeout.
     pub timed_out: u64,
     /// Connections (closed so far) with each anomaly, in `Anomalies::entries` order.
     pub with_anomaly: [u64; 6],

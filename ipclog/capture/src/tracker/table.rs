@@ -1,47 +1,55 @@
 //! The flow table: flows live in a slab (reused slots, no allocation per flow once the table
 //! has grown), found through [`FlowIndex`] by their key's hash. A packet finds its flow or
 //! opens one (or is dropped at `--session-limit`), is accounted to it, and an event is sent
-//! when the flow opens or its reported state changes. Once a second of packet time, a sweep
-//! closes flows past their inactivity timeout or their linger after a close; at the end of
+//! when the flow opens or its reported state changes. Each flow's timers (Zeek's: inactivity,
+//! attempt, close/reset delay, partial close) have one entry in a timer queue ordered by
+//! time; before each packet, the entries whose time has come are run, so a connection ends
+//! exactly where Zeek's would, and the work is per timer, not per open flow. At the end of
 //! input every open flow is closed, in the order they started.
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 use chrono::DateTime;
 use shared::event::{ConnEvent, EventKind, FlowTuple, Source};
 use shared::sink::EventSink;
 
-use super::flow::{Flow, HOT_LINES};
+use super::flow::{Ended, Flow, HOT_LINES, NEVER};
 use super::history::{Once, Repeat};
 use super::index::{prefetch, FlowIndex};
 use super::key::{Hint, Key};
 use super::{tcp, Options, Seen, Stats, UDP};
-use crate::wire::{Drop, ACK, FIN, RST, SYN};
+use crate::wire::{Drop, SYN};
 
-/// How long a finished TCP connection (both FINs, or a RST) stays in the table for late
-/// packets (final ACKs, retransmitted FINs) before it is reported closed. Zeek's
-/// tcp_close_delay and tcp_reset_delay are 5 s too.
-const LINGER_US: i64 = 5_000_000;
-
-/// How often (packet time) flows are checked for timeouts.
+/// How often (packet time) the reader expires fragments and a live capture's idle wall clock
+/// runs the timers.
 const SWEEP_EVERY_US: i64 = 1_000_000;
+
+/// Packets in one direction (of all connections) before a majority of bad checksums in it
+/// is taken for checksum offloading and said.
+const OFFLOAD_MIN_PACKETS: u64 = 10;
 
 /// The flow table and the run's counters.
 pub struct Tracker {
     opts: Options,
     table: FlowIndex,
     slab: Vec<Option<Flow>>,
-    /// Each slab slot's flow's `last_us` (`i64::MAX` when the slot is free): a sweep reads
-    /// this compact copy (8 bytes a flow, cached) and looks at a flow itself only when it has
-    /// been idle long enough for some timeout, instead of walking the whole flow table.
-    last: Vec<i64>,
+    /// The timer queue: (time, flow id, slab slot), earliest first; at most one live entry
+    /// per flow (the one at its `queued_at`). An inactivity entry comes due once per
+    /// timeout and is put back at the flow's next timer unless it ran out: packets never
+    /// touch the queue, only new timers (a first SYN, a close) do.
+    timers: BinaryHeap<Reverse<(i64, u64, u32)>>,
+    /// The earliest entry's time (NEVER when empty), checked before every packet.
+    next_due: i64,
     free: Vec<u32>,
     next_id: u64,
     segments: u64,
     pub stats: Stats,
     now_us: i64,
     next_sweep_us: i64,
-    expired: Vec<(u64, u32)>,
+    /// The checksum-offloading warning was given.
+    offload_said: bool,
     /// Packets counted in flows still open.
     open_pkts: u64,
     /// The event handed to sinks, reused so that emitting allocates nothing.
@@ -54,14 +62,15 @@ impl Tracker {
             opts,
             table: FlowIndex::new(),
             slab: Vec::new(),
-            last: Vec::new(),
+            timers: BinaryHeap::new(),
+            next_due: NEVER,
             free: Vec::new(),
             next_id: 1,
             segments: 0,
             stats: Stats::default(),
             now_us: i64::MIN,
             next_sweep_us: i64::MIN,
-            expired: Vec::new(),
+            offload_said: false,
             open_pkts: 0,
             scratch: ConnEvent::new(
                 EventKind::Open,
@@ -95,7 +104,9 @@ impl Tracker {
         self.stats.drops[why as usize] += n;
     }
 
-    /// Advances packet time; returns true when a sweep for timeouts is due (once a second).
+    /// Advances packet time; returns true once a second (packet time), when the reader expires
+    /// fragments and runs the timers without a packet (a live capture going quiet). Timers due
+    /// before a packet run anyway as it is accounted.
     #[inline]
     pub fn advance(&mut self, ts_us: i64) -> bool {
         if ts_us > self.now_us {
@@ -158,18 +169,23 @@ impl Tracker {
         hash: u64,
         sink: &mut dyn EventSink,
     ) {
+        // Zeek runs the timers due before the packet that moves time past them.
+        if self.next_due <= self.now_us {
+            self.run_timers(sink);
+        }
         let slab = &self.slab;
         let mut idx = self.table.get(hash, |i| {
             slab[i as usize].as_ref().is_some_and(|f| f.key == key)
         });
+        // As in Zeek, reuse is decided before the checksum is looked at.
         if let Some(i) = idx {
-            // A new SYN on a connection that is over: port reuse, a new connection.
             let f = self.slab[i as usize].as_ref().expect("live flow");
-            if f.is_tcp() && s.l4.flags & (SYN | ACK | RST | FIN) == SYN && f.over() {
+            if s.l4.flags & SYN != 0 && f.is_tcp() && f.is_reuse(s.l4.flags, s.l4.seq) {
                 self.close(i, sink);
                 idx = None;
             }
         }
+        let is_new = idx.is_none();
         let i = match idx {
             Some(i) => i,
             None => {
@@ -182,11 +198,28 @@ impl Tracker {
         };
         let f = self.slab[i as usize].as_mut().expect("live flow");
         let d = if swapped == f.orig_swapped { 0 } else { 1 };
-        let is_new = f.ep[0].pkts + f.ep[1].pkts == 0;
+        self.stats.dir_pkts[d] += 1;
+        if s.csum_bad && self.opts.verify_checksums {
+            // Zeek: a packet with a bad checksum only adds C/c to the history; it is not
+            // counted and moves neither the state nor the connection's time.
+            self.stats.dir_bad[d] += 1;
+            self.stats.drops[Drop::BadChecksum as usize] += 1;
+            f.repeat(d, Repeat::BadChecksum);
+            if is_new {
+                f.arm_expire();
+                self.emit(i, EventKind::Open, sink);
+                let f = self.slab[i as usize].as_ref().expect("live flow");
+                let t = f.next_timer(&self.opts);
+                self.schedule(i, t);
+            }
+            self.check_offload(d, s.ts_us, sink);
+            return;
+        }
         let gap = s.ts_us - f.last_us;
-        if s.ts_us > f.last_us {
+        // Zeek stops a TCP connection's clock once both sides closed: a last ACK after the
+        // second FIN does not lengthen it.
+        if s.ts_us > f.last_us && !(f.ep[0].did_close && f.ep[1].did_close) {
             f.last_us = s.ts_us;
-            self.last[i as usize] = s.ts_us;
         }
         {
             let e = &mut f.ep[d];
@@ -197,23 +230,29 @@ impl Tracker {
         if s.fragments > 0 && self.opts.fragment {
             f.anom.fragments = f.anom.fragments.saturating_add(s.fragments);
         }
-        if s.csum_bad {
-            self.stats.bad_checksum += 1;
-            f.repeat(d, Repeat::BadChecksum);
-        }
         self.stats.in_flows += 1;
         self.open_pkts += 1;
+        let mut timers = is_new;
         if f.is_tcp() {
-            if !is_new && self.opts.long_delay_us > 0 && gap >= self.opts.long_delay_us {
+            if self.opts.long_delay_us > 0
+                && gap >= self.opts.long_delay_us
+                && f.ep[0].pkts + f.ep[1].pkts > 1
+            {
                 f.anom.long_delays += 1;
             }
-            let (segs, drops) = tcp::segment(f, d, s, &self.opts, self.segments);
+            let (segs, drops, armed) = tcp::segment(f, d, s, &self.opts, self.segments);
             self.segments = segs;
             self.stats.segments_dropped += drops;
             self.stats.segments_max = self.stats.segments_max.max(segs);
+            timers |= armed;
         } else if f.proto == UDP {
             f.once(d, Once::Data, b'D');
         }
+        if timers {
+            let t = f.next_timer(&self.opts);
+            self.schedule(i, t);
+        }
+        let f = self.slab[i as usize].as_mut().expect("live flow");
         let state = f.conn_state();
         if is_new {
             f.reported = state;
@@ -224,18 +263,102 @@ impl Tracker {
         }
     }
 
+    /// Puts flow `i`'s entry in the timer queue at `t`, unless it has one as early.
+    #[inline]
+    fn schedule(&mut self, i: u32, t: i64) {
+        let f = self.slab[i as usize].as_mut().expect("live flow");
+        if t < f.queued_at {
+            f.queued_at = t;
+            self.timers.push(Reverse((t, f.id, i)));
+            self.next_due = self.next_due.min(t);
+            // An earlier timer (a close) leaves the flow's later entry behind, stale until its
+            // time: without this, the queue would hold every connection closed in the last
+            // --tcp-timeout, not just the open ones.
+            if self.timers.len() > 2 * self.table.len() + 4096 {
+                self.compact_timers();
+            }
+        }
+    }
+
+    /// Drops the stale entries of the timer queue (amortized: the queue has at least as many
+    /// entries again as open flows before this runs).
+    #[cold]
+    fn compact_timers(&mut self) {
+        let slab = &self.slab;
+        let mut v = std::mem::take(&mut self.timers).into_vec();
+        v.retain(|&Reverse((t, id, i))| {
+            slab[i as usize]
+                .as_ref()
+                .is_some_and(|f| f.id == id && f.queued_at == t)
+        });
+        self.timers = BinaryHeap::from(v);
+    }
+
+    /// Runs every timer due by now, in time order (ties in the order connections started):
+    /// a connection whose timer ends it is reported closed and removed; the others go back
+    /// in the queue at their next timer.
+    fn run_timers(&mut self, sink: &mut dyn EventSink) {
+        let now = self.now_us;
+        while let Some(&Reverse((t, id, i))) = self.timers.peek() {
+            if t > now {
+                break;
+            }
+            self.timers.pop();
+            let Some(f) = self.slab[i as usize].as_mut() else {
+                continue;
+            };
+            if f.id != id || f.queued_at != t {
+                continue; // stale: the flow was replaced or has an earlier entry
+            }
+            f.queued_at = NEVER;
+            match f.run_timers(now, &self.opts) {
+                Some(why) => {
+                    if why == Ended::Inactive {
+                        self.stats.timed_out += 1;
+                    } else if why == Ended::Attempt {
+                        self.stats.attempts += 1;
+                    }
+                    self.close(i, sink);
+                }
+                None => {
+                    let next = f.next_timer(&self.opts);
+                    if next != NEVER {
+                        self.schedule(i, next);
+                    }
+                }
+            }
+        }
+        self.next_due = self.timers.peek().map_or(NEVER, |r| r.0 .0);
+    }
+
+    /// Says once (stderr and a `P` line) when most packets in direction `d` had bad
+    /// checksums: typical of a capture on a host whose NIC fills in checksums (offloading),
+    /// where verifying would throw away all its own packets.
+    #[cold]
+    fn check_offload(&mut self, d: usize, ts_us: i64, sink: &mut dyn EventSink) {
+        let (bad, all) = (self.stats.dir_bad[d], self.stats.dir_pkts[d]);
+        if self.offload_said || all < OFFLOAD_MIN_PACKETS || bad * 2 <= all {
+            return;
+        }
+        self.offload_said = true;
+        let msg = offload_message(d, bad, all);
+        eprintln!("ipclog: {msg}");
+        sink.program(
+            DateTime::from_timestamp_micros(ts_us).unwrap_or_default(),
+            &msg,
+        );
+    }
+
     fn create(&mut self, key: Key, hash: u64, swapped: bool, s: &Seen) -> u32 {
         let f = Flow::new(self.next_id, key, swapped, s);
         self.next_id += 1;
         let i = match self.free.pop() {
             Some(i) => {
                 self.slab[i as usize] = Some(f);
-                self.last[i as usize] = s.ts_us;
                 i
             }
             None => {
                 self.slab.push(Some(f));
-                self.last.push(s.ts_us);
                 (self.slab.len() - 1) as u32
             }
         };
@@ -260,7 +383,6 @@ impl Tracker {
         }
         self.emit(i, EventKind::Close, sink);
         let f = self.slab[i as usize].take().expect("live flow");
-        self.last[i as usize] = i64::MAX;
         for (n, (_, v)) in f.anom.entries().iter().enumerate() {
             if *v > 0 {
                 self.stats.with_anomaly[n] += 1;
@@ -272,42 +394,11 @@ impl Tracker {
         self.free.push(i);
     }
 
-    /// Closes flows whose time is up (inactivity timeouts, linger after close).
+    /// Runs the timers due by the latest packet time (or a live capture's idle clock).
     pub fn sweep(&mut self, sink: &mut dyn EventSink) {
-        let now = self.now_us;
-        let mut exp = std::mem::take(&mut self.expired);
-        exp.clear();
-        // No timeout is shorter than this: a flow idle for less is not looked at.
-        let shortest = LINGER_US
-            .min(self.opts.tcp_timeout_us)
-            .min(self.opts.udp_timeout_us);
-        for (i, &last) in self.last.iter().enumerate() {
-            if last == i64::MAX || now.saturating_sub(last) <= shortest {
-                continue;
-            }
-            let Some(f) = &self.slab[i] else { continue };
-            debug_assert_eq!(f.last_us, last);
-            let idle = now - f.last_us;
-            let limit = if f.finished() {
-                LINGER_US
-            } else if f.is_tcp() {
-                self.opts.tcp_timeout_us
-            } else {
-                self.opts.udp_timeout_us
-            };
-            if idle > limit {
-                exp.push((f.id, i as u32));
-            }
+        if self.next_due <= self.now_us {
+            self.run_timers(sink);
         }
-        exp.sort_unstable();
-        for &(_, i) in &exp {
-            let lingering = self.slab[i as usize].as_ref().is_some_and(|f| f.finished());
-            if !lingering {
-                self.stats.timed_out += 1;
-            }
-            self.close(i, sink);
-        }
-        self.expired = exp;
     }
 
     /// Closes every open flow (end of capture or stop), in the order they started.
@@ -322,5 +413,313 @@ impl Tracker {
         for (_, i) in all {
             self.close(i, sink);
         }
+        // Packets with a bad IPv4 header checksum were dropped before any connection (no
+        // direction to blame): most of the capture so is said at the end.
+        let bad_ip = self.stats.drops[Drop::BadIpChecksum as usize];
+        let seen = self.stats.in_flows + self.stats.drops.iter().sum::<u64>();
+        if !self.offload_said && bad_ip >= OFFLOAD_MIN_PACKETS && bad_ip * 2 > seen {
+            self.offload_said = true;
+            let msg = format!(
+                "{bad_ip} of {seen} packets have bad IPv4 header checksums and were dropped; \
+                 use --checksums ignore (-C) to count them"
+            );
+            eprintln!("ipclog: {msg}");
+            // No packet reached the tracker: no packet time to give.
+            let ts = if self.now_us == i64::MIN {
+                chrono::Utc::now()
+            } else {
+                DateTime::from_timestamp_micros(self.now_us).unwrap_or_default()
+            };
+            sink.program(ts, &msg);
+        }
+    }
+}
+
+/// The checksum-offloading warning for direction `d` (0: from originators), `bad` of `all`
+/// packets.
+pub(super) fn offload_message(d: usize, bad: u64, all: u64) -> String {
+    let who = if d == 0 { "originators" } else { "responders" };
+    format!(
+        "{bad} of {all} packets from {who} have bad checksums and are not counted \
+         (checksum offloading on the capturing host?); use --checksums ignore (-C) to count them"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tracker::{test_seen, TCP};
+    use crate::wire::{ACK, FIN};
+    use shared::sink::VecSink;
+
+    const S: i64 = 1_000_000;
+
+    /// A TCP segment from the client (10.0.0.1:1000) or the server, at `t` us.
+    fn tcp(t: i64, from_client: bool, flags: u8, seq: u32, ack: u32) -> Seen {
+        let mut s = if from_client {
+            test_seen("10.0.0.1", "10.0.0.2", 1000, 80, TCP)
+        } else {
+            test_seen("10.0.0.2", "10.0.0.1", 80, 1000, TCP)
+        };
+        s.ts_us = t;
+        s.l4.flags = flags;
+        s.l4.seq = seq;
+        s.l4.ack = ack;
+        s.l4.win = 1000;
+        s
+    }
+
+    fn udp(t: i64) -> Seen {
+        let mut s = test_seen("10.0.0.1", "10.0.0.2", 1000, 53, UDP);
+        s.ts_us = t;
+        s
+    }
+
+    /// Runs `packets` through a tracker with `opts` as the reader does (advance, sweep once
+    /// a second, packet) and returns the (history, packets) of each close, in order.
+    fn run(opts: Options, packets: &[Seen]) -> (Vec<(String, u64)>, Tracker) {
+        let mut t = Tracker::new(opts);
+        let mut sink = VecSink::default();
+        for p in packets {
+            if t.advance(p.ts_us) {
+                t.sweep(&mut sink);
+            }
+            t.packet(p, &mut sink);
+        }
+        t.finish(&mut sink);
+        let closes = sink
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Close)
+            .map(|e| {
+                let c = e.counters.unwrap();
+                (e.history.clone().unwrap(), c.orig_pkts + c.resp_pkts)
+            })
+            .collect();
+        (closes, t)
+    }
+
+    fn hist(v: &[(String, u64)]) -> Vec<&str> {
+        v.iter().map(|(h, _)| h.as_str()).collect()
+    }
+
+    #[test]
+    fn inactivity_ends_a_flow_at_last_plus_timeout_exactly() {
+        let opts = Options::default();
+        // 60 s after the last packet: already expired, a new flow.
+        let (c, t) = run(opts.clone(), &[udp(0), udp(60 * S)]);
+        assert_eq!(c.len(), 2);
+        assert_eq!(t.stats.timed_out, 1);
+        // 1 us earlier: the same flow.
+        let (c, _) = run(opts.clone(), &[udp(0), udp(60 * S - 1)]);
+        assert_eq!(c, [("D".to_string(), 2)]);
+        // 0 = never.
+        let never = Options {
+            udp_timeout_us: 0,
+            ..opts
+        };
+        let (c, _) = run(never, &[udp(0), udp(3600 * S)]);
+        assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn an_unanswered_syn_is_ended_by_the_attempt_timer() {
+        let syn = |t| tcp(t, true, SYN, 100, 0);
+        let data = |t| tcp(t, true, ACK, 101, 0);
+        // The SYN repeated 5 s later: the attempt was over, a new connection with its SYN.
+        let (c, t) = run(Options::default(), &[syn(0), syn(5 * S)]);
+        assert_eq!(hist(&c), ["S", "S"]);
+        assert_eq!(t.stats.attempts, 1, "the second ends with the input");
+        // Just before: one connection, the SYN retransmitted.
+        let (c, _) = run(Options::default(), &[syn(0), syn(5 * S - 1)]);
+        assert_eq!(c, [("S".to_string(), 2)]);
+        // Data from the client after the attempt ended: a connection without S.
+        let (c, _) = run(Options::default(), &[syn(0), data(S), data(6 * S)]);
+        assert_eq!(hist(&c), ["SA", "A"]);
+        // --tcp-attempt-delay 0: no attempt timer.
+        let off = Options {
+            attempt_delay_us: 0,
+            ..Options::default()
+        };
+        let (c, _) = run(off, &[syn(0), data(S), data(60 * S)]);
+        assert_eq!(c, [("SA".to_string(), 3)]);
+    }
+
+    /// A handshake at 0, then the client's FIN at 1 s and the server's at `server_fin`.
+    fn closed(server_fin: i64) -> Vec<Seen> {
+        vec![
+            tcp(0, true, SYN, 100, 0),
+            tcp(1000, false, SYN | ACK, 500, 101),
+            tcp(2000, true, ACK, 101, 501),
+            tcp(S, true, FIN | ACK, 101, 501),
+            tcp(server_fin, false, FIN | ACK, 501, 102),
+        ]
+    }
+
+    #[test]
+    fn a_closed_connection_is_forgotten_close_delay_after_its_second_fin() {
+        let mut p = closed(2 * S);
+        p.push(tcp(7 * S - 1, true, ACK, 102, 502));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(c, [("ShAFf".to_string(), 6)]);
+        let mut p = closed(2 * S);
+        p.push(tcp(7 * S, true, ACK, 102, 502));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(hist(&c), ["ShAFf", "A"]);
+        // --tcp-close-delay 0.5
+        let mut p = closed(2 * S);
+        p.push(tcp(2 * S + S / 2, true, ACK, 102, 502));
+        let short = Options {
+            close_delay_us: S / 2,
+            ..Options::default()
+        };
+        let (c, _) = run(short, &p);
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_fin_as_first_packet_of_a_side_gets_the_partial_close_delay() {
+        // Mid-stream: the client's data (partial), the server's first packet is its FIN.
+        let p = |late: i64| {
+            vec![
+                tcp(0, true, ACK, 100, 500),
+                tcp(S, false, FIN | ACK, 500, 100),
+                tcp(S + late, true, ACK, 100, 501),
+            ]
+        };
+        let (c, _) = run(Options::default(), &p(3 * S - 1));
+        assert_eq!(c.len(), 1);
+        let (c, _) = run(Options::default(), &p(3 * S));
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn a_reset_after_the_own_fin_gets_the_reset_delay() {
+        let base = || {
+            let mut p = closed(0);
+            p.pop(); // the server does not close
+            p.push(tcp(2 * S, true, 0x04, 102, 0)); // RST from the client, after its FIN
+            p
+        };
+        let mut p = base();
+        p.push(tcp(7 * S - 1, false, ACK, 501, 102));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(c.len(), 1);
+        let mut p = base();
+        p.push(tcp(7 * S, false, ACK, 501, 102));
+        let (c, _) = run(Options::default(), &p);
+        assert_eq!(c.len(), 2);
+        let quick = Options {
+            reset_delay_us: S,
+            ..Options::default()
+        };
+        let mut p = base();
+        p.push(tcp(3 * S, false, ACK, 501, 102));
+        let (c, _) = run(quick, &p);
+        assert_eq!(c.len(), 2);
+    }
+
+    #[test]
+    fn bad_checksums_only_mark_the_history_when_verified() {
+        let mut bad = tcp(0, true, SYN, 100, 0);
+        bad.csum_bad = true;
+        let (c, t) = run(Options::default(), &[bad]);
+        assert_eq!(c, [("C".to_string(), 0)]);
+        assert_eq!(t.stats.drops[Drop::BadChecksum as usize], 1);
+        assert_eq!(t.stats.in_flows, 0);
+        // The good SYN 3 s later is the same connection (the bad one moved nothing).
+        let good = tcp(3 * S, true, SYN, 100, 0);
+        let (c, _) = run(Options::default(), &[bad, good]);
+        assert_eq!(c, [("CS".to_string(), 1)]);
+        // Ignored: counted like any packet, no letter.
+        let ignore = Options {
+            verify_checksums: false,
+            ..Options::default()
+        };
+        let (c, _) = run(ignore, &[bad]);
+        assert_eq!(c, [("S".to_string(), 1)]);
+    }
+
+    #[test]
+    fn offload_warning_once_when_most_of_a_direction_is_bad() {
+        let mut t = Tracker::new(Options::default());
+        let mut sink = VecSink::default();
+        for n in 0..40u32 {
+            let mut s = udp(n as i64 * 1000);
+            s.l4.sport = Some(2000 + n as u16);
+            s.csum_bad = n % 4 != 0;
+            t.advance(s.ts_us);
+            t.packet(&s, &mut sink);
+        }
+        assert_eq!(sink.messages.len(), 1, "{:?}", sink.messages);
+        assert!(sink.messages[0].contains("--checksums ignore (-C)"));
+        assert!(sink.messages[0].starts_with("7 of 10 packets from originators"));
+    }
+
+    #[test]
+    fn timers_of_many_flows_run_in_time_order_and_stale_entries_are_skipped() {
+        // 1000 UDP flows, each refreshed once (in the reverse order): every flow's first queue
+        // entry comes due too early, and all end at their own last + 60 s, in that order.
+        let mut p = Vec::new();
+        for n in 0..1000u32 {
+            let mut s = udp(n as i64 * 1000);
+            s.l4.sport = Some(n as u16);
+            p.push(s);
+        }
+        for n in (0..1000u32).rev() {
+            let mut s = udp(10 * S + (1000 - n as i64) * 1000);
+            s.l4.sport = Some(n as u16);
+            p.push(s);
+        }
+        let mut t = Tracker::new(Options::default());
+        let mut sink = VecSink::default();
+        for s in &p {
+            t.advance(s.ts_us);
+            t.packet(s, &mut sink);
+        }
+        // Time goes on in 100 ms steps (a live capture's idle clock): each flow's entry at its
+        // first packet + 60 s is put back at its last + 60 s, and runs out there.
+        for step in 1..=2000 {
+            t.advance(step * S / 10);
+            t.sweep(&mut sink);
+        }
+        let ends: Vec<u16> = sink
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::Close)
+            .map(|e| e.orig.sport.unwrap())
+            .collect();
+        let want: Vec<u16> = (0..1000u16).rev().collect();
+        assert_eq!(ends, want);
+        assert_eq!(t.open_flows(), 0);
+        assert!(t.timers.is_empty());
+    }
+
+    #[test]
+    fn the_timer_queue_holds_open_flows_not_every_closed_one() {
+        // 20,000 connections one after the other, each closed at once by a RST (its removal
+        // 5 s later leaves its 300 s inactivity entry stale): the queue stays near the open
+        // flows, and every connection is still reported.
+        let mut t = Tracker::new(Options::default());
+        let mut sink = VecSink::default();
+        let mut most = 0;
+        for n in 0..20_000u32 {
+            let at = n as i64 * 1000;
+            let mut syn = tcp(at, true, SYN, 100, 0);
+            syn.l4.sport = Some(1024 + (n % 60_000) as u16);
+            syn.src = std::net::IpAddr::from([10, 1, (n >> 16) as u8, (n >> 8) as u8]);
+            let mut rst = tcp(at + 10, false, 0x04 | ACK, 0, 101);
+            rst.l4.dport = syn.l4.sport;
+            rst.dst = syn.src;
+            for p in [syn, rst] {
+                t.advance(p.ts_us);
+                t.packet(&p, &mut sink);
+            }
+            most = most.max(t.timers.len());
+        }
+        assert!(most <= 2 * 5_100 + 4096, "queue grew to {most}");
+        t.finish(&mut sink);
+        let closes = sink.events.iter().filter(|e| e.kind == EventKind::Close);
+        assert_eq!(closes.count(), 20_000);
     }
 }

@@ -3,7 +3,9 @@
 //! letters, zero windows, anomalies, acknowledgements, retransmissions, the endpoint state
 //! machine, then content gaps.
 
-use super::endpoint::{split, update_state, Endpoint, Ep, SEQ_BASE};
+use super::endpoint::{
+    split, update_state, Endpoint, Ep, DO_CLOSE, PARTIAL, RESET_TIMER, SEQ_BASE,
+};
 use super::flow::Flow;
 use super::history::{Once, Repeat};
 use super::reassembly::{content_gap, data_seen, Seg};
@@ -15,14 +17,15 @@ const TOO_LARGE_SEQ_DELTA: i32 = 1_048_576;
 
 /// Follows segment `s` sent by endpoint `d` of flow `f`. `segments` is the number of data
 /// segments remembered (all flows) for retransmission timing, at most `opts.segment_limit`.
-/// Returns the new number, and how many could not be remembered.
+/// Returns the new number, how many could not be remembered, and whether the segment armed
+/// one of the connection's timers (attempt, close, partial close, reset).
 pub(super) fn segment(
     f: &mut Flow,
     d: usize,
     s: &Seen,
     opts: &Options,
     mut segments: u64,
-) -> (u64, u64) {
+) -> (u64, u64, bool) {
     let fl = s.l4.flags;
     let (syn, fin, rst, ack) = (fl & SYN != 0, fl & FIN != 0, fl & RST != 0, fl & ACK != 0);
     let len = s.l4.payload as i64;
@@ -128,8 +131,23 @@ pub(super) fn segment(
         f.repeat(d, Repeat::Retransmit);
     }
 
-    if update_state(&mut f.ep, d, fl, len) {
+    let orig_was_inactive = f.ep[0].state == Ep::Inactive;
+    let what = update_state(&mut f.ep, d, fl, len);
+    if what & PARTIAL != 0 {
         f.partial = true;
+    }
+    let mut timers = false;
+    // Zeek's attempt timer: armed by the originator's first SYN.
+    if d == 0 && syn && orig_was_inactive && opts.attempt_delay_us > 0 {
+        f.attempt_at = s.ts_us.saturating_add(opts.attempt_delay_us);
+        timers = true;
+    }
+    if what & RESET_TIMER != 0 {
+        f.remove_at = f.remove_at.min(s.ts_us.saturating_add(opts.reset_delay_us));
+        timers = true;
+    }
+    if what & DO_CLOSE != 0 {
+        timers |= f.connection_closed(d, opts);
     }
     // As in Zeek, the ACK is checked for a content gap only after the state update, so that
     // an ACK in a RST (or after one) is seen in an unclean state and not flagged; then this
@@ -140,7 +158,7 @@ pub(super) fn segment(
     if len > 0 && !rst {
         data_seen(&mut f.ep[d], rel_seq + syn as i64, len);
     }
-    (segments, seg_drops)
+    (segments, seg_drops, timers)
 }
 
 /// Zeek's init_endpoint: where an endpoint's sequence space starts (its SYN, or the first

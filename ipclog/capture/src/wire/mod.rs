@@ -49,9 +49,15 @@ pub enum Drop {
     FragBufferFull,
     /// A new flow would exceed `--session-limit`.
     SessionLimit,
+    /// A bad IPv4 header checksum while checksums are verified (Zeek drops these before
+    /// looking for their connection).
+    BadIpChecksum,
+    /// A bad TCP/UDP checksum while checksums are verified: the packet only adds `C`/`c` to
+    /// its connection's history and is not counted in it.
+    BadChecksum,
 }
 
-pub const DROP_REASONS: usize = 11;
+pub const DROP_REASONS: usize = 13;
 
 impl Drop {
     pub const ALL: [Drop; DROP_REASONS] = [
@@ -66,6 +72,8 @@ impl Drop {
         Drop::FragIncomplete,
         Drop::FragBufferFull,
         Drop::SessionLimit,
+        Drop::BadIpChecksum,
+        Drop::BadChecksum,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +89,8 @@ impl Drop {
             Drop::FragIncomplete => "frag_incomplete",
             Drop::FragBufferFull => "frag_buffer_full",
             Drop::SessionLimit => "session_limit",
+            Drop::BadIpChecksum => "bad_ip_checksum",
+            Drop::BadChecksum => "bad_checksum",
         }
     }
 }
