@@ -323,6 +323,97 @@ pub fn parse_day(s: &str) -> Result<NaiveDate, String> {
         .map_err(|_| format!("{s:?} is not a valid date (YYYY-MM-DD, e.g. 2004-08-05)"))
 }
 
+const QUERY_AFTER_HELP: &str = "\
+Prints every connection that matches all the options given (each option may be repeated:
+any of its values). From the SQLite history, one line per connection (its close, or its
+open when it is still open); from line logs, the C line of each matching connection and the
+O line of those never closed. --from/--to select the day the connection opened (history) or
+the day of its line (logs).
+
+Anomalies: retrans, syn_retrans, rst, long_delay, frag, long_conn (the log's tokens), and
+refused (conn_state REJ), unanswered (conn_state S0).
+
+Exit status: 0 connections printed, 3 none matched, 1 read error, 2 bad usage or input.";
+
+/// `constat query`: connections from ipclog's history or logs.
+#[derive(Parser, Debug)]
+#[command(
+    name = "constat query",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (git ", env!("GIT_REV"), ")"),
+    about = "connections from the history or the logs, by host, port, state, anomaly, days",
+    after_help = QUERY_AFTER_HELP
+)]
+pub struct QueryArgs {
+    /// The history (SQLite) or logs (plain, gzip or zstd; repeat, or a quoted pattern)
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "/var/lib/ipclog/history.db"
+    )]
+    pub file: Vec<PathBuf>,
+
+    /// Either end is this address, network (ADDR/LEN) or interface
+    #[arg(long, value_name = "ADDR[/LEN]", value_parser = Target::parse)]
+    pub host: Vec<Target>,
+
+    /// The destination port
+    #[arg(long, value_name = "PORT")]
+    pub port: Vec<u16>,
+
+    /// The protocol (name or number)
+    #[arg(long, value_name = "PROTO", value_parser = parse_proto)]
+    pub proto: Vec<u8>,
+
+    /// The Zeek connection state (S0, REJ, SF, RSTO, ...) or the last TCP state (ESTABLISHED,
+    /// TIME_WAIT, ...)
+    #[arg(long, value_name = "STATE")]
+    pub state: Vec<String>,
+
+    /// Connections with this anomaly
+    #[arg(long, value_name = "KIND", value_parser = parse_anomaly)]
+    pub anomaly: Vec<String>,
+
+    /// The first day (YYYY-MM-DD, today, yesterday)
+    #[arg(long, value_name = "DAY", value_parser = parse_day)]
+    pub from: Option<NaiveDate>,
+
+    /// The last day (inclusive)
+    #[arg(long, value_name = "DAY", value_parser = parse_day)]
+    pub to: Option<NaiveDate>,
+
+    /// Output: text (the log's lines), csv or json (one object per line)
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: QueryFormat,
+
+    /// Report each unreadable line or row on stderr
+    #[arg(short = 'v', long)]
+    pub verbose: bool,
+
+    /// Print the SQL statement and SQLite's plan for it (which indexes it uses) instead of
+    /// running it
+    #[arg(long)]
+    pub explain: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueryFormat {
+    Text,
+    Csv,
+    Json,
+}
+
+pub fn parse_anomaly(s: &str) -> Result<String, String> {
+    if shared::Anomalies::KEYS.contains(&s) || s == "refused" || s == "unanswered" {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "{s:?} is not an anomaly ({}, refused, unanswered)",
+            shared::Anomalies::KEYS.join(", ")
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 
 pub mod cli;
 
-/// The clap command of `constat`.
+/// The clap command of `constat`, with `constat query` (which the binary dispatches itself,
+/// before the report's options are parsed) as a subcommand for the man page and completions.
 pub fn command() -> clap::Command {
-    <cli::Args as clap::CommandFactory>::command()
+    let query = <cli::QueryArgs as clap::CommandFactory>::command().name("query");
+    <cli::Args as clap::CommandFactory>::command().subcommand(query)
 }

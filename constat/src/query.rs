@@ -6,10 +6,10 @@
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::IpAddr;
-use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use clap::Parser;
+use constat::cli::{QueryArgs, QueryFormat};
 use rusqlite::types::Value as SqlValue;
 use serde_json::json;
 use shared::logfmt::{write_line, ConnLine, LineView, LogLine, LogReader, WriteOptions};
@@ -20,92 +20,6 @@ use shared::EventKind;
 use crate::formats::csv_cell;
 use crate::input::{self, Failure};
 use crate::scan::{FxMap, Matches, Target, ANOMALY_KEYS};
-
-const AFTER_HELP: &str = "\
-Prints every connection that matches all the options given (each option may be repeated:
-any of its values). From the SQLite history, one line per connection (its close, or its
-open when it is still open); from line logs, the C line of each matching connection and the
-O line of those never closed. --from/--to select the day the connection opened (history) or
-the day of its line (logs).
-
-Anomalies: retrans, syn_retrans, rst, long_delay, frag, long_conn (the log's tokens), and
-refused (conn_state REJ), unanswered (conn_state S0).
-
-Exit status: 0 connections printed, 3 none matched, 1 read error, 2 bad usage or input.";
-
-/// Connections from ipclog's history or logs.
-#[derive(Parser, Debug)]
-#[command(name = "constat query", version, about, after_help = AFTER_HELP)]
-pub struct QueryArgs {
-    /// The history (SQLite) or logs (plain, gzip or zstd; repeat, or a quoted pattern)
-    #[arg(
-        short = 'f',
-        long = "file",
-        value_name = "FILE",
-        default_value = "/var/lib/ipclog/history.db"
-    )]
-    file: Vec<PathBuf>,
-
-    /// Either end is this address, network (ADDR/LEN) or interface
-    #[arg(long, value_name = "ADDR[/LEN]", value_parser = Target::parse)]
-    host: Vec<Target>,
-
-    /// The destination port
-    #[arg(long, value_name = "PORT")]
-    port: Vec<u16>,
-
-    /// The protocol (name or number)
-    #[arg(long, value_name = "PROTO", value_parser = constat::cli::parse_proto)]
-    proto: Vec<u8>,
-
-    /// The Zeek connection state (S0, REJ, SF, RSTO, ...) or the last TCP state (ESTABLISHED,
-    /// TIME_WAIT, ...)
-    #[arg(long, value_name = "STATE")]
-    state: Vec<String>,
-
-    /// Connections with this anomaly
-    #[arg(long, value_name = "KIND", value_parser = parse_anomaly)]
-    anomaly: Vec<String>,
-
-    /// The first day (YYYY-MM-DD, today, yesterday)
-    #[arg(long, value_name = "DAY", value_parser = constat::cli::parse_day)]
-    from: Option<NaiveDate>,
-
-    /// The last day (inclusive)
-    #[arg(long, value_name = "DAY", value_parser = constat::cli::parse_day)]
-    to: Option<NaiveDate>,
-
-    /// Output: text (the log's lines), csv or json (one object per line)
-    #[arg(long, value_enum, default_value = "text")]
-    format: QueryFormat,
-
-    /// Report each unreadable line or row on stderr
-    #[arg(short = 'v', long)]
-    verbose: bool,
-
-    /// Print the SQL statement and SQLite's plan for it (which indexes it uses) instead of
-    /// running it
-    #[arg(long)]
-    explain: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum QueryFormat {
-    Text,
-    Csv,
-    Json,
-}
-
-fn parse_anomaly(s: &str) -> Result<String, String> {
-    if ANOMALY_KEYS.contains(&s) || s == "refused" || s == "unanswered" {
-        Ok(s.to_string())
-    } else {
-        Err(format!(
-            "{s:?} is not an anomaly ({}, refused, unanswered)",
-            ANOMALY_KEYS.join(", ")
-        ))
-    }
-}
 
 /// One connection found, as every format prints it.
 #[derive(Debug, Default)]
