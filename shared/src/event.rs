@@ -458,6 +458,18 @@ pub struct ConnEvent {
     /// Kernel start and stop time of the conntrack entry (`nf_conntrack_timestamp`).
     pub kernel_start: Option<DateTime<Utc>>,
     pub kernel_stop: Option<DateTime<Utc>>,
+    /// The uid of the connection this one was carried in (packet tracker: the outer flow of
+    /// a decapsulated tunnel), Zeek's `tunnel_parents`.
+    pub tunnel_parents: Option<String>,
+    /// ICMP/ICMPv6 type and code of the originator's first message.
+    pub icmp: Option<IcmpTypeCode>,
+}
+
+/// An ICMP message's type and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpTypeCode {
+    pub kind: u8,
+    pub code: u8,
 }
 
 impl ConnEvent {
@@ -493,6 +505,8 @@ impl ConnEvent {
             zone: None,
             kernel_start: None,
             kernel_stop: None,
+            tunnel_parents: None,
+            icmp: None,
         }
     }
 

@@ -24,6 +24,6 @@ pub mod text;
 mod testdata;
 
 pub use event::{
-    Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple, Source,
-    TcpState, ZeekState,
+    Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple,
+    IcmpTypeCode, Source, TcpState, ZeekState,
 };

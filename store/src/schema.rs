@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use shared::record::{Bind, Field, FIELDS};
 
 /// The schema version this code reads and writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const RUNS: &str = "
 CREATE TABLE IF NOT EXISTS runs (

@@ -488,7 +488,8 @@ fn batch_of_thousands_is_fast_enough_to_not_matter() {
 }
 
 /// The schema as it was written by hand until the columns were generated from the record's
-/// fields: a database created now must be the same as one created then.
+/// fields, with the columns added since (version 2: `tunnel_parents`, `icmp`): a database
+/// created now must be the same as one created from this text.
 const SCHEMA_2026_11: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY,
@@ -545,7 +546,9 @@ CREATE TABLE IF NOT EXISTS connections (
     mark           INTEGER,
     zone           INTEGER,
     kstart         REAL,
-    kstop          REAL
+    kstop          REAL,
+    tunnel_parents TEXT,
+    icmp           TEXT
 );
 CREATE INDEX IF NOT EXISTS connections_day ON connections(day);
 CREATE INDEX IF NOT EXISTS connections_orig_h ON connections(orig_h);
@@ -581,7 +584,7 @@ fn statements_are_generated_once_from_the_fields() {
         "INSERT INTO connections (run_id, source, conn_id, uid, proto, orig_h, orig_p, resp_h, \
          resp_p, reply_src, reply_sport, reply_dst, reply_dport, src, dst, dport, src_iface, \
          dst_iface, direction, day, open_ts, found_at_start, last_state, flag, mark, zone, \
-         kstart) VALUES (?1, "
+         kstart, tunnel_parents, icmp) VALUES (?1, "
     ));
     assert!(
         sql.insert
@@ -589,9 +592,9 @@ fn statements_are_generated_once_from_the_fields() {
         "{}",
         sql.insert
     );
-    assert_eq!(INSERT_WIDTH, 25);
+    assert_eq!(INSERT_WIDTH, 27);
     assert!(!sql.insert.contains("close_ts") && sql.insert_full.contains("close_ts"));
-    assert!(sql.insert_full.ends_with("?42)"), "{}", sql.insert_full);
+    assert!(sql.insert_full.ends_with("?44)"), "{}", sql.insert_full);
     assert!(
         sql.update.contains("duration = coalesce(?"),
         "{}",
@@ -600,7 +603,7 @@ fn statements_are_generated_once_from_the_fields() {
     assert!(sql.update.contains(", retrans = ?"), "{}", sql.update);
     assert!(sql.update.ends_with(" WHERE id = ?1"), "{}", sql.update);
     // Every parameter number up to the last is used, and no other.
-    for (text, n) in [(&sql.insert_full, 42), (&sql.update, 24)] {
+    for (text, n) in [(&sql.insert_full, 44), (&sql.update, 24)] {
         let mut used: Vec<usize> = text
             .split('?')
             .skip(1)
