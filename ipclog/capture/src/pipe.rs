@@ -39,9 +39,10 @@ enum Record {
     Seen(Seen, Hint),
     /// A packet that cannot be used.
     Drop(Drop),
-    /// An IP fragment: its frame is `bytes[at..at + len]` (the tracker parses it again for
-    /// the reassembly buffer; fragments are rare).
-    Frag {
+    /// An IP fragment, or a packet that may carry a tunnel: its frame is
+    /// `bytes[at..at + len]` (the tracker parses it again for the reassembly buffer or to
+    /// decapsulate it; both are rare).
+    Frame {
         ts_us: i64,
         wire_len: u32,
         at: u32,
@@ -131,7 +132,7 @@ pub(crate) fn read(
                         r.dropped(d);
                         r.tick();
                     }
-                    Record::Frag {
+                    Record::Frame {
                         ts_us,
                         wire_len,
                         at,
@@ -141,6 +142,7 @@ pub(crate) fn read(
                         let frame = &b.bytes[at as usize..(at + len) as usize];
                         match parse_frame(link, ts_us, wire_len, frame) {
                             Parsed::Frag(ip) => r.fragment(ts_us, &ip, sink),
+                            Parsed::Tunnel(seen, ip) => r.tunnel(&seen, ip.l4, ip.l4_len, sink),
                             // Not reached: the reader parsed this very frame as a fragment.
                             Parsed::Seen(seen) => r.submit(seen, sink),
                             Parsed::Drop(d) => r.dropped(d),
@@ -192,9 +194,9 @@ fn read_blocks(
                     let rec = match parse_frame(link, ts_us, p.header.len, p.data) {
                         Parsed::Seen(seen) => Record::Seen(seen, Hint::of(&seen)),
                         Parsed::Drop(d) => Record::Drop(d),
-                        Parsed::Frag(_) => {
+                        Parsed::Frag(_) | Parsed::Tunnel(..) => {
                             let (at, len) = b.push_bytes(p.data);
-                            Record::Frag {
+                            Record::Frame {
                                 ts_us,
                                 wire_len: p.header.len,
                                 at,

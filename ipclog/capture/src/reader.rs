@@ -14,6 +14,7 @@ use shared::sink::EventSink;
 
 use crate::defrag::{Defrag, Outcome};
 use crate::tracker::{Hint, Options, Seen, Stats, Tracker};
+use crate::wire::tunnel::{self, InnerLink, MAX_DEPTH};
 use crate::wire::{self, Drop, IpPacket, Link};
 use crate::CaptureError;
 
@@ -40,6 +41,8 @@ pub(crate) enum Parsed<'a> {
     Drop(Drop),
     /// An IP fragment, for the reassembly buffer.
     Frag(IpPacket<'a>),
+    /// A whole packet that may carry a tunnel: accounted, then decapsulated.
+    Tunnel(Seen, IpPacket<'a>),
 }
 
 /// Takes one frame apart: link, IP and transport headers, checksums. Depends on nothing but
@@ -62,7 +65,7 @@ pub(crate) fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) ->
         Err(d) => return Parsed::Drop(d),
     };
     let csum_bad = ip.ip_csum_bad || wire::l4_checksum_bad(&ip) == Some(true);
-    Parsed::Seen(Seen {
+    let seen = Seen {
         ts_us,
         src: ip.src,
         dst: ip.dst,
@@ -71,7 +74,12 @@ pub(crate) fn parse_frame(link: Link, ts_us: i64, wire_len: u32, data: &[u8]) ->
         l4,
         csum_bad,
         fragments: 0,
-    })
+    };
+    // The one test plain traffic pays for tunnels: a protocol (and for UDP a port) compare.
+    if tunnel::is_candidate(ip.proto, &l4) {
+        return Parsed::Tunnel(seen, ip);
+    }
+    Parsed::Seen(seen)
 }
 
 impl Reader {
@@ -115,6 +123,84 @@ impl Reader {
             Parsed::Seen(seen) => self.submit(seen, sink),
             Parsed::Drop(d) => self.tracker.drop(d, 1),
             Parsed::Frag(ip) => self.fragment(ts_us, &ip, sink),
+            Parsed::Tunnel(seen, ip) => self.tunnel(&seen, ip.l4, ip.l4_len, sink),
+        }
+    }
+
+    /// Accounts a packet that may carry a tunnel (after the packets queued before it, so that
+    /// file order holds), then what it carries, with the outer connection's uid as the inner
+    /// one's `tunnel_parents`. `bytes` are the captured transport bytes, `l4_len` their
+    /// length on the wire.
+    pub(crate) fn tunnel(
+        &mut self,
+        outer: &Seen,
+        bytes: &[u8],
+        l4_len: u32,
+        sink: &mut dyn EventSink,
+    ) {
+        self.drain(sink);
+        self.account(outer, sink);
+        self.decapsulate(outer, bytes, l4_len, 1, sink);
+    }
+
+    /// Opens the tunnel at nesting `depth` that the packet `outer` (just accounted) carries,
+    /// and accounts the inner packet; recurses into a tunnel in that. Whatever cannot be used
+    /// is counted by reason; no connection is made from it.
+    fn decapsulate(
+        &mut self,
+        outer: &Seen,
+        bytes: &[u8],
+        l4_len: u32,
+        depth: usize,
+        sink: &mut dyn EventSink,
+    ) {
+        // The outer packet was dropped (session limit): nothing to be the parent.
+        let Some(uid) = self.tracker.latest_uid() else {
+            return;
+        };
+        if depth > MAX_DEPTH {
+            return self.tracker.drop(Drop::TunnelTooDeep, 1);
+        }
+        let inner = match tunnel::decapsulate(outer.proto, &outer.l4, bytes, l4_len) {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(d) => return self.tracker.drop(d, 1),
+        };
+        let (ipb, wire_len, hint) = match inner.link {
+            InnerLink::Ip(hint) => (inner.bytes, inner.wire_len, hint),
+            InnerLink::Ethernet => {
+                match wire::strip_link(Link::Ethernet, inner.bytes, inner.wire_len) {
+                    Ok(v) => v,
+                    Err(d) => return self.tracker.drop(d.inner(), 1),
+                }
+            }
+        };
+        let ip = match wire::parse_ip(ipb, wire_len, hint) {
+            Ok(ip) if ip.frag.is_some() => return self.tracker.drop(Drop::TunnelInnerFragment, 1),
+            Ok(ip) => ip,
+            Err(d) => return self.tracker.drop(d.inner(), 1),
+        };
+        let l4 = match wire::parse_l4(ip.proto, ip.l4, ip.l4_len) {
+            Ok(v) => v,
+            Err(d) => return self.tracker.drop(d.inner(), 1),
+        };
+        let seen = Seen {
+            ts_us: outer.ts_us,
+            src: ip.src,
+            dst: ip.dst,
+            proto: ip.proto,
+            ip_len: ip.ip_len,
+            l4,
+            csum_bad: ip.ip_csum_bad || wire::l4_checksum_bad(&ip) == Some(true),
+            fragments: 0,
+        };
+        self.tracker.stats.decapsulated += 1;
+        self.tracker.set_parent(Some(&uid));
+        self.account(&seen, sink);
+        self.tracker.set_parent(None);
+        self.tracker.add_parent(&uid);
+        if tunnel::is_candidate(ip.proto, &l4) {
+            self.decapsulate(&seen, ip.l4, ip.l4_len, depth + 1, sink);
         }
     }
 
@@ -139,7 +225,19 @@ impl Reader {
                             csum_bad: false,
                             fragments: if self.frag_counting { a.fragments } else { 0 },
                         };
-                        self.submit(seen, sink);
+                        if !tunnel::is_candidate(a.proto, &l4) {
+                            return self.submit(seen, sink);
+                        }
+                        match &a.data {
+                            Some(data) => self.tunnel(&seen, data, a.l4_len, sink),
+                            None => {
+                                self.drain(sink);
+                                self.account(&seen, sink);
+                                if self.tracker.latest_uid().is_some() {
+                                    self.tracker.drop(Drop::TunnelNotReassembled, 1);
+                                }
+                            }
+                        }
                     }
                     Err(d) => self.tracker.drop(d, n),
                 }

@@ -204,7 +204,7 @@ pub const FIELDS: &[Field] = &[
     Field::new("tunnel_parents", |e| {
         e.tunnel_parents.as_deref().map_or(Absent, List)
     })
-    .sql("TEXT", Set::Open)
+    .sql("TEXT", Set::OpenKeep)
     .json()
     .log(22),
     Field::new("icmp", |e| e.icmp.map_or(Absent, |i| Pair(i.kind, i.code)))

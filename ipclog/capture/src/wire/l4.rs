@@ -20,8 +20,10 @@ const UDP_CHECKSUM_AT: usize = 6;
 /// Transport fields the tracker uses.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct L4 {
+    /// TCP/UDP ports; ICMP: the type, and its counterpart type or the code (see [`parse_l4`]).
     pub sport: Option<u16>,
     pub dport: Option<u16>,
+    /// TCP flags; ICMP: the code.
     pub flags: u8,
     pub seq: u32,
     pub ack: u32,
@@ -73,11 +75,26 @@ pub fn parse_l4(proto: u8, l4: &[u8], l4_len: u32) -> Result<L4, Drop> {
                 ..L4::default()
             })
         }
-        1 | 58 => Ok(L4 {
-            // ICMP: the header (type, code, checksum, 4 bytes) is not payload.
-            payload: l4_len.saturating_sub(8),
-            ..L4::default()
-        }),
+        1 | 58 => {
+            // ICMP: the header (type, code, checksum, 4 bytes) is not payload. Flows are keyed
+            // as Zeek keys them: the type as the source "port", its counterpart (echo request
+            // 8 and reply 0 meet) or, for a one-way message, the code as the destination's;
+            // `flags` holds the code. Without a type (cut by the snaplen): no ports.
+            let (sport, dport, flags) = match l4 {
+                [kind, code, ..] if l4_len >= 2 => {
+                    let (other, _) = shared::proto::icmp_counterpart(proto, *kind, *code);
+                    (Some(*kind as u16), Some(other as u16), *code)
+                }
+                _ => (None, None, 0),
+            };
+            Ok(L4 {
+                sport,
+                dport,
+                flags,
+                payload: l4_len.saturating_sub(8),
+                ..L4::default()
+            })
+        }
         _ => Ok(L4 {
             payload: l4_len,
             ..L4::default()
