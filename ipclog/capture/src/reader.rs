@@ -407,12 +407,20 @@ impl Reader {
     /// The `-s` statistics line.
     pub(crate) fn print_stats(&self) {
         let s = &self.tracker.stats;
-        let dropped: u64 = s.drops.iter().sum();
+        // Tunnel reasons are inner packets whose outer packet is in a connection.
+        let (mut dropped, mut tunnel_errors) = (0, 0);
+        for d in Drop::ALL {
+            match d.is_tunnel() {
+                true => tunnel_errors += s.drops[d as usize],
+                false => dropped += s.drops[d as usize],
+            }
+        }
         eprintln!(
             "ipclog: capture stats: packets={} flows_open={} flows_open_max={} flows_total={} \
              segments={} segments_max={} segments_not_tracked={} fragments_held={} \
              dropped={dropped} session_limit_drops={} timed_out={} with_retrans={} \
-             with_syn_retrans={} with_rst={} with_long_delay={} with_frag={} with_long_conn={}",
+             with_syn_retrans={} with_rst={} with_long_delay={} with_frag={} with_long_conn={} \
+             decapsulated={} tunnel_errors={tunnel_errors}",
             self.progress.packets,
             self.tracker.open_flows(),
             s.flows_open_max,
@@ -429,6 +437,7 @@ impl Reader {
             s.with_anomaly[3],
             s.with_anomaly[4],
             s.with_anomaly[5],
+            s.decapsulated,
         );
     }
 }
