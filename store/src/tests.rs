@@ -603,7 +603,7 @@ fn statements_are_generated_once_from_the_fields() {
     assert!(sql.update.contains(", retrans = ?"), "{}", sql.update);
     assert!(sql.update.ends_with(" WHERE id = ?1"), "{}", sql.update);
     // Every parameter number up to the last is used, and no other.
-    for (text, n) in [(&sql.insert_full, 44), (&sql.update, 24)] {
+    for (text, n) in [(&sql.insert_full, 44), (&sql.update, 25)] {
         let mut used: Vec<usize> = text
             .split('?')
             .skip(1)
