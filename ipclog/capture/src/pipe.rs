@@ -142,8 +142,9 @@ pub(crate) fn read(
                         let frame = &b.bytes[at as usize..(at + len) as usize];
                         match parse_frame(link, ts_us, wire_len, frame) {
                             Parsed::Frag(ip) => r.fragment(ts_us, &ip, sink),
-                            Parsed::Tunnel(seen, ip) => r.tunnel(&seen, ip.l4, ip.l4_len, sink),
-                            // Not reached: the reader parsed this very frame as a fragment.
+                            Parsed::Tunnel(seen, at) => r.tunnel_frame(&seen, frame, at, sink),
+                            // Not reached: the reader parsed this very frame as a fragment
+                            // or a packet that may carry a tunnel.
                             Parsed::Seen(seen) => r.submit(seen, sink),
                             Parsed::Drop(d) => r.dropped(d),
                         }

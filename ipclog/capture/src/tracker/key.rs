@@ -56,13 +56,7 @@ impl Key {
         let sp = s.l4.sport.unwrap_or(0);
         let dp = s.l4.dport.unwrap_or(0);
         let (x, y) = (addr128(s.src), addr128(s.dst));
-        // Zeek keys a one-way ICMP message (an error, ...) in the direction it travels: the
-        // same message back is another connection. Requests and replies meet (their "ports"
-        // are each other's type).
-        let one_way = (s.proto == 1 || s.proto == 58)
-            && s.l4.sport.is_some()
-            && shared::proto::icmp_counterpart(s.proto, sp as u8, s.l4.flags).1;
-        let swapped = !one_way && (x, sp) > (y, dp);
+        let swapped = (x, sp) > (y, dp);
         let ((a, pa), (b, pb)) = if swapped {
             ((y, dp), (x, sp))
         } else {
