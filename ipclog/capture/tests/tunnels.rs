@@ -318,6 +318,51 @@ fn fragmented_outer_datagrams_are_reassembled_before_decapsulation() {
     assert!(sum.dropped.is_empty(), "{}", sum.describe());
 }
 
+/// A fragment cut by the snaplen still completes its datagram for accounting, but without
+/// its payload nothing can be decapsulated: counted, the outer connection kept.
+#[test]
+fn a_tunnel_datagram_whose_fragment_was_cut_is_counted_not_decapsulated() {
+    let s = normal("10.0.0.1:40000", "10.0.0.2:80");
+    let (a, b) = (ip("192.0.2.1"), ip("192.0.2.2"));
+    let pkts = pcapgen::tunnelled(&Encap::IpInIp, s.client.ip(), a, b, &s.packets);
+    let mut recs = Vec::new();
+    for (i, (t, p)) in pkts.iter().enumerate() {
+        for (j, f) in pcapgen::fragment(p, 32, 500 + i as u32)
+            .into_iter()
+            .enumerate()
+        {
+            let wire_len = f.len() as u32;
+            // The second fragment of the first packet loses its last 8 bytes to the snaplen.
+            let data = if i == 0 && j == 1 {
+                f[..f.len() - 8].to_vec()
+            } else {
+                f
+            };
+            recs.push(Record {
+                ts_us: *t,
+                data,
+                wire_len,
+            });
+        }
+    }
+    let path = dir().join("cut-fragment.pcap");
+    std::fs::write(&path, pcapgen::pcap_bytes(101, 65535, &recs)).unwrap();
+    let (ev, sum) = read(&path);
+    check_accounting(&ev, &sum, "cut fragment");
+    assert_eq!(
+        dropped(&sum, "tunnel_not_reassembled"),
+        1,
+        "{}",
+        sum.describe()
+    );
+    assert_eq!(sum.decapsulated, 9);
+    // The outer connection has all ten packets; the inner one the nine it could see.
+    assert_eq!(close_of(&ev, 4)[0].counters.unwrap().orig_pkts, 6);
+    let tcp = close_of(&ev, 6);
+    let c = tcp[0].counters.unwrap();
+    assert_eq!(c.orig_pkts + c.resp_pkts, 9);
+}
+
 #[test]
 fn bad_tunnel_input_is_counted_by_reason_and_makes_no_connection() {
     let s = normal("10.0.0.1:40000", "10.0.0.2:80");
