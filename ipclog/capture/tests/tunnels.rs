@@ -379,6 +379,11 @@ fn bad_tunnel_input_is_counted_by_reason_and_makes_no_connection() {
             .map(|(t, p)| {
                 let mut p = p.clone();
                 f(&mut p);
+                // The header under test is broken, not the checksum (verified by default):
+                // an outer UDP datagram over IPv4 goes without one (0), as VXLAN's often do.
+                if p[9] == 17 {
+                    p[26..28].fill(0);
+                }
                 (*t, p)
             })
             .collect()
