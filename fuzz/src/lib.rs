@@ -85,10 +85,18 @@ pub fn check_accounting(events: &[ConnEvent], sum: &CaptureSummary) {
     assert_eq!(pkts, sum.packets_in_flows, "packets in closes");
     assert_eq!(
         sum.packets,
-        sum.packets_in_flows + sum.fragments_merged + sum.dropped_packets(),
+        sum.packets_in_flows - sum.decapsulated + sum.fragments_merged + sum.dropped_packets(),
         "packets read = in connections + fragments merged + dropped ({})",
         sum.describe()
     );
+    // A tunnel's inner connection names its outer one, which is a connection of the run.
+    let uids: std::collections::HashSet<&str> =
+        events.iter().filter_map(|e| e.uid.as_deref()).collect();
+    for e in events {
+        for p in e.tunnel_parents.iter().flat_map(|p| p.split(',')) {
+            assert!(uids.contains(p), "tunnel parent {p} is no connection");
+        }
+    }
     for e in events {
         assert!(
             e.uid

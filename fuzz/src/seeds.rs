@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use e2e::pcapgen::{self, Link, Session};
+use e2e::pcapgen::{self, Encap, Link, Session};
 use ipclog_capture::CaptureArgs;
 use shared::logfmt::{header_line, interface_line, program_line, write_event, WriteOptions};
 use shared::sink::VecSink;
@@ -177,7 +177,84 @@ pub fn capture() -> Vec<Vec<u8>> {
             out.push(frames::encode(link.linktype() as i32, opts, &f));
         }
     }
+    out.extend(tunnel_seeds());
     out
+}
+
+/// The generated traffic in every tunnel ipclog opens (raw IP frames): IP in IP, GRE with
+/// its optional fields and bridged, PPTP, VXLAN, Geneve with options, GTP with extension
+/// headers; GRE inside VXLAN (two deep); GTP over fragmented outer datagrams.
+fn tunnel_seeds() -> Vec<Vec<u8>> {
+    let gre = |checksum, key, seq, ethernet| Encap::Gre {
+        checksum,
+        key,
+        seq,
+        ethernet,
+    };
+    let gtp = Encap::Gtp {
+        teid: 5,
+        seq: Some(1),
+        npdu: Some(2),
+        extensions: vec![vec![1, 2], vec![3; 5]],
+    };
+    let kinds = [
+        Encap::IpInIp,
+        gre(false, None, None, false),
+        gre(true, Some(1), Some(2), false),
+        gre(false, Some(3), None, true),
+        Encap::Pptp {
+            seq: Some(1),
+            ack: Some(1),
+        },
+        Encap::Vxlan { vni: 9 },
+        Encap::Geneve {
+            options: vec![1; 8],
+            ethernet: true,
+        },
+        gtp.clone(),
+    ];
+    let ip = |s: &str| -> std::net::IpAddr { s.parse().expect("address") };
+    let (a, b) = (ip("198.51.100.1"), ip("198.51.100.2"));
+    let client = ip("10.0.0.1");
+    let inner = generated_packets("10.0.0.1", "192.0.2.7");
+    let mut sets: Vec<Vec<(i64, Vec<u8>)>> = kinds
+        .iter()
+        .map(|e| pcapgen::tunnelled(e, client, a, b, &inner))
+        .collect();
+    let in_gre = pcapgen::tunnelled(
+        &kinds[2],
+        client,
+        ip("172.16.0.1"),
+        ip("172.16.0.2"),
+        &inner,
+    );
+    sets.push(pcapgen::tunnelled(
+        &kinds[5],
+        ip("172.16.0.1"),
+        a,
+        b,
+        &in_gre,
+    ));
+    let mut frags = Vec::new();
+    for (i, (t, p)) in pcapgen::tunnelled(&gtp, client, a, b, &inner)
+        .iter()
+        .enumerate()
+    {
+        for f in pcapgen::fragment(p, 64, 300 + i as u32) {
+            frags.push((*t, f));
+        }
+    }
+    sets.push(frags);
+    sets.iter()
+        .enumerate()
+        .map(|(i, pkts)| {
+            let f: Vec<(i64, u32, &[u8])> = pkts
+                .iter()
+                .map(|(t, d)| (*t, d.len() as u32, &d[..]))
+                .collect();
+            frames::encode(101, [0u8, 64, 8 | 1][i % 3], &f)
+        })
+        .collect()
 }
 
 /// The connections of `path` (a corpus file) as log lines, as ipclog writes them.
@@ -285,6 +362,19 @@ pub const CAPTURE_DICT: &[&[u8]] = &[
     b"\x01",
     b"\xff\xff\xff\xff\xff\xff\xff\x7f",
     b"\x00\x00\x00\x00\x00\x00\x00\x80",
+    // Tunnels: protocols 4, 41, 47; UDP ports 4789, 6081, 2152; GRE types (bridging, PPP),
+    // GRE flags, VXLAN's I flag, GTP's flags and G-PDU type.
+    b"\x29",
+    b"\x2f",
+    b"\x12\xb5",
+    b"\x17\xc1",
+    b"\x08\x68",
+    b"\x65\x58",
+    b"\x88\x0b",
+    b"\xb0\x00",
+    b"\x30\x01",
+    b"\x08\x00\x00\x00",
+    b"\x34\xff",
 ];
 
 /// Tokens for log lines.

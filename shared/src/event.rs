@@ -464,6 +464,18 @@ pub struct ConnEvent {
     pub kernel_stop: Option<DateTime<Utc>>,
     /// The local process that owns the connection's socket (`--proc`).
     pub process: Option<Process>,
+    /// The uid of the connection this one was carried in (packet tracker: the outer flow of
+    /// a decapsulated tunnel), Zeek's `tunnel_parents`.
+    pub tunnel_parents: Option<String>,
+    /// ICMP/ICMPv6 type and code of the originator's first message.
+    pub icmp: Option<IcmpTypeCode>,
+}
+
+/// An ICMP message's type and code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IcmpTypeCode {
+    pub kind: u8,
+    pub code: u8,
 }
 
 /// Who owns a connection's local socket: the socket's uid (from the kernel's socket table) and
@@ -510,6 +522,8 @@ impl ConnEvent {
             kernel_start: None,
             kernel_stop: None,
             process: None,
+            tunnel_parents: None,
+            icmp: None,
         }
     }
 

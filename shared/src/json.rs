@@ -54,6 +54,8 @@ fn put(m: &mut Map<String, Json>, key: &str, v: Value<'_>) {
             Some(n) => Json::from(n),
             None => Json::from(p),
         },
+        Value::List(l) => Json::Array(l.split(',').map(Json::from).collect()),
+        Value::Pair(a, b) => Json::String(format!("{a}/{b}")),
     };
     m.insert(key.into(), json);
 }

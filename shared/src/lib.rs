@@ -25,6 +25,6 @@ pub mod text;
 mod testdata;
 
 pub use event::{
-    Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple, Process,
-    Source, TcpState, ZeekState,
+    Anomalies, ConnEvent, ConnKey, ConnState, Counters, Direction, EventKind, FlowTuple,
+    IcmpTypeCode, Process, Source, TcpState, ZeekState,
 };

@@ -55,6 +55,50 @@ pub fn has_ports(proto: u8) -> bool {
     matches!(proto, TCP | UDP | DCCP | SCTP | UDPLITE)
 }
 
+/// Zeek's responder "port" of an ICMP connection of type `kind` and code `code`
+/// (ICMP4_counterpart / ICMP6_counterpart): for a request or reply, the type of its
+/// counterpart (echo request 8 and reply 0 meet in one connection); for any other
+/// (one-way) message, its code. The second value says whether the message is one-way.
+pub fn icmp_counterpart(proto: u8, kind: u8, code: u8) -> (u8, bool) {
+    let pair = if proto == ICMPV6 {
+        match kind {
+            128 => 129, // echo request / reply
+            129 => 128,
+            133 => 134, // router solicitation / advertisement
+            134 => 133,
+            135 => 136, // neighbour solicitation / advertisement
+            136 => 135,
+            130 => 131, // multicast listener query / report
+            131 => 130,
+            139 => 140, // node information query / reply
+            140 => 139,
+            144 => 145, // home agent address discovery request / reply
+            145 => 144,
+            _ => return (code, true),
+        }
+    } else {
+        match kind {
+            8 => 0, // echo request / reply
+            0 => 8,
+            13 => 14, // timestamp
+            14 => 13,
+            15 => 16, // information
+            16 => 15,
+            10 => 9, // router solicitation / advertisement
+            9 => 10,
+            17 => 18, // address mask
+            18 => 17,
+            _ => return (code, true),
+        }
+    };
+    (pair, false)
+}
+
+/// Whether `proto` is ICMP or ICMPv6.
+pub fn is_icmp(proto: u8) -> bool {
+    proto == ICMP || proto == ICMPV6
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

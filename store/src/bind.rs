@@ -172,7 +172,11 @@ impl Binder<'_, '_> {
         let text = match (c.bind, v) {
             (Bind::LocalDay, Value::Secs(s)) => self.days.day(s.floor() as i64, ts),
             (_, Value::Word(w)) => w,
-            (_, Value::Text(t)) => t,
+            (_, Value::Text(t) | Value::List(t)) => t,
+            (_, Value::Pair(a, b)) => {
+                owned = format!("{a}/{b}");
+                &owned
+            }
             (_, Value::Char(ch)) => {
                 buf = [0u8; 4];
                 ch.encode_utf8(&mut buf)

@@ -489,7 +489,7 @@ fn batch_of_thousands_is_fast_enough_to_not_matter() {
 
 /// The schema as it was written by hand until the columns were generated from the record's
 /// fields: a database created now must be the same as one created then (schema version 2
-/// added `pid`, `comm` and `proc_uid` at the end, for `--proc`).
+/// added `pid`, `comm` and `proc_uid` for `--proc`, `tunnel_parents` and `icmp`, at the end).
 const SCHEMA_2026_11: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id          INTEGER PRIMARY KEY,
@@ -549,7 +549,9 @@ CREATE TABLE IF NOT EXISTS connections (
     kstop          REAL,
     pid            INTEGER,
     comm           TEXT,
-    proc_uid       INTEGER
+    proc_uid       INTEGER,
+    tunnel_parents TEXT,
+    icmp           TEXT
 );
 CREATE INDEX IF NOT EXISTS connections_day ON connections(day);
 CREATE INDEX IF NOT EXISTS connections_orig_h ON connections(orig_h);
@@ -587,7 +589,7 @@ fn statements_are_generated_once_from_the_fields() {
         "INSERT INTO connections (run_id, source, conn_id, uid, proto, orig_h, orig_p, resp_h, \
          resp_p, reply_src, reply_sport, reply_dst, reply_dport, src, dst, dport, src_iface, \
          dst_iface, direction, day, open_ts, found_at_start, last_state, flag, mark, zone, \
-         kstart, pid, comm, proc_uid) VALUES (?1, "
+         kstart, pid, comm, proc_uid, tunnel_parents, icmp) VALUES (?1, "
     ));
     assert!(
         sql.insert
@@ -595,9 +597,9 @@ fn statements_are_generated_once_from_the_fields() {
         "{}",
         sql.insert
     );
-    assert_eq!(INSERT_WIDTH, 28);
+    assert_eq!(INSERT_WIDTH, 30);
     assert!(!sql.insert.contains("close_ts") && sql.insert_full.contains("close_ts"));
-    assert!(sql.insert_full.ends_with("?45)"), "{}", sql.insert_full);
+    assert!(sql.insert_full.ends_with("?47)"), "{}", sql.insert_full);
     assert!(
         sql.update.contains("duration = coalesce(?"),
         "{}",
@@ -606,7 +608,7 @@ fn statements_are_generated_once_from_the_fields() {
     assert!(sql.update.contains(", retrans = ?"), "{}", sql.update);
     assert!(sql.update.ends_with(" WHERE id = ?1"), "{}", sql.update);
     // Every parameter number up to the last is used, and no other.
-    for (text, n) in [(&sql.insert_full, 45), (&sql.update, 27)] {
+    for (text, n) in [(&sql.insert_full, 47), (&sql.update, 29)] {
         let mut used: Vec<usize> = text
             .split('?')
             .skip(1)
@@ -705,7 +707,7 @@ fn packets_are_rows_of_their_own() {
 }
 
 /// The history as version 1 wrote it: version 2 added these columns (and the packets table).
-const ADDED_IN_2: &[&str] = &["pid", "comm", "proc_uid"];
+const ADDED_IN_2: &[&str] = &["pid", "comm", "proc_uid", "tunnel_parents", "icmp"];
 
 fn version_1_file(path: &std::path::Path) {
     let v1: String = SCHEMA_2026_11

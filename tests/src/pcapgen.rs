@@ -304,3 +304,43 @@ impl Session {
         self.fin(t, true).fin(t + 1000, false).ack(t + 2000, true)
     }
 }
+
+pub use ipclog_capture::wire::tunnel::Encap;
+
+/// The IP packets of a conversation (`packets`, as a [`Session`] makes them) carried in the
+/// tunnel `encap`: those from `client` go from `a` to `b`, the others back. UDP tunnels send
+/// from port 2152 for GTP (both sides use it), from 49152 otherwise.
+pub fn tunnelled(
+    encap: &Encap,
+    client: IpAddr,
+    a: IpAddr,
+    b: IpAddr,
+    packets: &[(i64, Vec<u8>)],
+) -> Vec<(i64, Vec<u8>)> {
+    let sport = match encap {
+        Encap::Gtp { .. } => wire::tunnel::GTP_U_PORT,
+        _ => 49152,
+    };
+    packets
+        .iter()
+        .map(|(t, p)| {
+            let (repr, _) = IpRepr::parse(p).expect("a whole IP packet");
+            let (src, dst) = if repr.src == client { (a, b) } else { (b, a) };
+            (*t, encap.wrap(src, dst, sport, p))
+        })
+        .collect()
+}
+
+/// An ICMP (IPv4) or ICMPv6 message of `kind` and `code` with 4 bytes of rest-of-header and
+/// `payload`, with its checksum.
+pub fn icmp(src: IpAddr, dst: IpAddr, kind: u8, code: u8, payload: &[u8]) -> Vec<u8> {
+    let mut l4 = vec![kind, code, 0, 0, 0, 1, 0, 1];
+    l4.extend_from_slice(payload);
+    if src.is_ipv4() {
+        let c = checksum::internet_checksum(&l4, 0);
+        l4[2..4].copy_from_slice(&c.to_be_bytes());
+        IpRepr::new(src, dst, 1).packet(&l4)
+    } else {
+        ip_packet(src, dst, 58, l4, Some(2))
+    }
+}

@@ -199,6 +199,10 @@ fn router_logs_tcp_udp_icmp_with_nat() {
             format!("C icmp {CLIENT} {SERVER} - - - 0"),
         ]
     );
+    // The echo request's type and code, as ipmon shows them.
+    for l in &lines {
+        assert_eq!(conn(l).extra("icmp"), Some("8/0"), "{l}");
+    }
 
     let log = ipc.log.clone();
     let stderr = ipc.stderr.clone();

@@ -4,6 +4,12 @@
 //! and a copy of the first 64 transport bytes: memory per datagram is small and fixed, the
 //! number of pending datagrams is bounded, and what does not complete within the timeout (in
 //! packet time) is counted as incomplete.
+//!
+//! Tunnels are the exception: a fragmented outer packet (GTP over fragmented IPv4, say) is
+//! decapsulated after reassembly, which needs its whole payload. Datagrams of the protocols
+//! that may carry a tunnel (IP in IP, GRE, UDP) keep their payload too, within a budget of
+//! [`DATA_BUDGET`] bytes over all pending datagrams; one that does not fit (or whose
+//! fragments the snaplen cut) completes without it.
 
 use std::net::IpAddr;
 
@@ -14,6 +20,13 @@ use rustc_hash::FxHashMap;
 pub const HEAD: usize = 64;
 /// Ranges a datagram may be split into before we call it malformed.
 const MAX_RANGES: usize = 64;
+/// Payload bytes kept over all pending datagrams, for decapsulation after reassembly.
+pub const DATA_BUDGET: usize = 16 << 20;
+
+/// Whether datagrams of `proto` keep their payload: IP in IP, GRE and UDP may carry tunnels.
+fn keeps_data(proto: u8) -> bool {
+    matches!(proto, 4 | 41 | 47 | 17)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
@@ -35,10 +48,12 @@ struct Pending {
     have_first: bool,
     hdr_len: u32,
     count: u32,
+    /// The payload (transport bytes) received so far; `None` when not kept.
+    data: Option<Vec<u8>>,
 }
 
 /// A datagram whose fragments have all arrived.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Assembled {
     pub src: IpAddr,
     pub dst: IpAddr,
@@ -50,6 +65,8 @@ pub struct Assembled {
     pub head_len: usize,
     /// Fragments it was made of.
     pub fragments: u32,
+    /// The whole payload, for protocols that may carry a tunnel (see the module's doc).
+    pub data: Option<Vec<u8>>,
 }
 
 pub enum Outcome {
@@ -68,6 +85,8 @@ pub struct Defrag {
     timeout_us: i64,
     /// Fragments currently held.
     held: u64,
+    /// Payload bytes kept by pending datagrams.
+    data_bytes: usize,
 }
 
 impl Defrag {
@@ -77,6 +96,7 @@ impl Defrag {
             max_pending,
             timeout_us,
             held: 0,
+            data_bytes: 0,
         }
     }
 
@@ -112,6 +132,7 @@ impl Defrag {
             have_first: false,
             hdr_len: 0,
             count: 0,
+            data: keeps_data(ip.proto).then(Vec::new),
         });
         if !f.more {
             match p.total {
@@ -146,6 +167,20 @@ impl Defrag {
         if len > 0 && !insert_range(&mut p.ranges, f.offset, end) {
             return Outcome::Malformed;
         }
+        if let Some(d) = &mut p.data {
+            let grow = (end as usize).saturating_sub(d.len());
+            if ip.l4.len() as u32 != len || self.data_bytes + grow > DATA_BUDGET {
+                // Cut by the snaplen, or no room: this datagram completes without payload.
+                self.data_bytes -= d.len();
+                p.data = None;
+            } else {
+                if grow > 0 {
+                    d.resize(end as usize, 0);
+                    self.data_bytes += grow;
+                }
+                d[f.offset as usize..end as usize].copy_from_slice(ip.l4);
+            }
+        }
         p.count += 1;
         self.held += 1;
         let complete = p.have_first
@@ -159,6 +194,7 @@ impl Defrag {
         }
         let p = self.pending.remove(&key).expect("present");
         self.held -= p.count as u64;
+        self.data_bytes -= p.data.as_ref().map_or(0, Vec::len);
         let total = p.total.unwrap_or(0);
         Outcome::Done(Assembled {
             src: key.src,
@@ -169,6 +205,7 @@ impl Defrag {
             head: p.head,
             head_len: (p.head_mask.trailing_ones() as usize).min(total as usize),
             fragments: p.count,
+            data: p.data,
         })
     }
 
@@ -176,13 +213,16 @@ impl Defrag {
     pub fn expire(&mut self, now_us: i64) -> u64 {
         let limit = now_us - self.timeout_us;
         let mut dropped = 0;
+        let mut freed = 0;
         self.pending.retain(|_, p| {
             let keep = p.first_us >= limit;
             if !keep {
                 dropped += p.count as u64;
+                freed += p.data.as_ref().map_or(0, Vec::len);
             }
             keep
         });
+        self.data_bytes -= freed;
         self.held -= dropped;
         dropped
     }
@@ -192,6 +232,7 @@ impl Defrag {
         let n = self.held;
         self.pending.clear();
         self.held = 0;
+        self.data_bytes = 0;
         n
     }
 }

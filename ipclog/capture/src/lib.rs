@@ -23,8 +23,13 @@
 //! - conn_state, history (letters `s h a d f r c g t w i q ^`, content gaps `g` included:
 //!   what Zeek's reassembler would see, from sequence numbers alone), orig_bytes/resp_bytes
 //!   (sequence space, Zeek's `Size()`) follow Zeek's TCPSessionAdapter. UDP: `D`/`d` per side,
-//!   SF when both sides sent, S0 when only the originator did. Other protocols (ICMP
-//!   included, keyed without type/code/id): OTH.
+//!   SF when both sides sent, S0 when only the originator did. Other protocols: OTH. ICMP is
+//!   keyed as Zeek keys it (type and counterpart type, so a request and its reply meet; a
+//!   one-way message by type and code in its direction; not by the echo id).
+//! - Tunnels (IP in IP, GRE, VXLAN, Geneve, GTPv1-U; `wire::tunnel`) are opened after outer
+//!   reassembly, up to `wire::tunnel::MAX_DEPTH` deep: the outer packet is accounted first,
+//!   then the inner one, whose connection records the outer connection's uid as its
+//!   `tunnel_parents`. Packets read = packets in connections − decapsulated + merged + dropped.
 //! - Checksums (`--checksums`, `-C`): verified by default for files, as Zeek does: a bad IPv4
 //!   header checksum drops the packet (`bad_ip_checksum`), a bad TCP/UDP checksum only adds
 //!   `C`/`c` to the history (at 1, 10, 100, ...) and the packet is neither counted nor moves

@@ -39,9 +39,10 @@ enum Record {
     Seen(Seen, Hint),
     /// A packet that cannot be used.
     Drop(Drop),
-    /// An IP fragment: its frame is `bytes[at..at + len]` (the tracker parses it again for
-    /// the reassembly buffer; fragments are rare).
-    Frag {
+    /// An IP fragment, or a packet that may carry a tunnel: its frame is
+    /// `bytes[at..at + len]` (the tracker parses it again for the reassembly buffer or to
+    /// decapsulate it; both are rare).
+    Frame {
         ts_us: i64,
         wire_len: u32,
         at: u32,
@@ -132,7 +133,7 @@ pub(crate) fn read(
                         r.dropped(d);
                         r.tick();
                     }
-                    Record::Frag {
+                    Record::Frame {
                         ts_us,
                         wire_len,
                         at,
@@ -142,7 +143,9 @@ pub(crate) fn read(
                         let frame = &b.bytes[at as usize..(at + len) as usize];
                         match parse_frame(link, verify, ts_us, wire_len, frame) {
                             Parsed::Frag(ip) => r.fragment(ts_us, &ip, sink),
-                            // Not reached: the reader parsed this very frame as a fragment.
+                            Parsed::Tunnel(seen, at) => r.tunnel_frame(&seen, frame, at, sink),
+                            // Not reached: the reader parsed this very frame as a fragment
+                            // or a packet that may carry a tunnel.
                             Parsed::Seen(seen) => r.submit(seen, sink),
                             Parsed::Drop(d) => r.dropped(d),
                         }
@@ -194,9 +197,9 @@ fn read_blocks(
                     let rec = match parse_frame(link, verify, ts_us, p.header.len, p.data) {
                         Parsed::Seen(seen) => Record::Seen(seen, Hint::of(&seen)),
                         Parsed::Drop(d) => Record::Drop(d),
-                        Parsed::Frag(_) => {
+                        Parsed::Frag(_) | Parsed::Tunnel(..) => {
                             let (at, len) = b.push_bytes(p.data);
-                            Record::Frag {
+                            Record::Frame {
                                 ts_us,
                                 wire_len: p.header.len,
                                 at,

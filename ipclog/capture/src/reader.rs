@@ -14,6 +14,7 @@ use shared::sink::EventSink;
 
 use crate::defrag::{Defrag, Outcome};
 use crate::tracker::{Hint, Options, Seen, Stats, Tracker};
+use crate::wire::tunnel::{self, InnerLink, MAX_DEPTH};
 use crate::wire::{self, Drop, IpPacket, Link};
 use crate::CaptureError;
 
@@ -41,6 +42,9 @@ pub(crate) enum Parsed<'a> {
     Drop(Drop),
     /// An IP fragment, for the reassembly buffer.
     Frag(IpPacket<'a>),
+    /// A whole packet that may carry a tunnel, and where in the frame its transport bytes
+    /// start: accounted, then decapsulated.
+    Tunnel(Seen, u32),
 }
 
 /// Takes one frame apart: link, IP and transport headers, and (with `verify`) checksums: a
@@ -75,7 +79,7 @@ pub(crate) fn parse_frame(
     };
     // Not summed at all when checksums are ignored: the payload is not touched.
     let csum_bad = verify && wire::l4_checksum_bad(&ip) == Some(true);
-    Parsed::Seen(Seen {
+    let seen = Seen {
         ts_us,
         src: ip.src,
         dst: ip.dst,
@@ -84,7 +88,28 @@ pub(crate) fn parse_frame(
         l4,
         csum_bad,
         fragments: 0,
-    })
+    };
+    // The one test plain traffic pays for tunnels: a protocol (and for UDP a port) compare.
+    // Decapsulation works from the offset, so that the header parsers keep this one caller
+    // on the per-packet path (with a second one the inliner stops inlining them here).
+    if tunnel::is_candidate(ip.proto, &l4) {
+        let at = ip.l4.as_ptr() as usize - data.as_ptr() as usize;
+        return Parsed::Tunnel(seen, at as u32);
+    }
+    Parsed::Seen(seen)
+}
+
+/// The transport bytes of a packet [`parse_frame`] found at `at` of `data`: captured, and
+/// their length on the wire.
+fn transport_at<'a>(seen: &Seen, data: &'a [u8], at: u32) -> (&'a [u8], u32) {
+    let len = match seen.proto {
+        // UDP: the header is not payload.
+        17 => seen.l4.payload + 8,
+        _ => seen.l4.payload,
+    };
+    let start = (at as usize).min(data.len());
+    let end = (start + len as usize).min(data.len());
+    (&data[start..end], len)
 }
 
 impl Reader {
@@ -129,6 +154,91 @@ impl Reader {
             Parsed::Seen(seen) => self.submit(seen, sink),
             Parsed::Drop(d) => self.tracker.drop(d, 1),
             Parsed::Frag(ip) => self.fragment(ts_us, &ip, sink),
+            Parsed::Tunnel(seen, at) => self.tunnel_frame(&seen, data, at, sink),
+        }
+    }
+
+    /// [`Reader::tunnel`] for the frame `data` that [`parse_frame`] read as `seen`, its
+    /// transport bytes at `at`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn tunnel_frame(
+        &mut self,
+        seen: &Seen,
+        data: &[u8],
+        at: u32,
+        sink: &mut dyn EventSink,
+    ) {
+        let (bytes, len) = transport_at(seen, data, at);
+        self.tunnel(seen, bytes, len, sink);
+    }
+
+    /// Accounts a packet that may carry a tunnel (after the packets queued before it, so that
+    /// file order holds), then what it carries, with the outer connection's uid as the inner
+    /// one's `tunnel_parents`. `bytes` are the captured transport bytes, `l4_len` their
+    /// length on the wire.
+    pub(crate) fn tunnel(
+        &mut self,
+        outer: &Seen,
+        bytes: &[u8],
+        l4_len: u32,
+        sink: &mut dyn EventSink,
+    ) {
+        self.drain(sink);
+        self.account(outer, sink);
+        self.decapsulate(outer, bytes, l4_len, 1, sink);
+    }
+
+    /// Opens the tunnel at nesting `depth` that the packet `outer` (just accounted) carries,
+    /// and accounts the inner packet; recurses into a tunnel in that. Whatever cannot be used
+    /// is counted by reason; no connection is made from it.
+    fn decapsulate(
+        &mut self,
+        outer: &Seen,
+        bytes: &[u8],
+        l4_len: u32,
+        depth: usize,
+        sink: &mut dyn EventSink,
+    ) {
+        // The outer packet was dropped (session limit): nothing to be the parent.
+        let Some(uid) = self.tracker.latest_uid() else {
+            return;
+        };
+        // Zeek processes a packet with a bad checksum no further (checksums verified only).
+        if outer.csum_bad {
+            return;
+        }
+        if depth > MAX_DEPTH {
+            return self.tracker.drop(Drop::TunnelTooDeep, 1);
+        }
+        let inner = match tunnel::decapsulate(outer.proto, &outer.l4, bytes, l4_len) {
+            Ok(Some(i)) => i,
+            Ok(None) => return,
+            Err(d) => return self.tracker.drop(d, 1),
+        };
+        // The inner packet is parsed as a frame of its own framing (the header parsers keep
+        // their one caller, `parse_frame`).
+        let link = match inner.link {
+            InnerLink::Ip(4) => Link::RawV4,
+            InnerLink::Ip(6) => Link::RawV6,
+            InnerLink::Ip(_) => Link::Raw,
+            InnerLink::Ethernet => Link::Ethernet,
+        };
+        let (seen, nested) =
+            match parse_frame(link, self.verify, outer.ts_us, inner.wire_len, inner.bytes) {
+                Parsed::Seen(seen) => (seen, None),
+                Parsed::Tunnel(seen, at) => (seen, Some(at)),
+                Parsed::Frag(_) => return self.tracker.drop(Drop::TunnelInnerFragment, 1),
+                Parsed::Drop(d) => return self.tracker.drop(d.inner(), 1),
+            };
+        self.tracker.stats.decapsulated += 1;
+        self.tracker.set_parent(Some(&uid));
+        self.account(&seen, sink);
+        self.tracker.set_parent(None);
+        self.tracker.add_parent(&uid);
+        if let Some(at) = nested {
+            let (bytes, len) = transport_at(&seen, inner.bytes, at);
+            self.decapsulate(&seen, bytes, len, depth + 1, sink);
         }
     }
 
@@ -153,7 +263,19 @@ impl Reader {
                             csum_bad: false,
                             fragments: if self.frag_counting { a.fragments } else { 0 },
                         };
-                        self.submit(seen, sink);
+                        if !tunnel::is_candidate(a.proto, &l4) {
+                            return self.submit(seen, sink);
+                        }
+                        match &a.data {
+                            Some(data) => self.tunnel(&seen, data, a.l4_len, sink),
+                            None => {
+                                self.drain(sink);
+                                self.account(&seen, sink);
+                                if self.tracker.latest_uid().is_some() {
+                                    self.tracker.drop(Drop::TunnelNotReassembled, 1);
+                                }
+                            }
+                        }
                     }
                     Err(d) => self.tracker.drop(d, n),
                 }
@@ -328,12 +450,20 @@ impl Reader {
     /// The `-s` statistics line.
     pub(crate) fn print_stats(&self) {
         let s = &self.tracker.stats;
-        let dropped: u64 = s.drops.iter().sum();
+        // Tunnel reasons are inner packets whose outer packet is in a connection.
+        let (mut dropped, mut tunnel_errors) = (0, 0);
+        for d in Drop::ALL {
+            match d.is_tunnel() {
+                true => tunnel_errors += s.drops[d as usize],
+                false => dropped += s.drops[d as usize],
+            }
+        }
         eprintln!(
             "ipclog: capture stats: packets={} flows_open={} flows_open_max={} flows_total={} \
              segments={} segments_max={} segments_not_tracked={} fragments_held={} \
              dropped={dropped} session_limit_drops={} timed_out={} with_retrans={} \
-             with_syn_retrans={} with_rst={} with_long_delay={} with_frag={} with_long_conn={}",
+             with_syn_retrans={} with_rst={} with_long_delay={} with_frag={} with_long_conn={} \
+             decapsulated={} tunnel_errors={tunnel_errors}",
             self.progress.packets,
             self.tracker.open_flows(),
             s.flows_open_max,
@@ -350,6 +480,7 @@ impl Reader {
             s.with_anomaly[3],
             s.with_anomaly[4],
             s.with_anomaly[5],
+            s.decapsulated,
         );
     }
 }

@@ -18,8 +18,12 @@ pub struct CaptureSummary {
     /// reasons). Includes `damaged_record` (file records libpcap could not read) and, live,
     /// `kernel_drop` (packets the kernel dropped before libpcap saw them).
     pub dropped: Vec<(String, u64)>,
-    /// Packets (or reassembled datagrams) counted into connections.
+    /// Packets (or reassembled datagrams) counted into connections, inner packets of tunnels
+    /// included.
     pub packets_in_flows: u64,
+    /// Inner packets taken out of tunnels and handed to the flow table (each counted in a
+    /// connection or dropped, besides the outer packet that carried it).
+    pub decapsulated: u64,
     /// Fragments folded into a datagram beyond its first.
     pub fragments_merged: u64,
     /// Packets with a bad IP/TCP/UDP checksum while checksums are verified (also among the
@@ -47,11 +51,15 @@ pub struct CaptureSummary {
 }
 
 impl CaptureSummary {
-    /// Packets dropped for any reason (not counting `kernel_drop`, never read by us).
+    /// Packets dropped for any reason (not counting `kernel_drop`, never read by us, nor the
+    /// `tunnel_*` reasons: those are inner packets whose outer packet is in a connection).
+    /// Packets read = packets in connections - decapsulated + fragments merged + this.
     pub fn dropped_packets(&self) -> u64 {
         self.dropped
             .iter()
-            .filter(|(k, _)| k != "kernel_drop" && k != "damaged_record")
+            .filter(|(k, _)| {
+                k != "kernel_drop" && k != "damaged_record" && !k.starts_with("tunnel_")
+            })
             .map(|(_, n)| n)
             .sum()
     }
@@ -62,6 +70,12 @@ impl CaptureSummary {
             "capture: {} packets, {} connections, {} packets in connections, {} fragments merged",
             self.packets, self.flows, self.packets_in_flows, self.fragments_merged
         );
+        if self.decapsulated > 0 {
+            s.push_str(&format!(
+                ", {} packets decapsulated from tunnels",
+                self.decapsulated
+            ));
+        }
         if self.dropped.is_empty() {
             s.push_str(", dropped none");
         } else {
@@ -147,6 +161,7 @@ impl CaptureSummary {
             flows: s.flows_total,
             dropped,
             packets_in_flows: s.in_flows,
+            decapsulated: s.decapsulated,
             fragments_merged: s.frags_merged,
             bad_checksum: s.drops[Drop::BadIpChecksum as usize]
                 + s.drops[Drop::BadChecksum as usize],

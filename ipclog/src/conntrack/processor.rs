@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use shared::sink::{EventSink, RunInfo};
-use shared::{ConnEvent, ConnState, Counters, Direction, EventKind, FlowTuple, Source, TcpState};
+use shared::{
+    ConnEvent, ConnState, Counters, Direction, EventKind, FlowTuple, IcmpTypeCode, Source, TcpState,
+};
 
 use super::ctnetlink::{CtMsg, MsgKind};
 use super::reader::{DumpReason, Msg, Shared};
@@ -55,6 +57,20 @@ struct Tracked {
     last_change_ns: u64,
     /// The generation of the last event or dump entry that showed it alive.
     touched: u64,
+    /// ICMP type and code (for a close the processor makes up itself).
+    icmp: Option<IcmpTypeCode>,
+}
+
+/// The ICMP type and code of the entry's original tuple (conntrack keeps the request's).
+fn icmp_of(m: &CtMsg) -> Option<IcmpTypeCode> {
+    let o = &m.orig;
+    if !shared::proto::is_icmp(o.proto) {
+        return None;
+    }
+    o.icmp_type.map(|kind| IcmpTypeCode {
+        kind,
+        code: o.icmp_code.unwrap_or(0),
+    })
 }
 
 /// Builds the event for a conntrack entry: tuples, interface names, direction, mark, zone,
@@ -97,6 +113,7 @@ pub fn base_event(kind: EventKind, m: &CtMsg, ts_ns: u64, addrs: &AddrMap) -> Co
     }
     ev.kernel_start = m.ts_start.map(ns_to_dt);
     ev.kernel_stop = m.ts_stop.map(ns_to_dt);
+    ev.icmp = icmp_of(m);
     ev
 }
 
@@ -221,6 +238,7 @@ impl<'s> Processor<'s> {
                 state,
                 last_change_ns: at,
                 touched: self.generation,
+                icmp: icmp_of(m),
             },
         );
     }
@@ -270,6 +288,7 @@ impl<'s> Processor<'s> {
                             state,
                             last_change_ns: ts,
                             touched: self.generation,
+                            icmp: icmp_of(&m),
                         },
                     );
                 } else {
@@ -400,6 +419,7 @@ impl<'s> Processor<'s> {
         ev.dst_iface = self.addrs.get(&dst).cloned();
         ev.state = t.state;
         ev.duration = Some(now.saturating_sub(t.open_ns) as f64 / 1e9);
+        ev.icmp = t.icmp;
         ev
     }
 
@@ -668,6 +688,54 @@ mod tests {
                 "resync: 1 connections in the table, 1 closed while events were lost"
             ]
         );
+    }
+
+    /// ICMP entries carry conntrack's type and code (Zeek's id.orig_p/id.resp_p in JSON,
+    /// `icmp=` in the log), in every event, a close made up by a resync included.
+    #[test]
+    fn icmp_type_and_code_reach_every_event() {
+        let ping = |kind, id, icmp_id| {
+            let mut m = msg(kind, id, None, 0);
+            m.orig.proto = 1;
+            m.orig.sport = None;
+            m.orig.dport = None;
+            m.orig.icmp_id = Some(icmp_id);
+            m.orig.icmp_type = Some(8);
+            m.orig.icmp_code = Some(0);
+            m.reply = None;
+            m
+        };
+        let (sink, _) = feed(vec![
+            event(ping(MsgKind::New, 1, 77)),
+            event(ping(MsgKind::Destroy, 1, 77)),
+            event(ping(MsgKind::New, 2, 78)),
+            Msg::Lost(1),
+            Msg::DumpBegin(DumpReason::Resync),
+            Msg::DumpEnd(DumpReason::Resync, Ok(0)),
+        ]);
+        let kinds: Vec<(EventKind, u64)> =
+            sink.events.iter().map(|e| (e.kind, e.conn_id)).collect();
+        assert_eq!(
+            kinds,
+            [
+                (EventKind::Open, 1),
+                (EventKind::Close, 1),
+                (EventKind::Open, 2),
+                (EventKind::Close, 2),
+            ]
+        );
+        for e in &sink.events {
+            assert_eq!(e.icmp, Some(IcmpTypeCode { kind: 8, code: 0 }), "{e:?}");
+            let j = shared::json::event_json(e);
+            assert_eq!((&j["id.orig_p"], &j["id.resp_p"]), (&8.into(), &0.into()));
+            let mut line = String::new();
+            shared::logfmt::write_event(e, Default::default(), &mut line);
+            assert!(line.contains(" icmp=8/0"), "{line}");
+        }
+        // Not ICMP: no icmp field, ports as they are.
+        let (sink, _) = feed(vec![event(udp(MsgKind::New, 3, 1003))]);
+        assert_eq!(sink.events[0].icmp, None);
+        assert_eq!(shared::json::event_json(&sink.events[0])["id.orig_p"], 1003);
     }
 
     /// Losses are program messages, and the running total is told to the sink (the runs

@@ -270,7 +270,12 @@ fn push_value(v: Value<'_>, out: &mut String) {
         Value::Time(t) => write_epoch(t, out),
         Value::Flag(b) => out.push(if b { '1' } else { '0' }),
         Value::Word(w) => out.push_str(w),
-        Value::Text(t) => push_field(t, out),
+        Value::Text(t) | Value::List(t) => push_field(t, out),
+        Value::Pair(a, b) => {
+            push_u64(out, a.into());
+            out.push('/');
+            push_u64(out, b.into());
+        }
         Value::Char(c) => out.push(c),
         Value::Addr(a) => push_addr(out, a),
         Value::AddrPort(a, p) => write_addr_port(out, a, p),

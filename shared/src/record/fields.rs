@@ -3,6 +3,7 @@
 
 use super::{Bind, Field, LogRule, Set, Value};
 use crate::event::{Anomalies, Counters, EventKind};
+use crate::proto::icmp_counterpart;
 
 use Value::*;
 
@@ -43,9 +44,7 @@ pub const FIELDS: &[Field] = &[
     Field::new("orig_h", |e| Addr(e.orig.src))
         .sql("TEXT NOT NULL", Set::Open)
         .json_as("id.orig_h"),
-    Field::new("orig_p", |e| Value::count_or_null(e.orig.sport))
-        .sql("INTEGER", Set::Open)
-        .json_as("id.orig_p"),
+    Field::new("orig_p", |e| Value::count_or_null(e.orig.sport)).sql("INTEGER", Set::Open),
     Field::new("resp_h", |e| Addr(e.orig.dst)).sql("TEXT NOT NULL", Set::Open),
     Field::new("resp_p", |e| Value::count_or_null(e.orig.dport)).sql("INTEGER", Set::Open),
     Field::new("reply_src", |e| e.reply.map_or(Null, |r| Addr(r.src))).sql("TEXT", Set::Open),
@@ -70,9 +69,7 @@ pub const FIELDS: &[Field] = &[
         Set::Open,
         Bind::Coalesce(&["dst_iface", "reply_src", "resp_h"]),
     ),
-    Field::new("dport", |e| Value::count_or_null(e.shown_dport()))
-        .sql("INTEGER", Set::Open)
-        .json_as("id.resp_p"),
+    Field::new("dport", |e| Value::count_or_null(e.shown_dport())).sql("INTEGER", Set::Open),
     Field::new("src_iface", |e| {
         Value::text_or_absent(e.src_iface.as_deref())
     })
@@ -216,4 +213,24 @@ pub const FIELDS: &[Field] = &[
     Field::new("event", |e| Word(e.kind.as_str())).json(),
     Field::new("proto_num", |e| Count(e.proto.into())).json(),
     Field::new("shown_dst", |e| Addr(e.shown_dst())).json_as("id.resp_h"),
+    // Zeek's ports: for ICMP the type, and the counterpart type or the code.
+    Field::new("zeek_orig_p", |e| match e.icmp {
+        Some(i) => Count(i.kind.into()),
+        None => Value::count_or_null(e.orig.sport),
+    })
+    .json_as("id.orig_p"),
+    Field::new("zeek_resp_p", |e| match e.icmp {
+        Some(i) => Count(icmp_counterpart(e.proto, i.kind, i.code).0.into()),
+        None => Value::count_or_null(e.shown_dport()),
+    })
+    .json_as("id.resp_p"),
+    Field::new("tunnel_parents", |e| {
+        e.tunnel_parents.as_deref().map_or(Absent, List)
+    })
+    .sql("TEXT", Set::OpenKeep)
+    .json()
+    .log(25),
+    Field::new("icmp", |e| e.icmp.map_or(Absent, |i| Pair(i.kind, i.code)))
+        .sql("TEXT", Set::Open)
+        .log(26),
 ];

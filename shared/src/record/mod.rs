@@ -56,6 +56,11 @@ pub enum Value<'a> {
     AddrPort(IpAddr, Option<u16>),
     /// An IP protocol: its name in JSON (the number where it has none), the number elsewhere.
     Proto(u8),
+    /// Foreign text that is a set of comma-separated items (Zeek's `set[string]`, e.g.
+    /// `tunnel_parents`): a JSON array, otherwise as [`Value::Text`].
+    List(&'a str),
+    /// Two numbers written `a/b` (an ICMP type and code, as ipmon shows them).
+    Pair(u8, u8),
 }
 
 impl Value<'_> {

@@ -1,7 +1,8 @@
 //! One connection in the flow table: who is the originator, both endpoints, the history
 //! letters and the anomalies, from its first packet to the event that reports it closed.
 
-use shared::event::{Anomalies, ConnState, FlowTuple};
+use shared::event::{Anomalies, ConnState, FlowTuple, IcmpTypeCode};
+use shared::proto::is_icmp;
 
 use super::endpoint::{Endpoint, Ep};
 use super::history::{History, Once, Repeat};
@@ -43,7 +44,15 @@ pub(super) struct Flow {
     /// The time of the flow's entry in the tracker's timer queue ([`NEVER`]: none); entries
     /// at other times are stale.
     pub(super) queued_at: i64,
+    /// The uids of the tunnel connections this one was seen in (Zeek's `tunnel_parents`
+    /// set), comma-separated.
+    pub(super) parent: Option<Box<str>>,
+    /// ICMP: the originator's first message's type and code.
+    pub(super) icmp: Option<IcmpTypeCode>,
 }
+
+/// Tunnel parents a connection keeps (a flow seen in more tunnels keeps the first ones).
+const MAX_PARENTS: usize = 4;
 
 /// A timer that is not armed.
 pub(super) const NEVER: i64 = i64::MAX;
@@ -78,7 +87,14 @@ impl Flow {
     /// marked `^` as Zeek does.
     pub(super) fn new(id: u64, key: Key, swapped: bool, s: &Seen) -> Flow {
         let flip = s.proto == TCP && s.l4.flags & (SYN | ACK) == SYN | ACK;
-        let orig = if flip {
+        let icmp = (is_icmp(s.proto) && s.l4.sport.is_some()).then(|| IcmpTypeCode {
+            kind: s.l4.sport.unwrap_or(0) as u8,
+            code: s.l4.flags,
+        });
+        let orig = if icmp.is_some() {
+            // ICMP has no ports: the type and code are keys of the flow, not its tuple.
+            FlowTuple::new(s.src, s.dst, None, None)
+        } else if flip {
             FlowTuple::new(s.dst, s.src, s.l4.dport, s.l4.sport)
         } else {
             FlowTuple::new(s.src, s.dst, s.l4.sport, s.l4.dport)
@@ -106,6 +122,8 @@ impl Flow {
             partial_at: NEVER,
             expire_at: NEVER,
             queued_at: NEVER,
+            parent: None,
+            icmp,
         }
     }
 
@@ -230,6 +248,18 @@ impl Flow {
     #[inline]
     pub(super) fn repeat(&mut self, d: usize, what: Repeat) {
         self.ep[d].repeats.count(what, d, &mut self.hist);
+    }
+
+    /// Adds a tunnel connection's uid to the parents, unless it is there or there are
+    /// [`MAX_PARENTS`] already.
+    pub(super) fn add_parent(&mut self, uid: &str) {
+        let new = match self.parent.as_deref() {
+            None => uid.to_string(),
+            Some(p) if p.split(',').any(|u| u == uid) => return,
+            Some(p) if p.split(',').count() >= MAX_PARENTS => return,
+            Some(p) => format!("{p},{uid}"),
+        };
+        self.parent = Some(new.into());
     }
 
     pub(super) fn is_tcp(&self) -> bool {

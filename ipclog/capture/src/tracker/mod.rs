@@ -122,6 +122,9 @@ pub struct Stats {
     pub segments_max: u64,
     /// Connections closed because they were idle past their inactivity timeout.
     pub timed_out: u64,
+    /// Inner packets taken out of tunnels and handed to the flow table (each then counted in
+    /// `in_flows` or as dropped, like the outer packet that carried it).
+    pub decapsulated: u64,
     /// Connections (closed so far) with each anomaly, in `Anomalies::entries` order.
     pub with_anomaly: [u64; 6],
 }

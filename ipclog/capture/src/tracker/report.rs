@@ -46,6 +46,22 @@ impl Flow {
         }
         let u = ev.uid.get_or_insert_with(String::new);
         make_uid(u, self.id, self.first_us, &self.key);
+        match &self.parent {
+            Some(p) => {
+                let s = ev.tunnel_parents.get_or_insert_with(String::new);
+                s.clear();
+                s.push_str(p);
+            }
+            None => ev.tunnel_parents = None,
+        }
+        ev.icmp = self.icmp;
+    }
+
+    /// This connection's uid (as its events carry it).
+    pub(super) fn uid(&self) -> String {
+        let mut u = String::new();
+        make_uid(&mut u, self.id, self.first_us, &self.key);
+        u
     }
 
     /// The TCP state in conntrack's terms, for the log's flag letter.

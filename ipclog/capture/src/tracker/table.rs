@@ -54,6 +54,10 @@ pub struct Tracker {
     open_pkts: u64,
     /// The event handed to sinks, reused so that emitting allocates nothing.
     scratch: ConnEvent,
+    /// The flow the latest packet was accounted to (`None`: it was dropped).
+    latest: Option<u32>,
+    /// The tunnel uid a flow created now records as its parent.
+    parent: Option<Box<str>>,
 }
 
 impl Tracker {
@@ -72,6 +76,8 @@ impl Tracker {
             next_sweep_us: i64::MIN,
             offload_said: false,
             open_pkts: 0,
+            latest: None,
+            parent: None,
             scratch: ConnEvent::new(
                 EventKind::Open,
                 DateTime::default(),
@@ -191,11 +197,13 @@ impl Tracker {
             None => {
                 if self.table.len() >= self.opts.session_limit {
                     self.drop(Drop::SessionLimit, 1);
+                    self.latest = None;
                     return;
                 }
                 self.create(key, hash, swapped, s)
             }
         };
+        self.latest = Some(i);
         let f = self.slab[i as usize].as_mut().expect("live flow");
         let d = if swapped == f.orig_swapped { 0 } else { 1 };
         self.stats.dir_pkts[d] += 1;
@@ -349,8 +357,33 @@ impl Tracker {
         );
     }
 
+    /// The uid of the flow the latest packet was accounted to, `None` when it was dropped.
+    pub fn latest_uid(&self) -> Option<String> {
+        let f = self.slab.get(self.latest? as usize)?.as_ref()?;
+        Some(f.uid())
+    }
+
+    /// Sets the tunnel uid that flows created from now on record as their parent.
+    pub fn set_parent(&mut self, uid: Option<&str>) {
+        self.parent = uid.map(Box::from);
+    }
+
+    /// Adds `uid` to the tunnel parents of the flow the latest packet was accounted to: as
+    /// Zeek's set, it grows when a connection is seen in another tunnel (VXLAN's two
+    /// directions are two UDP flows).
+    pub fn add_parent(&mut self, uid: &str) {
+        if let Some(f) = self
+            .latest
+            .and_then(|i| self.slab.get_mut(i as usize))
+            .and_then(Option::as_mut)
+        {
+            f.add_parent(uid);
+        }
+    }
+
     fn create(&mut self, key: Key, hash: u64, swapped: bool, s: &Seen) -> u32 {
-        let f = Flow::new(self.next_id, key, swapped, s);
+        let mut f = Flow::new(self.next_id, key, swapped, s);
+        f.parent.clone_from(&self.parent);
         self.next_id += 1;
         let i = match self.free.pop() {
             Some(i) => {

@@ -18,6 +18,7 @@ pub mod checksum;
 mod ip;
 mod l4;
 mod link;
+pub mod tunnel;
 
 pub use ip::{fragment, parse_ip, Frag, FragInfo, IpPacket, IpRepr};
 pub use l4::{l4_checksum_bad, parse_l4, TcpRepr, UdpRepr, ACK, FIN, L4, PSH, RST, SYN};
@@ -55,9 +56,26 @@ pub enum Drop {
     /// A bad TCP/UDP checksum while checksums are verified: the packet only adds `C`/`c` to
     /// its connection's history and is not counted in it.
     BadChecksum,
+    // Tunnels: the outer packet is counted in its connection, its inner packet here.
+    /// The encapsulation header is invalid (version, flags, lengths).
+    TunnelBadHeader,
+    /// The capture ends inside the encapsulation header or the inner packet's headers.
+    TunnelTruncated,
+    /// The inner packet's headers are invalid (IP header, lengths).
+    TunnelBadInner,
+    /// The inner Ethernet frame is not IP (ARP, ...).
+    TunnelNonIp,
+    /// A payload we do not decapsulate (GRE routing, MPLS, ERSPAN, PPP control, ...).
+    TunnelUnsupported,
+    /// The inner packet is an IP fragment (inner fragments are not reassembled).
+    TunnelInnerFragment,
+    /// Tunnels nested deeper than [`tunnel::MAX_DEPTH`]: the innermost is not opened.
+    TunnelTooDeep,
+    /// A fragmented tunnel datagram whose payload was not kept (reassembly memory full).
+    TunnelNotReassembled,
 }
 
-pub const DROP_REASONS: usize = 13;
+pub const DROP_REASONS: usize = 21;
 
 impl Drop {
     pub const ALL: [Drop; DROP_REASONS] = [
@@ -74,6 +92,14 @@ impl Drop {
         Drop::SessionLimit,
         Drop::BadIpChecksum,
         Drop::BadChecksum,
+        Drop::TunnelBadHeader,
+        Drop::TunnelTruncated,
+        Drop::TunnelBadInner,
+        Drop::TunnelNonIp,
+        Drop::TunnelUnsupported,
+        Drop::TunnelInnerFragment,
+        Drop::TunnelTooDeep,
+        Drop::TunnelNotReassembled,
     ];
 
     pub fn name(self) -> &'static str {
@@ -91,6 +117,29 @@ impl Drop {
             Drop::SessionLimit => "session_limit",
             Drop::BadIpChecksum => "bad_ip_checksum",
             Drop::BadChecksum => "bad_checksum",
+            Drop::TunnelBadHeader => "tunnel_bad_header",
+            Drop::TunnelTruncated => "tunnel_truncated",
+            Drop::TunnelBadInner => "tunnel_bad_inner",
+            Drop::TunnelNonIp => "tunnel_non_ip",
+            Drop::TunnelUnsupported => "tunnel_unsupported",
+            Drop::TunnelInnerFragment => "tunnel_inner_fragment",
+            Drop::TunnelTooDeep => "tunnel_too_deep",
+            Drop::TunnelNotReassembled => "tunnel_not_reassembled",
+        }
+    }
+
+    /// Whether this is about a tunnel's inner packet (its outer packet is in a connection).
+    pub fn is_tunnel(self) -> bool {
+        self.name().starts_with("tunnel_")
+    }
+
+    /// What an inner packet's parse error is, as a tunnel reason.
+    pub fn inner(self) -> Drop {
+        match self {
+            Drop::TruncatedLink | Drop::TruncatedIp | Drop::TruncatedL4 => Drop::TunnelTruncated,
+            Drop::NonIp => Drop::TunnelNonIp,
+            d if d.is_tunnel() => d,
+            _ => Drop::TunnelBadInner,
         }
     }
 }
