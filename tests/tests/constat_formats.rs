@@ -329,3 +329,54 @@ fn html_is_one_self_contained_page_with_tables_and_charts() {
         );
     }
 }
+
+#[test]
+fn per_day_prints_one_json_object_per_day_and_one_csv_header() {
+    let e = Env::new("fmt-perday");
+    let log = e.write(
+        "ipclog.log",
+        "\
+O 2004-08-05-10:00:00 tcp 10.0.0.1 10.0.0.2 1000 22 e -
+O 2004-08-06-10:00:00 tcp 10.0.0.1 10.0.0.2 1001 22 e -
+O 2004-08-06-11:00:00 udp 10.0.0.1 10.0.0.3 1002 53 e -
+",
+    );
+    let args = [
+        "-f",
+        s(&log),
+        "--from",
+        "2004-08-05",
+        "--to",
+        "2004-08-07",
+        "--per-day",
+        "-n",
+    ];
+    let mut a = args.to_vec();
+    a.extend(["--format", "json"]);
+    let o = e.run(&a);
+    assert!(o.status.success(), "{o:?}");
+    let days: Vec<serde_json::Value> = out(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    assert_eq!(days.len(), 3);
+    let n: Vec<u64> = days
+        .iter()
+        .map(|d| d["total"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(n, [1, 2, 0]);
+    assert_eq!(days[1]["from"], "2004-08-06");
+    let mut a = args.to_vec();
+    a.extend(["--format", "csv"]);
+    let o = e.run(&a);
+    let text = out(&o);
+    assert_eq!(text.matches("from,to,src").count(), 1, "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("2004-08-06,2004-08-06,"),
+        "{text}"
+    );
+}
