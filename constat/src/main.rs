@@ -10,6 +10,7 @@
 
 mod db;
 mod packets;
+mod pg;
 mod render;
 mod scan;
 
@@ -126,6 +127,11 @@ struct Args {
     /// owned the connection (ipclog --proc's comm)
     #[arg(long, value_enum, default_value = "conn")]
     by: By,
+
+    /// With a PostgreSQL history (-f postgresql://...): report this logger's connections only
+    /// (ipclog --host-name) [default: every logger's]
+    #[arg(long = "host-name", value_name = "NAME")]
+    host_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -325,6 +331,10 @@ fn resolve_unnamed(scan: &Scan, lookup: &Lookup, cache: &mut NameCache) {
 }
 
 fn read_input(args: &Args, day: Option<NaiveDate>, scan: &mut Scan) -> Result<(), Failure> {
+    if let Some(url) = args.file.to_str().filter(|f| store::pg::is_url(f)) {
+        let host = args.host_name.as_deref();
+        return pg::scan_pg(url, host, day, scan, args.verbose).map_err(|m| (2, m));
+    }
     let stdin = args.file.as_os_str() == "-";
     let shown = if stdin {
         "<stdin>".to_string()

@@ -44,7 +44,7 @@ pub fn shown(url: &str) -> String {
 }
 
 /// The error and its causes on one line.
-fn describe(e: &postgres::Error) -> String {
+pub fn describe(e: &postgres::Error) -> String {
     use std::error::Error;
     let mut s = e.to_string();
     let mut src = e.source();
@@ -267,9 +267,13 @@ pub fn row_change(run: i64, row_key: u64, ev: &ConnEvent) -> Vec<u8> {
                 Bind::Own(get) => get(ev),
                 _ => (f.get)(ev),
             };
-            // What only later events set is NULL after an open, as in the SQLite writer.
+            // What only later events set has the column's default after an open, as the
+            // SQLite writer's INSERT leaves it.
             let v = match (ev.kind, c.set.at_open()) {
-                (EventKind::Open, false) => Value::Null,
+                (EventKind::Open, false) => match default_of(c.decl) {
+                    Some(n) => Value::Count(n),
+                    None => Value::Null,
+                },
                 _ => v,
             };
             let j = match (c.bind, v) {
@@ -315,12 +319,33 @@ pub fn row_change(run: i64, row_key: u64, ev: &ConnEvent) -> Vec<u8> {
     serde_json::to_vec(&J::Array(vals)).expect("JSON of plain values")
 }
 
+/// Why row changes were not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// A spooled change that is not one of this version's.
+    Data(String),
+    /// The server's (or the connection's) error.
+    Db(postgres::Error),
+}
+
+impl From<postgres::Error> for ApplyError {
+    fn from(e: postgres::Error) -> Self {
+        ApplyError::Db(e)
+    }
+}
+
+/// A column's `DEFAULT n`, if it has one.
+fn default_of(decl: &str) -> Option<u64> {
+    let (_, rest) = decl.split_once("DEFAULT ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 /// Rows per upsert statement.
 const ROWS: usize = 200;
 
 /// Applies row changes in order, in one transaction, many rows per statement (a statement
 /// holds each row once: a second change of a row starts the next statement).
-pub fn apply(client: &mut Client, host: &str, changes: &[Vec<u8>]) -> Result<(), String> {
+pub fn apply(client: &mut Client, host: &str, changes: &[Vec<u8>]) -> Result<(), ApplyError> {
     let names = column_names();
     let kinds: Vec<Kind> = COLUMNS
         .iter()
@@ -330,10 +355,14 @@ pub fn apply(client: &mut Client, host: &str, changes: &[Vec<u8>]) -> Result<(),
     for c in changes {
         match serde_json::from_slice::<serde_json::Value>(c) {
             Ok(serde_json::Value::Array(a)) if a.len() == names.len() + 2 => rows.push(a),
-            _ => return Err("a spooled row change is not one of this version's".into()),
+            _ => {
+                return Err(ApplyError::Data(
+                    "a spooled row change is not one of this version's".into(),
+                ))
+            }
         }
     }
-    let mut tx = client.transaction().map_err(|e| describe(&e))?;
+    let mut tx = client.transaction()?;
     let mut i = 0;
     while i < rows.len() {
         let mut seen = std::collections::HashSet::new();
@@ -363,10 +392,10 @@ pub fn apply(client: &mut Client, host: &str, changes: &[Vec<u8>]) -> Result<(),
             }
         }
         let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| &**b).collect();
-        tx.execute(&sql, &refs).map_err(|e| describe(&e))?;
+        tx.execute(&sql, &refs)?;
         i = end;
     }
-    tx.commit().map_err(|e| describe(&e))
+    Ok(tx.commit()?)
 }
 
 /// The upsert of `n` rows: a new row takes every value; an existing one what a later event

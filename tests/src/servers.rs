@@ -331,6 +331,20 @@ impl Postgres {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// As [`Postgres::psql`], `None` when psql fails (a table not created yet).
+    pub fn try_psql(&self, db: &str, sql: &str) -> Option<String> {
+        let out = Command::new(self.bin.join("psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(&self.sock)
+            .args(["-U", "postgres", "-d", db, "-c", sql])
+            .stderr(Stdio::null())
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     pub fn create_db(&self, db: &str) {
         self.psql("postgres", &format!("CREATE DATABASE {db}"));
     }

@@ -24,7 +24,7 @@ use rustc_hash::FxHashMap;
 use shared::event::epoch_secs;
 use shared::{ConnEvent, ConnKey, ConnState, Counters, EventKind, TcpState};
 
-use super::remote::{Item, Remote};
+use super::remote::{Failure, Item, Remote};
 
 /// The transport the collector listens on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -475,14 +475,14 @@ impl Remote for Exporter {
         self.connect_now()
     }
 
-    fn send(&mut self, items: &[Item]) -> Result<(), String> {
+    fn send(&mut self, items: &[Item]) -> Result<(), Failure> {
         if let Conn::Tcp(s) = &self.conn {
             // A collector that closed the connection sends nothing before (IPFIX over TCP is
             // one way), so an end of stream here means it is gone: what would be written now
             // would vanish in the socket's buffer without an error.
             if peer_closed(s) {
                 self.conn = Conn::None;
-                return Err("the collector closed the connection".into());
+                return Err(Failure::Down("the collector closed the connection".into()));
             }
         }
         let seq = self.seq;
@@ -499,7 +499,7 @@ impl Remote for Exporter {
             self.seq = seq;
             self.templates_sent = sent;
             self.conn = Conn::None;
-            format!("cannot send: {e}")
+            Failure::Down(format!("cannot send: {e}"))
         })
     }
 }

@@ -8,7 +8,7 @@ use postgres::Client;
 use shared::sink::{RunEnd, RunInfo};
 use shared::{ConnEvent, ConnKey, EventKind};
 
-use super::remote::{Item, Remote};
+use super::remote::{Failure, Item, Remote};
 
 pub struct PgHistory {
     url: String,
@@ -91,15 +91,31 @@ impl Remote for PgHistory {
         Ok(())
     }
 
-    fn send(&mut self, items: &[Item]) -> Result<(), String> {
+    fn send(&mut self, items: &[Item]) -> Result<(), Failure> {
         let host = self.host.clone();
-        let r = store::pg::apply(self.client()?, &host, items);
-        if r.is_err() {
-            // A broken connection is made anew; a refused batch as well (cheap, and it
-            // clears an aborted transaction).
-            self.client = None;
+        let client = self.client().map_err(Failure::Down)?;
+        match store::pg::apply(client, &host, items) {
+            Ok(()) => Ok(()),
+            Err(store::pg::ApplyError::Data(e)) => Err(Failure::Rejected(e)),
+            Err(store::pg::ApplyError::Db(e)) => {
+                let shown = store::pg::describe(&e);
+                // The server answered: a refusal of these rows, unless it is going away or
+                // out of resources (SQLSTATE classes 08, 53, 57).
+                let down = match e.as_db_error() {
+                    None => true,
+                    Some(db) => {
+                        let class = &db.code().code()[..2];
+                        matches!(class, "08" | "53" | "57")
+                    }
+                };
+                if down || self.client.as_ref().is_none_or(|c| c.is_closed()) {
+                    self.client = None;
+                    Err(Failure::Down(shown))
+                } else {
+                    Err(Failure::Rejected(shown))
+                }
+            }
         }
-        r
     }
 
     fn update_run(&mut self, errors: u64, lost: u64, dropped: u64) {

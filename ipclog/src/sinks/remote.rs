@@ -37,8 +37,8 @@ pub trait Remote: Send + 'static {
     fn encode(&mut self, ev: &ConnEvent, out: &mut Vec<Item>);
     /// Connects again after a failure.
     fn connect(&mut self) -> Result<(), String>;
-    /// Sends `items` in order: all of them, or an error (and then it counts as down).
-    fn send(&mut self, items: &[Item]) -> Result<(), String>;
+    /// Sends `items` in order: all of them, or none and why.
+    fn send(&mut self, items: &[Item]) -> Result<(), Failure>;
     /// Keeps the run's figures where the other end keeps runs (PostgreSQL), every second or
     /// so while it is up.
     fn update_run(&mut self, _errors: u64, _lost: u64, _dropped: u64) {}
@@ -46,6 +46,17 @@ pub trait Remote: Send + 'static {
     fn finish(&mut self, _end: &RunEnd, _errors: u64, _dropped: u64) -> Result<(), String> {
         Ok(())
     }
+}
+
+/// Why a send failed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The other end is down, unreachable or too slow: the items wait in the spool.
+    Down(String),
+    /// It is up and refused these items (a constraint, a bad value): sending them again would
+    /// fail again, so they are dropped and counted, as the SQLite writer drops a batch that
+    /// keeps failing.
+    Rejected(String),
 }
 
 /// Where items wait while the other end is down: memory, or an SQLite file that outlives the
@@ -505,16 +516,26 @@ impl Thread {
                     break;
                 }
             };
-            match self.remote.send(&chunk) {
+            let sent = match self.remote.send(&chunk) {
                 Ok(()) => {
                     self.c.sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                    if let Err(e) = self.spool.pop(chunk.len(), last) {
-                        self.c.errors.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("ipclog: {}: {e}", self.shown);
-                        break;
-                    }
+                    true
                 }
-                Err(e) => self.failed(&e, true),
+                Err(Failure::Rejected(e)) => {
+                    self.rejected(&e, chunk.len());
+                    true
+                }
+                Err(Failure::Down(e)) => {
+                    self.failed(&e, true);
+                    false
+                }
+            };
+            if sent {
+                if let Err(e) = self.spool.pop(chunk.len(), last) {
+                    self.c.errors.fetch_add(1, Ordering::Relaxed);
+                    eprintln!("ipclog: {}: {e}", self.shown);
+                    break;
+                }
             }
         }
         if items.is_empty() {
@@ -527,7 +548,11 @@ impl Thread {
                     self.c.sent.fetch_add(items.len() as u64, Ordering::Relaxed);
                     items.clear();
                 }
-                Err(e) => self.failed(&e, true),
+                Err(Failure::Rejected(e)) => {
+                    self.rejected(&e, items.len());
+                    items.clear();
+                }
+                Err(Failure::Down(e)) => self.failed(&e, true),
             }
         }
         if !items.is_empty() {
@@ -546,6 +571,17 @@ impl Thread {
             items.clear();
         }
         self.c.spooled.store(self.spool.len(), Ordering::Relaxed);
+    }
+
+    /// The other end refused `n` items: dropped, counted, said.
+    fn rejected(&mut self, e: &str, n: usize) {
+        self.c.errors.fetch_add(1, Ordering::Relaxed);
+        self.c.dropped.fetch_add(n as u64, Ordering::Relaxed);
+        eprintln!(
+            "ipclog: {}: {n} events refused, dropped: {}",
+            self.shown,
+            shared::text::escaped(e)
+        );
     }
 
     /// A send or a reconnection failed: down until the next try, which comes later each time.
