@@ -281,3 +281,98 @@ fn an_outage_of_the_server_is_spooled_and_forwarded_in_order_when_it_is_back() {
         "{err}"
     );
 }
+
+#[test]
+fn beyond_the_spool_events_are_dropped_and_counted_and_the_end_waits_only_the_flush_timeout() {
+    if need_postgres().is_some() {
+        return;
+    }
+    let d = scratch("pg-bound");
+    let mut pg = Postgres::start(&d);
+    pg.create_db("hist");
+    let url = pg.url("hist");
+    let log = d.join("a.log");
+    let spool = d.join("spool.db");
+    let mut child = Command::new(bin("ipclog"))
+        .args(["-r", "-", "-f", log.to_str().unwrap(), "--db", &url])
+        .args(["--spool", spool.to_str().unwrap(), "--spool-max", "50"])
+        .args(["--flush-timeout", "2"])
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let link = Link::Ethernet(vec![]);
+    // The header first: ipclog opens its outputs once its source is open.
+    stdin
+        .write_all(&pcapgen::pcap_bytes(link.linktype(), 65535, &[]))
+        .unwrap();
+    stdin.flush().unwrap();
+    let mut out = Vec::new();
+    let mut pk = Vec::new();
+    for i in 0..120u16 {
+        let c = format!("10.9.0.1:{}", 20000 + i);
+        pk.push((
+            T0 + i as i64 * MS,
+            pcapgen::udp(c.parse().unwrap(), "10.8.0.1:53".parse().unwrap(), b"q"),
+        ));
+    }
+    for (t, ip) in pk {
+        pcapgen::push_pcap_record(&mut out, 65535, &pcapgen::Record::new(t, link.frame(&ip)));
+    }
+    // The server goes away once the run has started (its runs row is written).
+    wait_for(Duration::from_secs(30), || {
+        pg.try_psql("hist", "SELECT count(*) FROM runs")
+            .filter(|n| n.trim() == "1")
+    })
+    .expect("run started");
+    pg.stop();
+    stdin.write_all(&out).unwrap();
+    drop(stdin);
+    let started = std::time::Instant::now();
+    let status =
+        wait_for(Duration::from_secs(30), || child.try_wait().unwrap()).expect("ipclog ends");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    // 120 opens and 120 closes: 50 spooled, 190 dropped.
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("190 events dropped"), "{err}");
+    assert!(
+        err.contains("still down after 2 s: 50 events left in the spool file"),
+        "{err}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let said: u64 = text
+        .lines()
+        .filter(|l| l.contains(" dropped ") && l.contains("(collector or PostgreSQL"))
+        .map(|l| {
+            l.split_whitespace()
+                .skip_while(|w| *w != "dropped")
+                .nth(1)
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(said, 190, "{text}");
+    // The next run forwards what the spool kept.
+    pg.restart();
+    let cap = d.join("empty.pcap");
+    pcapgen::write(&cap, &link, false, &[]).unwrap();
+    let (code, _, err) = run(
+        "ipclog",
+        &[
+            "-r",
+            cap.to_str().unwrap(),
+            "--db",
+            &url,
+            "--spool",
+            spool.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{err}");
+    let rows = pg.psql("hist", "SELECT count(*) FROM connections");
+    assert!(rows.trim().parse::<u64>().unwrap() > 0, "{rows}");
+}
