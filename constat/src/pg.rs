@@ -13,8 +13,14 @@ use store::schema::COLUMNS;
 
 use crate::scan::Scan;
 
-/// Removes the temporary history however the report ends.
-struct TempDb(PathBuf);
+/// A temporary SQLite copy of (part of) a PostgreSQL history, removed when dropped.
+pub struct TempDb(PathBuf);
+
+impl TempDb {
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
 
 impl Drop for TempDb {
     fn drop(&mut self) {
@@ -31,24 +37,37 @@ pub fn scan_pg(
     verbose: bool,
 ) -> Result<(), String> {
     let shown = store::pg::shown(url);
+    let temp = temp_history(url, host, day.map(|d| (d, d)))?;
+    crate::db::scan_db(temp.path(), day, scan, verbose).map_err(|e| {
+        // The temporary file's name means nothing to the user: the history's does.
+        e.replace(&temp.path().display().to_string(), &shown)
+    })
+}
+
+/// Copies the rows of logger `host` (or every logger) that opened within `days` (first and
+/// last, inclusive; all without) and every run of that logger into a private temporary
+/// SQLite history, for the readers of SQLite histories (the report, `constat query`).
+pub fn temp_history(
+    url: &str,
+    host: Option<&str>,
+    days: Option<(NaiveDate, NaiveDate)>,
+) -> Result<TempDb, String> {
+    let shown = store::pg::shown(url);
     let mut client = store::pg::connect(url)?;
     store::pg::check_schema(&mut client, &shown, false)?;
     let (file, path) = shared::outfile::create_temp(&std::env::temp_dir(), "constat-pg")
         .map_err(|e| format!("cannot create a temporary file: {e}"))?;
     drop(file);
     let temp = TempDb(path);
-    copy(&mut client, &shown, host, day, &temp.0)?;
-    crate::db::scan_db(&temp.0, day, scan, verbose).map_err(|e| {
-        // The temporary file's name means nothing to the user: the history's does.
-        e.replace(&temp.0.display().to_string(), &shown)
-    })
+    copy(&mut client, &shown, host, days, &temp.0)?;
+    Ok(temp)
 }
 
 fn copy(
     client: &mut postgres::Client,
     shown: &str,
     host: Option<&str>,
-    day: Option<NaiveDate>,
+    days: Option<(NaiveDate, NaiveDate)>,
     to: &Path,
 ) -> Result<(), String> {
     let pg = |e: postgres::Error| format!("{shown}: {e}");
@@ -60,7 +79,12 @@ fn copy(
     db.execute_batch(&format!("PRAGMA user_version = {}", store::SCHEMA_VERSION))
         .map_err(lite)?;
     let tx = db.transaction().map_err(lite)?;
-    let day_str = day.map(|d| d.format("%Y-%m-%d").to_string());
+    let day_str = days.map(|(a, b)| {
+        (
+            a.format("%Y-%m-%d").to_string(),
+            b.format("%Y-%m-%d").to_string(),
+        )
+    });
     let mut filters: Vec<String> = Vec::new();
     let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
     if let Some(h) = &host {
@@ -90,9 +114,11 @@ fn copy(
                 .map_err(lite)?;
         }
     }
-    if let Some(d) = &day_str {
-        params.push(d);
-        filters.push(format!("day = ${}", params.len()));
+    if let Some((first, last)) = &day_str {
+        params.push(first);
+        filters.push(format!("day >= ${}", params.len()));
+        params.push(last);
+        filters.push(format!("day <= ${}", params.len()));
     }
     let names: Vec<&str> = COLUMNS.iter().map(|&i| FIELDS[i].name).collect();
     let conn_sql = format!(

@@ -264,6 +264,9 @@ fn an_outage_of_the_server_is_spooled_and_forwarded_in_order_when_it_is_back() {
     };
     wait_for(Duration::from_secs(30), || (spooled() >= 200).then_some(()))
         .unwrap_or_else(|| panic!("part 2's closes spooled: {}", spooled()));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&spool).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o640, "spool file mode {mode:o}");
     pg.restart();
     drop(stdin);
     let status =
