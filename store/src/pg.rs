@@ -14,7 +14,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Local, Utc};
-use postgres::types::ToSql;
+use postgres::binary_copy::BinaryCopyInWriter;
+use postgres::types::{ToSql, Type};
 use postgres::{Client, Config, NoTls};
 use shared::event::epoch_secs;
 use shared::net::AddrText;
@@ -250,73 +251,150 @@ pub fn update_run(
     Ok(())
 }
 
+/// A column's value as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Val {
+    Null,
+    Int(i64),
+    Real(f64),
+    Text(String),
+}
+
+impl ToSql for Val {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut postgres::types::private::BytesMut,
+    ) -> Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Val::Null => Ok(postgres::types::IsNull::Yes),
+            Val::Int(n) => n.to_sql(ty, out),
+            Val::Real(f) => f.to_sql(ty, out),
+            Val::Text(t) => t.to_sql(ty, out),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        [Type::INT8, Type::FLOAT8, Type::TEXT].contains(ty)
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
 /// One row change: the run, the row's key in it, and every column's value for the event (as
-/// the SQLite writer's full INSERT would bind them), as JSON so it can wait in a spool.
+/// the SQLite writer's full INSERT would bind them), encoded so it can wait in a spool: run
+/// and key (8 bytes each), the number of columns (2), then per column a tag (0 NULL, 1
+/// integer, 2 real, 3 text) and its value (8 bytes; text: 4-byte length and UTF-8).
 pub fn row_change(run: i64, row_key: u64, ev: &ConnEvent) -> Vec<u8> {
-    use serde_json::Value as J;
-    let mut vals: Vec<J> = Vec::with_capacity(COLUMNS.len() + 2);
-    vals.push(J::from(run));
-    vals.push(J::from(row_key));
-    let mut day = String::new();
-    let values: Vec<(&'static str, J)> = COLUMNS
-        .iter()
-        .map(|&i| {
-            let f = &FIELDS[i];
-            let c = f.sql.expect("a column");
-            let v = match c.bind {
-                Bind::Own(get) => get(ev),
-                _ => (f.get)(ev),
-            };
-            // What only later events set has the column's default after an open, as the
-            // SQLite writer's INSERT leaves it.
-            let v = match (ev.kind, c.set.at_open()) {
-                (EventKind::Open, false) => match default_of(c.decl) {
-                    Some(n) => Value::Count(n),
-                    None => Value::Null,
-                },
-                _ => v,
-            };
-            let j = match (c.bind, v) {
-                (_, Value::Absent | Value::Null) => J::Null,
-                (Bind::LocalDay, Value::Secs(s)) => {
-                    use std::fmt::Write;
-                    day.clear();
-                    let t = DateTime::<Utc>::from_timestamp(s.floor() as i64, 0).unwrap_or(ev.ts);
-                    let _ = write!(day, "{}", t.with_timezone(&Local).format("%Y-%m-%d"));
-                    J::from(day.as_str())
-                }
-                (_, Value::Count(n) | Value::Tally(n)) => J::from(n.min(i64::MAX as u64) as i64),
-                (_, Value::Flag(b)) => J::from(b as i64),
-                (_, Value::Proto(p)) => J::from(p as i64),
-                (_, Value::Secs(s)) => J::from(s),
-                (_, Value::Time(t)) => J::from(epoch_secs(t)),
-                (_, Value::Word(w)) => J::from(w),
-                (_, Value::Text(t)) => J::from(t),
-                (_, Value::Char(ch)) => J::from(ch.to_string()),
-                (_, Value::Addr(a)) => J::from(AddrText::new(a).as_str()),
-                (_, Value::AddrPort(a, p)) => {
-                    J::from(p.map_or(a.to_string(), |p| format!("{a}:{p}")))
-                }
-            };
-            (f.name, j)
-        })
-        .collect();
+    let mut vals: Vec<Val> = Vec::with_capacity(COLUMNS.len());
     for &i in &COLUMNS {
         let f = &FIELDS[i];
-        let at = vals.len() - 2;
-        let j = match f.sql.map(|c| c.bind) {
-            // Computed from other columns' values, as the SQLite INSERT's coalesce().
-            Some(Bind::Coalesce(names)) => names
-                .iter()
-                .filter_map(|n| values.iter().find(|(m, _)| m == n))
-                .map(|(_, j)| j.clone())
-                .find(|j| !j.is_null())
-                .unwrap_or(J::Null),
-            _ => values[at].1.clone(),
+        let c = f.sql.expect("a column");
+        let v = match c.bind {
+            Bind::Own(get) => get(ev),
+            _ => (f.get)(ev),
         };
-        vals.push(j);
+        // What only later events set has the column's default after an open, as the
+        // SQLite writer's INSERT leaves it.
+        let v = match (ev.kind, c.set.at_open()) {
+            (EventKind::Open, false) => match default_of(c.decl) {
+                Some(n) => Value::Count(n),
+                None => Value::Null,
+            },
+            _ => v,
+        };
+        vals.push(match (c.bind, v) {
+            (_, Value::Absent | Value::Null) => Val::Null,
+            (Bind::LocalDay, Value::Secs(s)) => {
+                let t = DateTime::<Utc>::from_timestamp(s.floor() as i64, 0).unwrap_or(ev.ts);
+                Val::Text(t.with_timezone(&Local).format("%Y-%m-%d").to_string())
+            }
+            (_, Value::Count(n) | Value::Tally(n)) => Val::Int(n.min(i64::MAX as u64) as i64),
+            (_, Value::Flag(b)) => Val::Int(b as i64),
+            (_, Value::Proto(p)) => Val::Int(p as i64),
+            (_, Value::Secs(s)) => Val::Real(s),
+            (_, Value::Time(t)) => Val::Real(epoch_secs(t)),
+            (_, Value::Word(w)) => Val::Text(w.to_string()),
+            (_, Value::Text(t)) => Val::Text(t.to_string()),
+            (_, Value::Char(ch)) => Val::Text(ch.to_string()),
+            (_, Value::Addr(a)) => Val::Text(AddrText::new(a).as_str().to_string()),
+            (_, Value::AddrPort(a, p)) => {
+                Val::Text(p.map_or(a.to_string(), |p| format!("{a}:{p}")))
+            }
+        });
     }
-    serde_json::to_vec(&J::Array(vals)).expect("JSON of plain values")
+    // Computed from other columns' values, as the SQLite INSERT's coalesce().
+    for (j, &i) in COLUMNS.iter().enumerate() {
+        if let Some(Bind::Coalesce(names)) = FIELDS[i].sql.map(|c| c.bind) {
+            vals[j] = names
+                .iter()
+                .filter_map(|n| COLUMNS.iter().position(|&k| FIELDS[k].name == *n))
+                .map(|k| vals[k].clone())
+                .find(|v| *v != Val::Null)
+                .unwrap_or(Val::Null);
+        }
+    }
+    let mut b = Vec::with_capacity(18 + vals.len() * 9);
+    b.extend_from_slice(&run.to_be_bytes());
+    b.extend_from_slice(&row_key.to_be_bytes());
+    b.extend_from_slice(&(vals.len() as u16).to_be_bytes());
+    for v in &vals {
+        match v {
+            Val::Null => b.push(0),
+            Val::Int(n) => {
+                b.push(1);
+                b.extend_from_slice(&n.to_be_bytes());
+            }
+            Val::Real(f) => {
+                b.push(2);
+                b.extend_from_slice(&f.to_be_bytes());
+            }
+            Val::Text(t) => {
+                b.push(3);
+                b.extend_from_slice(&(t.len() as u32).to_be_bytes());
+                b.extend_from_slice(t.as_bytes());
+            }
+        }
+    }
+    b
+}
+
+/// A column's `DEFAULT n`, if it has one.
+fn default_of(decl: &str) -> Option<u64> {
+    let (_, rest) = decl.split_once("DEFAULT ")?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+/// A row change decoded: run, key, the columns' values.
+type Row = (i64, i64, Vec<Val>);
+
+fn decode(b: &[u8]) -> Option<Row> {
+    let take = |at: &mut usize, n: usize| -> Option<&[u8]> {
+        let s = b.get(*at..*at + n)?;
+        *at += n;
+        Some(s)
+    };
+    let mut at = 0;
+    let run = i64::from_be_bytes(take(&mut at, 8)?.try_into().ok()?);
+    let key = i64::from_be_bytes(take(&mut at, 8)?.try_into().ok()?);
+    let n = u16::from_be_bytes(take(&mut at, 2)?.try_into().ok()?) as usize;
+    if n != COLUMNS.len() {
+        return None;
+    }
+    let mut vals = Vec::with_capacity(n);
+    for _ in 0..n {
+        vals.push(match take(&mut at, 1)?[0] {
+            0 => Val::Null,
+            1 => Val::Int(i64::from_be_bytes(take(&mut at, 8)?.try_into().ok()?)),
+            2 => Val::Real(f64::from_be_bytes(take(&mut at, 8)?.try_into().ok()?)),
+            3 => {
+                let len = u32::from_be_bytes(take(&mut at, 4)?.try_into().ok()?) as usize;
+                Val::Text(String::from_utf8(take(&mut at, len)?.to_vec()).ok()?)
+            }
+            _ => return None,
+        });
+    }
+    (at == b.len()).then_some((run, key, vals))
 }
 
 /// Why row changes were not applied.
@@ -334,85 +412,115 @@ impl From<postgres::Error> for ApplyError {
     }
 }
 
-/// A column's `DEFAULT n`, if it has one.
-fn default_of(decl: &str) -> Option<u64> {
-    let (_, rest) = decl.split_once("DEFAULT ")?;
-    rest.split_whitespace().next()?.parse().ok()
-}
-
-/// Rows per upsert statement.
-const ROWS: usize = 200;
-
-/// Applies row changes in order, in one transaction, many rows per statement (a statement
-/// holds each row once: a second change of a row starts the next statement).
+/// Applies row changes in order, in one transaction.
 pub fn apply(client: &mut Client, host: &str, changes: &[Vec<u8>]) -> Result<(), ApplyError> {
     let names = column_names();
-    let kinds: Vec<Kind> = COLUMNS
-        .iter()
-        .map(|&i| kind(FIELDS[i].sql.expect("a column").decl))
-        .collect();
-    let mut rows: Vec<Vec<serde_json::Value>> = Vec::with_capacity(changes.len());
+    let mut rows: Vec<Row> = Vec::with_capacity(changes.len());
     for c in changes {
-        match serde_json::from_slice::<serde_json::Value>(c) {
-            Ok(serde_json::Value::Array(a)) if a.len() == names.len() + 2 => rows.push(a),
-            _ => {
+        match decode(c) {
+            Some(r) => rows.push(r),
+            None => {
                 return Err(ApplyError::Data(
                     "a spooled row change is not one of this version's".into(),
                 ))
             }
         }
     }
+    // One change per row: ON CONFLICT cannot touch a row twice in one statement.
+    let rows = merge(rows);
     let mut tx = client.transaction()?;
-    let mut i = 0;
-    while i < rows.len() {
-        let mut seen = std::collections::HashSet::new();
-        let mut end = i;
-        while end < rows.len() && end - i < ROWS {
-            let k = (rows[end][0].as_i64(), rows[end][1].as_i64());
-            if !seen.insert(k) {
-                break;
-            }
-            end += 1;
-        }
-        let chunk = &rows[i..end];
-        let sql = upsert(chunk.len(), &names);
-        let mut params: Vec<Box<dyn ToSql + Sync>> =
-            Vec::with_capacity(chunk.len() * (names.len() + 3));
-        for r in chunk {
-            params.push(Box::new(host.to_string()));
-            params.push(Box::new(r[0].as_i64()));
-            params.push(Box::new(r[1].as_i64()));
-            for (j, k) in kinds.iter().enumerate() {
-                let v = &r[j + 2];
-                match k {
-                    Kind::Int => params.push(Box::new(v.as_i64())),
-                    Kind::Real => params.push(Box::new(v.as_f64())),
-                    Kind::Text => params.push(Box::new(v.as_str().map(str::to_string))),
-                }
-            }
-        }
-        let refs: Vec<&(dyn ToSql + Sync)> = params.iter().map(|b| &**b).collect();
-        tx.execute(&sql, &refs)?;
-        i = end;
+    // The batch is copied (COPY, binary) into a temporary table and upserted from there in
+    // one statement: far cheaper for the server than statements of many VALUES rows.
+    tx.batch_execute(&batch_table())?;
+    let types: Vec<Type> = [Type::TEXT, Type::INT8, Type::INT8]
+        .into_iter()
+        .chain(
+            COLUMNS
+                .iter()
+                .map(|&i| match kind(FIELDS[i].sql.expect("a column").decl) {
+                    Kind::Int => Type::INT8,
+                    Kind::Real => Type::FLOAT8,
+                    Kind::Text => Type::TEXT,
+                }),
+        )
+        .collect();
+    let copy = tx.copy_in(&format!(
+        "COPY ipclog_batch (host, run_id, row_key, {}) FROM STDIN (FORMAT binary)",
+        names.join(", ")
+    ))?;
+    let mut w = BinaryCopyInWriter::new(copy, &types);
+    let host = host.to_string();
+    let mut refs: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(names.len() + 3);
+    for (run, key, vals) in &rows {
+        refs.clear();
+        refs.push(&host);
+        refs.push(run);
+        refs.push(key);
+        refs.extend(vals.iter().map(|v| v as &(dyn ToSql + Sync)));
+        w.write(&refs)?;
     }
+    w.finish()?;
+    tx.execute(&upsert(&names), &[])?;
     Ok(tx.commit()?)
 }
 
-/// The upsert of `n` rows: a new row takes every value; an existing one what a later event
-/// changes, keeping the values the event does not have where the column keeps them.
-fn upsert(n: usize, names: &[&str]) -> String {
-    let width = names.len() + 3;
-    let mut s = format!(
-        "INSERT INTO connections (host, run_id, row_key, {}) VALUES ",
-        names.join(", ")
-    );
-    for r in 0..n {
-        if r > 0 {
-            s.push_str(", ");
+/// One change per row: the changes of a row in the batch folded into its first, as the
+/// upserts one after the other would leave it (a column later events change takes the later
+/// value, or keeps the earlier where it keeps its value and the later has none; the others
+/// keep the first's). Rows are independent, so this saves work without changing the result:
+/// a short connection's open, updates and close become one upsert.
+fn merge(rows: Vec<Row>) -> Vec<Row> {
+    let sets: Vec<(bool, bool)> = COLUMNS
+        .iter()
+        .map(|&i| {
+            let set = FIELDS[i].sql.expect("a column").set;
+            (set.changes(), set.keeps())
+        })
+        .collect();
+    let mut at: std::collections::HashMap<(i64, i64), usize> =
+        std::collections::HashMap::with_capacity(rows.len());
+    let mut out: Vec<Row> = Vec::with_capacity(rows.len());
+    for r in rows {
+        match at.get(&(r.0, r.1)) {
+            None => {
+                at.insert((r.0, r.1), out.len());
+                out.push(r);
+            }
+            Some(&i) => {
+                let first = &mut out[i].2;
+                for (j, (v, (changes, keeps))) in r.2.into_iter().zip(&sets).enumerate() {
+                    if *changes && !(*keeps && v == Val::Null) {
+                        first[j] = v;
+                    }
+                }
+            }
         }
-        let ps: Vec<String> = (1..=width).map(|k| format!("${}", r * width + k)).collect();
-        s.push_str(&format!("({})", ps.join(", ")));
     }
+    out
+}
+
+/// The session's table a batch is copied into (emptied at each commit).
+fn batch_table() -> String {
+    let cols: Vec<String> = COLUMNS
+        .iter()
+        .map(|&i| {
+            let decl = FIELDS[i].sql.expect("a column").decl;
+            let ty = pg_decl(decl.split(' ').next().unwrap_or(decl));
+            format!("{} {ty}", FIELDS[i].name)
+        })
+        .collect();
+    format!(
+        "CREATE TEMP TABLE IF NOT EXISTS ipclog_batch (host TEXT, run_id BIGINT, row_key BIGINT, {}) \
+         ON COMMIT DELETE ROWS",
+        cols.join(", ")
+    )
+}
+
+/// The upsert of the batch table's rows: a new row takes every value; an existing one what a
+/// later event changes, keeping the values the event does not have where the column keeps
+/// them.
+fn upsert(names: &[&str]) -> String {
+    let list = names.join(", ");
     let sets: Vec<String> = COLUMNS
         .iter()
         .filter_map(|&i| {
@@ -423,9 +531,12 @@ fn upsert(n: usize, names: &[&str]) -> String {
             })
         })
         .collect();
-    s.push_str(" ON CONFLICT (run_id, row_key) DO UPDATE SET ");
-    s.push_str(&sets.join(", "));
-    s
+    format!(
+        "INSERT INTO connections (host, run_id, row_key, {list}) \
+         SELECT host, run_id, row_key, {list} FROM ipclog_batch \
+         ON CONFLICT (run_id, row_key) DO UPDATE SET {}",
+        sets.join(", ")
+    )
 }
 
 #[cfg(test)]

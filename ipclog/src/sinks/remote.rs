@@ -383,8 +383,11 @@ struct Thread {
     left: Arc<Mutex<Option<(String, bool)>>>,
 }
 
-/// Events taken from the queue at once, and spooled items sent at once.
-const BATCH: usize = 4096;
+/// Events taken from the queue at once: large, so that under load a short connection's open,
+/// updates and close usually travel together (PostgreSQL writes them as one row change).
+const BATCH: usize = 65536;
+/// Spooled items sent at once.
+const SPOOL_CHUNK: usize = 4096;
 
 impl Thread {
     fn run(mut self, rx: Receiver<Msg>) {
@@ -508,7 +511,7 @@ impl Thread {
         let mut rounds = 0;
         while self.up && !self.spool.is_empty() && (finishing || rounds < 16) {
             rounds += 1;
-            let (chunk, last) = match self.spool.front(BATCH) {
+            let (chunk, last) = match self.spool.front(SPOOL_CHUNK) {
                 Ok(x) => x,
                 Err(e) => {
                     self.c.errors.fetch_add(1, Ordering::Relaxed);
