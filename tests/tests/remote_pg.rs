@@ -379,3 +379,103 @@ fn beyond_the_spool_events_are_dropped_and_counted_and_the_end_waits_only_the_fl
     let rows = pg.psql("hist", "SELECT count(*) FROM connections");
     assert!(rows.trim().parse::<u64>().unwrap() > 0, "{rows}");
 }
+
+/// The server's processes (the postmaster and its children), stopped with SIGSTOP until
+/// dropped.
+struct Frozen(Vec<i32>);
+
+impl Frozen {
+    fn freeze(pg: &Postgres) -> Frozen {
+        let pid_file = std::fs::read_to_string(pg.data.join("postmaster.pid")).unwrap();
+        let master: i32 = pid_file.lines().next().unwrap().trim().parse().unwrap();
+        let mut pids = vec![master];
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            // The parent is the second field after the command's closing parenthesis.
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                .and_then(|p| p.parse::<i32>().ok());
+            if ppid == Some(master) {
+                pids.push(pid);
+            }
+        }
+        for &p in &pids {
+            // SAFETY: signalling the test's own server processes.
+            unsafe { libc::kill(p, libc::SIGSTOP) };
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &p in &self.0 {
+            // SAFETY: as above.
+            unsafe { libc::kill(p, libc::SIGCONT) };
+        }
+    }
+}
+
+#[test]
+fn a_server_that_stops_answering_does_not_hang_the_end() {
+    if need_postgres().is_some() {
+        return;
+    }
+    let d = scratch("pg-frozen");
+    let pg = Postgres::start(&d);
+    pg.create_db("hist");
+    let url = pg.url("hist");
+    let mut child = Command::new(bin("ipclog"))
+        .args([
+            "-r",
+            "-",
+            "-f",
+            "/dev/null",
+            "--db",
+            &url,
+            "--flush-timeout",
+            "1",
+        ])
+        .env("TZ", "UTC")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let link = Link::Ethernet(vec![]);
+    stdin
+        .write_all(&pcapgen::pcap_bytes(link.linktype(), 65535, &[]))
+        .unwrap();
+    stdin.flush().unwrap();
+    wait_for(Duration::from_secs(30), || {
+        pg.try_psql("hist", "SELECT count(*) FROM runs")
+            .filter(|n| n.trim() == "1")
+    })
+    .expect("run started");
+    let frozen = Frozen::freeze(&pg);
+    let mut out = Vec::new();
+    for i in 0..50u16 {
+        let c = format!("10.9.0.1:{}", 20000 + i);
+        let ip = pcapgen::udp(c.parse().unwrap(), "10.8.0.1:53".parse().unwrap(), b"q");
+        pcapgen::push_pcap_record(
+            &mut out,
+            65535,
+            &pcapgen::Record::new(T0 + i as i64 * MS, link.frame(&ip)),
+        );
+    }
+    stdin.write_all(&out).unwrap();
+    drop(stdin);
+    let started = std::time::Instant::now();
+    let status = wait_for(Duration::from_secs(30), || child.try_wait().unwrap());
+    drop(frozen);
+    let status = status.expect("ipclog ended despite a server that does not answer");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(15), "{err}");
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("did not answer within 6 s"), "{err}");
+}

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -213,6 +213,8 @@ pub struct RemoteCounters {
     /// The source's loss so far (kept in the runs row while running).
     lost: AtomicU64,
     down: AtomicBool,
+    /// The thread has ended.
+    done: AtomicBool,
 }
 
 enum Msg {
@@ -230,6 +232,7 @@ pub struct RemoteSink {
     shown: String,
     /// What the end of the run left unsent (set by the thread as it stops).
     left: Arc<Mutex<Option<(String, bool)>>>,
+    flush_timeout: Duration,
 }
 
 /// How the thread runs: its queue, the spool's bound and the run's end's patience.
@@ -275,6 +278,7 @@ impl RemoteSink {
             counters,
             shown,
             left,
+            flush_timeout: o.flush_timeout,
         }
     }
 
@@ -287,7 +291,10 @@ impl Drop for RemoteSink {
     fn drop(&mut self) {
         self.tx.take();
         if let Some(t) = self.thread.take() {
-            let _ = t.join();
+            // A thread stuck in a send to a server that does not answer is left behind.
+            if self.counters.done.load(Ordering::Relaxed) {
+                let _ = t.join();
+            }
         }
     }
 }
@@ -323,12 +330,46 @@ impl EventSink for RemoteSink {
     fn flush(&mut self) {}
 
     /// Sends what is queued and spooled, waiting at most `--flush-timeout` for the other end.
+    /// A thread stuck in a send (a server that accepted the connection and stopped
+    /// answering) is waited for a few seconds more than that, then left behind and said.
     fn finish(&mut self, end: &RunEnd) {
+        let patience = self.flush_timeout + Duration::from_secs(5);
+        let deadline = Instant::now() + patience;
         if let Some(tx) = self.tx.take() {
-            let _ = tx.send(Msg::Finish(*end, end.errors));
+            let mut msg = Msg::Finish(*end, end.errors);
+            loop {
+                match tx.try_send(msg) {
+                    Err(TrySendError::Full(m)) if Instant::now() < deadline => {
+                        msg = m;
+                        std::thread::sleep(Duration::from_millis(20));
+                    }
+                    _ => break,
+                }
+            }
         }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        let done = || self.counters.done.load(Ordering::Relaxed);
+        while !done() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match self.thread.take() {
+            Some(t) if done() => {
+                let _ = t.join();
+            }
+            Some(_) => {
+                let c = &self.counters;
+                let n = c.depth.load(Ordering::Relaxed) + c.spooled.load(Ordering::Relaxed);
+                if let Ok(mut l) = self.left.lock() {
+                    *l = Some((
+                        format!(
+                            "did not answer within {} s: gave up on it with {n} events not \
+                             sent (and whatever its last send held)",
+                            patience.as_secs_f64()
+                        ),
+                        false,
+                    ));
+                }
+            }
+            None => {}
         }
     }
 
@@ -486,6 +527,7 @@ impl Thread {
         if let Ok(mut l) = self.left.lock() {
             *l = left;
         }
+        self.c.done.store(true, Ordering::Relaxed);
     }
 
     /// Sends the spool, then `items`, as far as the other end takes them; the rest goes to
