@@ -553,6 +553,57 @@ mod tests {
         assert!(d.contains("open_ts        DOUBLE PRECISION NOT NULL"));
     }
 
+    /// A connection's open, update and close folded into one change leave the row the three
+    /// upserts would: the open's columns, the close's state and times, and what only the
+    /// update said (the columns that keep their value).
+    #[test]
+    fn changes_of_a_row_fold_as_the_upserts_would_apply_them() {
+        use shared::{ConnState, Counters, FlowTuple, Source, TcpState};
+        let t = DateTime::<Utc>::from_timestamp(1_700_000_000, 0).unwrap();
+        let tuple = FlowTuple::new(
+            [10, 0, 0, 1].into(),
+            [10, 0, 0, 2].into(),
+            Some(1),
+            Some(80),
+        );
+        let mut open = ConnEvent::new(EventKind::Open, t, Source::Pcap, 7, 6, tuple);
+        open.state = ConnState::Tcp(TcpState::SynSent);
+        let mut update = open.clone();
+        update.kind = EventKind::Update;
+        update.state = ConnState::Tcp(TcpState::Established);
+        update.history = Some("ShA".into());
+        let mut close = update.clone();
+        close.kind = EventKind::Close;
+        close.history = None;
+        close.state = ConnState::Tcp(TcpState::TimeWait);
+        close.duration = Some(2.5);
+        close.ts = t + chrono::Duration::milliseconds(2500);
+        close.counters = Some(Counters {
+            orig_pkts: 3,
+            ..Counters::default()
+        });
+        let rows: Vec<Row> = [&open, &update, &close]
+            .iter()
+            .map(|e| decode(&row_change(1, 9, e)).unwrap())
+            .collect();
+        let merged = merge(rows);
+        assert_eq!(merged.len(), 1);
+        let col = |name: &str| {
+            let j = COLUMNS
+                .iter()
+                .position(|&i| FIELDS[i].name == name)
+                .unwrap();
+            merged[0].2[j].clone()
+        };
+        assert_eq!(col("last_state"), Val::Text("TIME_WAIT".into()));
+        assert_eq!(col("history"), Val::Text("ShA".into()));
+        assert_eq!(col("duration"), Val::Real(2.5));
+        assert_eq!(col("close_ts"), Val::Real(1_700_000_002.5));
+        assert_eq!(col("found_at_start"), Val::Int(0));
+        assert_eq!(col("orig_pkts"), Val::Int(3));
+        assert_eq!(col("src"), Val::Text("10.0.0.1".into()));
+    }
+
     #[test]
     fn passwords_are_not_shown() {
         assert_eq!(
