@@ -81,7 +81,8 @@ struct Args {
     #[arg(short = 'd', long = "date", value_name = "YYYY-MM-DD", value_parser = parse_day)]
     date: Option<NaiveDate>,
 
-    /// The log to scan: ipclog's line log, its SQLite history, or - for standard input
+    /// The log to scan: ipclog's line log, its SQLite history, a PostgreSQL history's
+    /// postgresql:// URL, or - for standard input
     #[arg(
         short = 'f',
         long = "file",
