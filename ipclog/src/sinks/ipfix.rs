@@ -523,6 +523,37 @@ fn peer_closed(s: &TcpStream) -> bool {
 mod tests {
     use super::*;
 
+    /// Each of the four templates describes exactly the records made for it.
+    #[test]
+    fn records_are_as_long_as_their_template_says() {
+        use shared::FlowTuple;
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let mut cases = Vec::new();
+        for (a, b, nat) in [
+            ("10.0.0.1", "10.0.1.1", "192.168.0.1"),
+            ("fd00::1", "fd00::2", "fd00:9::1"),
+        ] {
+            let mut e = super::super::test_event();
+            e.orig = FlowTuple::new(ip(a), ip(b), Some(40000), Some(80));
+            e.reply = None;
+            cases.push(e.clone());
+            e.reply = Some(FlowTuple::new(ip(b), ip(nat), Some(80), Some(40000)));
+            cases.push(e);
+        }
+        for (e, want) in cases.iter().zip([256u16, 258, 257, 259]) {
+            let r = record(e, 0, Counters::default(), 1).unwrap();
+            let id = u16::from_be_bytes([r[0], r[1]]);
+            assert_eq!(id, want);
+            let (_, parts) = TEMPLATES.iter().find(|(t, _)| *t == id).unwrap();
+            let len: usize = parts
+                .iter()
+                .flat_map(|p| p.iter())
+                .map(|s| s.1 as usize)
+                .sum();
+            assert_eq!(r.len() - 2, len, "template {id}");
+        }
+    }
+
     #[test]
     fn targets_parse() {
         let t = Target::parse("192.0.2.1:4739/tcp").unwrap();
