@@ -223,8 +223,13 @@ pub fn pg_bin() -> Option<PathBuf> {
     v.pop()
 }
 
-/// As [`need`], for the PostgreSQL server.
+/// As [`need`], for the PostgreSQL server (which the tests run as `nobody`: that needs root).
 pub fn need_postgres() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: needs root (the test's PostgreSQL server runs as nobody)");
+        return Some("needs root".into());
+    }
     if pg_bin().is_some() {
         return None;
     }
