@@ -52,6 +52,12 @@ pub fn open_remote(cli: &Cli, run: &RunInfo, check_only: bool) -> Result<Vec<Ope
             .map_err(|e| Error::Start(sinks::with_symlink_hint(format!("ipclog: --spool {e}")))),
         None => Ok(Spool::memory(cli.spool_max)),
     };
+    if !(0.0..=86_400.0).contains(&cli.flush_timeout) {
+        return Err(Error::Start(format!(
+            "ipclog: --flush-timeout {}: not a number of seconds from 0 to 86400",
+            cli.flush_timeout
+        )));
+    }
     let mut out = Vec::new();
     if let Some(t) = &cli.ipfix {
         let target = ipfix::Target::parse(t).map_err(|e| Error::Start(format!("ipclog: {e}")))?;
@@ -103,7 +109,7 @@ pub fn start_remote(fan: &mut FanOut, opened: Vec<OpenRemote>, cli: &Cli) {
         let opts = RemoteOptions {
             capacity: cli.db_queue.max(16),
             when_full: when_full(cli),
-            flush_timeout: Duration::from_secs_f64(cli.flush_timeout.clamp(0.0, 86_400.0)),
+            flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
         };
         fan.remotes
             .push(RemoteSink::start(o.remote, o.spool, o.shown, opts));
