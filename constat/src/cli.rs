@@ -93,7 +93,7 @@ pub struct Args {
     pub per_day: bool,
 
     /// The log to scan: ipclog's line log (plain, gzip or zstd, told by content), its SQLite
-    /// history, or - for standard input. Repeat for several, read in order as one log; a
+    /// history, a PostgreSQL history's postgresql:// URL, or - for standard input. Repeat for several, read in order as one log; a
     /// pattern (quoted: '/var/log/ipclog.log*') reads its files oldest first
     #[arg(
         short = 'f',
@@ -102,6 +102,11 @@ pub struct Args {
         default_value = "/var/log/ipclog.log"
     )]
     pub file: Vec<PathBuf>,
+
+    /// With a PostgreSQL history (-f postgresql://...): this logger's connections only
+    /// (ipclog --host-name) [default: every logger's]
+    #[arg(long = "host-name", value_name = "NAME")]
+    pub host_name: Option<String>,
 
     /// Only connections with this address (ADDR[/LEN]) or interface at either end (repeat:
     /// any of them)
@@ -344,7 +349,8 @@ Exit status: 0 connections printed, 3 none matched, 1 read error, 2 bad usage or
     after_help = QUERY_AFTER_HELP
 )]
 pub struct QueryArgs {
-    /// The history (SQLite) or logs (plain, gzip or zstd; repeat, or a quoted pattern)
+    /// The history (SQLite, or a PostgreSQL history's postgresql:// URL) or logs (plain, gzip
+    /// or zstd; repeat, or a quoted pattern)
     #[arg(
         short = 'f',
         long = "file",
@@ -352,6 +358,11 @@ pub struct QueryArgs {
         default_value = "/var/lib/ipclog/history.db"
     )]
     pub file: Vec<PathBuf>,
+
+    /// With a PostgreSQL history (-f postgresql://...): this logger's connections only
+    /// (ipclog --host-name) [default: every logger's]
+    #[arg(long = "host-name", value_name = "NAME")]
+    pub host_name: Option<String>,
 
     /// Either end is this address, network (ADDR/LEN) or interface
     #[arg(long, value_name = "ADDR[/LEN]", value_parser = Target::parse)]

@@ -27,12 +27,16 @@ const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
 pub struct Input {
     pub path: PathBuf,
     pub stdin: bool,
+    /// A PostgreSQL history's `postgresql://` URL rather than a file.
+    pub pg: bool,
 }
 
 impl Input {
     pub fn shown(&self) -> String {
         if self.stdin {
             "<stdin>".to_string()
+        } else if self.pg {
+            store::pg::shown(&self.path.to_string_lossy())
         } else {
             escaped(&self.path.display().to_string()).into_owned()
         }
@@ -71,10 +75,19 @@ pub fn expand(files: &[PathBuf]) -> Result<Vec<Input>, Failure> {
             out.push(Input {
                 path: f.clone(),
                 stdin: true,
+                pg: false,
             });
             continue;
         }
         let text = f.to_string_lossy();
+        if store::pg::is_url(&text) {
+            out.push(Input {
+                path: f.clone(),
+                stdin: false,
+                pg: true,
+            });
+            continue;
+        }
         if !f.exists() && is_glob(&text) {
             let shown = escaped(&text).into_owned();
             let paths = glob::glob(&text).map_err(|e| (2, format!("{shown}: bad pattern: {e}")))?;
@@ -95,18 +108,23 @@ pub fn expand(files: &[PathBuf]) -> Result<Vec<Input>, Failure> {
                 .min()
                 .unwrap_or(0);
             found.sort_by_cached_key(|p| rotation_key(p, base_len));
-            out.extend(found.into_iter().map(|path| Input { path, stdin: false }));
+            out.extend(found.into_iter().map(|path| Input {
+                path,
+                stdin: false,
+                pg: false,
+            }));
             continue;
         }
         out.push(Input {
             path: f.clone(),
             stdin: false,
+            pg: false,
         });
     }
     if out.iter().filter(|i| i.stdin).count() > 1 {
         return Err((2, "standard input (-f -) can be read only once".into()));
     }
-    for i in out.iter().filter(|i| !i.stdin) {
+    for i in out.iter().filter(|i| !i.stdin && !i.pg) {
         let shown = i.shown();
         match std::fs::metadata(&i.path) {
             Ok(m) if m.is_dir() => return Err((2, format!("{shown}: is a directory, not a log"))),
@@ -138,6 +156,8 @@ pub struct Options {
     pub verbose: bool,
     /// Show a progress bar (stderr is a terminal and the input is large).
     pub progress: bool,
+    /// With a PostgreSQL history: only this logger's connections (`--host-name`).
+    pub host_name: Option<String>,
 }
 
 /// Below this many bytes a scan takes a moment, and a bar would only flicker.
@@ -298,6 +318,11 @@ fn read_one(
     done: u64,
 ) -> Result<(), Failure> {
     let shown = input.shown();
+    if input.pg {
+        let url = input.path.to_string_lossy();
+        let host = opts.host_name.as_deref();
+        return crate::pg::scan_pg(&url, host, opts.range, scan, opts.verbose).map_err(|m| (2, m));
+    }
     match open_any(input)? {
         Opened::Db => db::scan_db(&input.path, opts.range, scan, opts.verbose).map_err(|m| (2, m)),
         Opened::Text(reader, codec, consumed) => {

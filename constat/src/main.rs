@@ -12,6 +12,7 @@ mod db;
 mod formats;
 mod input;
 mod packets;
+mod pg;
 mod query;
 mod render;
 mod scan;
@@ -177,6 +178,7 @@ fn run(args: &Args) -> Result<(), Failure> {
             range,
             verbose: args.verbose,
             progress,
+            host_name: args.host_name.clone(),
         };
         input::read_all(&inputs, &opts, &mut scan)?;
         scan.finish();

@@ -226,8 +226,22 @@ pub fn main(args: impl IntoIterator<Item = std::ffi::OsString>) -> Result<(), Fa
         count: 0,
     };
     for i in &inputs {
-        let is_db = !i.stdin && input::is_sqlite(&i.path);
-        let res = if is_db {
+        let is_db = !i.stdin && !i.pg && input::is_sqlite(&i.path);
+        let res = if i.pg {
+            // Copied into a private temporary SQLite history first: one query for both.
+            let range = (q.from.is_some() || q.to.is_some()).then(|| {
+                // Days compare as YYYY-MM-DD text: bounds of that form.
+                let (first, last) = (
+                    NaiveDate::from_ymd_opt(1970, 1, 1).expect("a date"),
+                    NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date"),
+                );
+                (q.from.unwrap_or(first), q.to.unwrap_or(last))
+            });
+            let url = i.path.to_string_lossy();
+            crate::pg::temp_history(&url, q.host_name.as_deref(), range)
+                .map_err(|m| (2, m))
+                .and_then(|temp| query_db(&q, temp.path(), &mut p))
+        } else if is_db {
             query_db(&q, &i.path, &mut p)
         } else {
             query_log(&q, i, &mut p)

@@ -52,8 +52,9 @@ pub struct Cli {
     #[arg(short = 'f', long = "log", value_name = "FILE")]
     pub log: Option<PathBuf>,
 
-    /// Keep every connection as one SQLite row (created if missing, schema checked at start).
-    #[arg(long, value_name = "FILE")]
+    /// Keep every connection as one SQLite row (created if missing, schema checked at start),
+    /// or, given a `postgresql://` URL, as one row of a PostgreSQL history many loggers share.
+    #[arg(long, value_name = "FILE|URL")]
     pub db: Option<PathBuf>,
 
     /// Write one JSON object per event (Zeek conn.log field names) to FILE, `-` for standard
@@ -219,6 +220,37 @@ pub struct Cli {
     /// dropped, counted in P lines and in the runs table; reading a file (-r), ipclog waits.
     #[arg(long = "db-queue", value_name = "EVENTS", default_value_t = 1 << 20)]
     pub db_queue: usize,
+
+    /// Export every closed connection as an IPFIX biflow record to a collector (nfdump's
+    /// nfcapd, pmacct, ...): UDP unless /tcp is given. See "Many hosts" in the README.
+    #[arg(long, value_name = "HOST:PORT[/udp|/tcp]")]
+    pub ipfix: Option<String>,
+
+    /// The IPFIX observation domain id of this logger.
+    #[arg(long = "ipfix-domain", value_name = "ID", default_value_t = 0)]
+    pub ipfix_domain: u32,
+
+    /// Also export a connection still open SECS after its last export, at its next event
+    /// (flowEndReason active timeout), with the counts since.
+    #[arg(long = "ipfix-active-timeout", value_name = "SECS")]
+    pub ipfix_active_timeout: Option<u64>,
+
+    /// This logger's name in a PostgreSQL history's `host` column (default: the hostname).
+    #[arg(long = "host-name", value_name = "NAME")]
+    pub host_name: Option<String>,
+
+    /// Keep what a collector or PostgreSQL could not take in this SQLite file (created 0640)
+    /// until it is back, and across restarts; without it, in memory.
+    #[arg(long, value_name = "FILE")]
+    pub spool: Option<PathBuf>,
+
+    /// At most this many events wait in the spool; more are dropped and counted.
+    #[arg(long = "spool-max", value_name = "EVENTS", default_value_t = 1_000_000)]
+    pub spool_max: u64,
+
+    /// At the end, wait at most SECS for a collector or PostgreSQL that is down.
+    #[arg(long = "flush-timeout", value_name = "SECS", default_value_t = 10.0)]
+    pub flush_timeout: f64,
 
     /// Log the packets nftables rules send to these NFLOG groups (`log group 1 prefix
     /// "drop-ssh"`), one F line each (ipmon's packet-filter log), instead of connections

@@ -209,9 +209,12 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
         })?);
     }
     let mut store = outputs::open_db(cli, &run_now(), cli.daemon)?;
+    let mut remotes = outputs::open_remote(cli, &run_now(), cli.daemon)?;
     if cli.daemon {
+        drop(remotes);
         daemon::daemonize().map_err(|e| Error::Start(format!("ipclog: cannot detach: {e}")))?;
         store = outputs::open_db(cli, &run_now(), false)?;
+        remotes = outputs::open_remote(cli, &run_now(), false)?;
     }
     // Everything is open: what remains needs at most CAP_NET_ADMIN (conntrack's dumps). Done
     // before any thread starts, as capabilities are per thread.
@@ -244,6 +247,7 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
     if let Some(s) = store {
         outputs::start_db(&mut fan, s, cli);
     }
+    outputs::start_remote(&mut fan, remotes, cli);
     fan.filter = filter;
     let stats_every = cli.stats.filter(|&s| s > 0).map(Duration::from_secs);
     fan.stats_every = stats_every;

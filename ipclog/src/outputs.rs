@@ -3,6 +3,7 @@
 //! decided here, from what the user asked for, not by the sinks.
 
 use std::path::Path;
+use std::time::Duration;
 
 use shared::logfmt::WriteOptions;
 use shared::sink::RunInfo;
@@ -11,6 +12,9 @@ use store::Store;
 use crate::cli::Cli;
 use crate::conntrack;
 use crate::error::Error;
+use crate::sinks::ipfix;
+use crate::sinks::pg::PgHistory;
+use crate::sinks::remote::{Remote, RemoteOptions, RemoteSink, Spool};
 use crate::sinks::{
     self, DbSink, FanOut, JsonOptions, JsonSink, LineLog, SyslogConfig, SyslogSink, TextOut,
     WhenFull,
@@ -18,7 +22,108 @@ use crate::sinks::{
 
 /// Whether no output is named: then the line log goes to standard output.
 pub fn none_named(cli: &Cli) -> bool {
-    cli.log.is_none() && cli.db.is_none() && cli.json.is_none() && !cli.syslog
+    cli.log.is_none()
+        && cli.db.is_none()
+        && cli.json.is_none()
+        && !cli.syslog
+        && cli.ipfix.is_none()
+}
+
+/// The PostgreSQL URL `--db` gives, if it gives one.
+fn pg_url(cli: &Cli) -> Option<&str> {
+    let db = cli.db.as_deref()?.to_str()?;
+    store::pg::is_url(db).then_some(db)
+}
+
+/// A sink that sends elsewhere, opened (connected, checked) but not started.
+pub struct OpenRemote {
+    remote: Box<dyn Remote>,
+    spool: Spool,
+    shown: String,
+}
+
+/// The IPFIX exporter and the PostgreSQL history, connected and checked now so that an
+/// unreachable collector or database, a refused connection or a history of another version
+/// is a start-up error; the PostgreSQL run is started. With `check_only` (a daemon before it
+/// forks) they are only checked.
+pub fn open_remote(cli: &Cli, run: &RunInfo, check_only: bool) -> Result<Vec<OpenRemote>, Error> {
+    let policy = sinks::OUTPUT_POLICY.get().copied().unwrap_or_default();
+    let spool = |sink: &'static str| match &cli.spool {
+        Some(p) => Spool::open(p, &policy, sink, cli.spool_max)
+            .map_err(|e| Error::Start(sinks::with_symlink_hint(format!("ipclog: --spool {e}")))),
+        None => Ok(Spool::memory(cli.spool_max)),
+    };
+    if !(0.0..=86_400.0).contains(&cli.flush_timeout) {
+        return Err(Error::Start(format!(
+            "ipclog: --flush-timeout {}: not a number of seconds from 0 to 86400",
+            cli.flush_timeout
+        )));
+    }
+    let mut out = Vec::new();
+    if let Some(t) = &cli.ipfix {
+        let target = ipfix::Target::parse(t).map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+        let shown = target.shown();
+        let timeout = cli.ipfix_active_timeout.map(Duration::from_secs);
+        let e = ipfix::Exporter::open(target, cli.ipfix_domain, timeout)
+            .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+        out.push(OpenRemote {
+            remote: Box::new(e),
+            spool: spool("ipfix")?,
+            shown,
+        });
+    }
+    if let Some(url) = pg_url(cli) {
+        let host = match &cli.host_name {
+            Some(h) => h.clone(),
+            None => hostname(),
+        };
+        let h = PgHistory::open(url, &host, run, check_only)
+            .map_err(|e| Error::Start(format!("ipclog: {e}")))?;
+        out.push(OpenRemote {
+            shown: h.shown(),
+            remote: Box::new(h),
+            spool: spool("postgresql")?,
+        });
+    }
+    Ok(out)
+}
+
+/// The host's name (uname's nodename), as `hostname` prints it.
+fn hostname() -> String {
+    // SAFETY: uname fills the struct it is given.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return "localhost".into();
+    }
+    let name: Vec<u8> = u
+        .nodename
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    String::from_utf8_lossy(&name).into_owned()
+}
+
+/// Starts the threads of the sinks [`open_remote`] opened (after a possible fork).
+pub fn start_remote(fan: &mut FanOut, opened: Vec<OpenRemote>, cli: &Cli) {
+    for o in opened {
+        let opts = RemoteOptions {
+            capacity: cli.db_queue.max(16),
+            when_full: when_full(cli),
+            flush_timeout: Duration::from_secs_f64(cli.flush_timeout),
+        };
+        fan.remotes
+            .push(RemoteSink::start(o.remote, o.spool, o.shown, opts));
+    }
+}
+
+/// A capture file (or pipe) can wait for a slow output; a live source cannot.
+fn when_full(cli: &Cli) -> WhenFull {
+    if cli.capture.read_file.is_some() {
+        WhenFull::Wait
+    } else {
+        WhenFull::Drop
+    }
 }
 
 /// The line log, JSON and syslog outputs (the database is [`open_db`]'s).
@@ -68,6 +173,9 @@ pub fn open_db(cli: &Cli, run: &RunInfo, check_only: bool) -> Result<Option<Stor
     let Some(db) = &cli.db else {
         return Ok(None);
     };
+    if pg_url(cli).is_some() {
+        return Ok(None);
+    }
     let policy = sinks::OUTPUT_POLICY.get().copied().unwrap_or_default();
     if check_only {
         sinks::check_store(db, &policy)?;
@@ -101,10 +209,21 @@ pub fn listed(cli: &Cli) -> Vec<crate::status::Output> {
             path: cli.log.clone(),
         });
     }
-    if let Some(db) = &cli.db {
-        out.push(Output {
+    match (pg_url(cli), &cli.db) {
+        (Some(url), _) => out.push(Output {
+            kind: "db",
+            path: Some(store::pg::shown(url).into()),
+        }),
+        (None, Some(db)) => out.push(Output {
             kind: "db",
             path: Some(db.clone()),
+        }),
+        (None, None) => {}
+    }
+    if let Some(t) = &cli.ipfix {
+        out.push(Output {
+            kind: "ipfix",
+            path: Some(t.into()),
         });
     }
     if let Some(j) = &cli.json {

@@ -68,6 +68,7 @@ mod writer;
 #[cfg(test)]
 mod tests;
 
-pub use open::{open_read_only, StoreError};
+pub use open::{open_read_only, open_sqlite, StoreError};
+pub mod pg;
 pub use schema::SCHEMA_VERSION;
 pub use writer::Store;

@@ -43,7 +43,7 @@ impl From<rusqlite::Error> for StoreError {
 }
 
 /// it, a regular file) and opens it with SQLite under a name SQLite cannot be led away from.
-fn open_sqlite(path: &Path, policy: &Policy, shown: &str) -> Result<Connection, StoreError> {
+pub fn open_sqlite(path: &Path, policy: &Policy, shown: &str) -> Result<Connection, StoreError> {
     let open_err = |p: &Path, e: &dyn std::fmt::Display| {
         StoreError::Open(
             shared::text::escaped(&p.to_string_lossy()).into_owned(),

@@ -9,3 +9,4 @@ pub mod lab;
 pub mod netns;
 pub mod pcapgen;
 pub mod report;
+pub mod servers;

@@ -32,6 +32,11 @@ pub struct FanOut {
     db_dropped_said: u64,
     /// When the last drop line was written (at most one every few seconds).
     db_dropped_said_at: Option<Instant>,
+    /// The sinks that send elsewhere (IPFIX, PostgreSQL): like the database, their drops
+    /// are said through the others and they finish before the stop line.
+    pub remotes: Vec<super::remote::RemoteSink>,
+    /// Their drops already said.
+    remotes_dropped_said: u64,
     /// `--proc`: puts the owning process on each event the filters let through.
     pub procs: Option<crate::procs::Attributor>,
     /// `-s`: how often to say the attribution's figures on standard error.
@@ -78,12 +83,14 @@ impl FanOut {
     fn all(&mut self) -> impl Iterator<Item = &mut dyn EventSink> {
         let db = self.db.iter_mut().map(|d| d as &mut dyn EventSink);
         let line_log = self.line_log.iter_mut().map(|l| l as &mut dyn EventSink);
+        let remotes = self.remotes.iter_mut().map(|r| r as &mut dyn EventSink);
         line_log
             .chain(
                 self.others
                     .iter_mut()
                     .map(|s| &mut **s as &mut dyn EventSink),
             )
+            .chain(remotes)
             .chain(db)
     }
 
@@ -113,6 +120,19 @@ impl FanOut {
         }
     }
 
+    /// As [`FanOut::say_db_drops`], for the other sinks (those sending elsewhere).
+    fn say_other_drops(&mut self, now: DateTime<Utc>) {
+        let d: u64 = self.remotes.iter().map(|s| s.stats().dropped).sum();
+        if d > self.remotes_dropped_said {
+            let n = d - self.remotes_dropped_said;
+            self.remotes_dropped_said = d;
+            self.program(
+                now,
+                &format!("dropped {n} events (collector or PostgreSQL: queue or spool full)"),
+            );
+        }
+    }
+
     /// After [`EventSink::finish`]: what was not written and what else to say at the end.
     pub fn outcome(&self) -> RunOutcome {
         let mut not_written: Vec<String> = Vec::new();
@@ -120,11 +140,13 @@ impl FanOut {
             not_written.extend(l.not_written());
         }
         not_written.extend(self.others.iter().filter_map(|s| s.not_written()));
+        not_written.extend(self.remotes.iter().filter_map(|r| r.not_written()));
         let mut notes = Vec::new();
         if let Some(d) = &self.db {
             not_written.extend(d.not_written());
             notes.extend(d.queue_dropped_note());
         }
+        notes.extend(self.remotes.iter().filter_map(|r| r.note()));
         RunOutcome { not_written, notes }
     }
 }
@@ -173,6 +195,7 @@ impl EventSink for FanOut {
         if self.db.is_some() {
             self.say_db_drops(Utc::now(), false);
         }
+        self.say_other_drops(Utc::now());
         self.all().for_each(|s| s.flush());
         let db = self.db.as_ref().map(|d| d.stats()).unwrap_or_default();
         let errors = self.errors();
@@ -196,11 +219,16 @@ impl EventSink for FanOut {
     fn finish(&mut self, end: &RunEnd) {
         self.flush();
         let mut errors = self.errors_without_db() + end.errors;
+        for r in &mut self.remotes {
+            r.finish(&RunEnd { errors, ..*end });
+            errors += r.errors();
+        }
         if let Some(db) = &mut self.db {
             db.finish(&RunEnd { errors, ..*end });
             errors += db.errors();
         }
         self.say_db_drops(end.stopped, true);
+        self.say_other_drops(end.stopped);
         if let Some(p) = &self.procs {
             let said = p.stats.describe();
             self.text_sinks()
@@ -214,14 +242,18 @@ impl EventSink for FanOut {
         let line_log = self.line_log.iter().map(|l| l.stats());
         let others = self.others.iter().map(|s| s.stats());
         let db = self.db.iter().map(|d| d.stats());
+        let remotes = self.remotes.iter().map(|r| r.stats());
         line_log
             .chain(others)
+            .chain(remotes)
             .chain(db)
             .fold(SinkStats::default(), SinkStats::plus)
     }
 
     fn errors(&self) -> u64 {
-        self.errors_without_db() + self.db.as_ref().map_or(0, |d| d.errors())
+        self.errors_without_db()
+            + self.db.as_ref().map_or(0, |d| d.errors())
+            + self.remotes.iter().map(|r| r.errors()).sum::<u64>()
     }
 
     /// One line per sink, as [`FanOut::outcome`] lists them.

@@ -7,13 +7,18 @@
 //!
 //! - `text_out`: the text destination (whole lines, SIGHUP reopen) and the sink over it;
 //! - `line_log`, `json`: the two text formats; `syslog`; `db`: the SQLite history;
+//! - `remote`: sinks that send elsewhere, with their spool: `ipfix` (a flow collector) and `pg`
+//!   (the PostgreSQL history);
 //! - `fanout`: several sinks at once, filtered, and the run's outcome; `filter`: the filters.
 
 mod db;
 mod fanout;
 mod filter;
+pub mod ipfix;
 mod json;
 mod line_log;
+pub mod pg;
+pub mod remote;
 mod syslog;
 mod text_out;
 
