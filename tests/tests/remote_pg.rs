@@ -119,6 +119,34 @@ fn two_loggers_share_one_history_and_constat_reports_each_as_from_its_line_log()
     text.extend(std::fs::read(&logs[1]).unwrap());
     std::fs::write(&both, text).unwrap();
     assert_eq!(report(&url, &[]), report(both.to_str().unwrap(), &[]));
+    // `constat query` over the shared history: one logger's connections with a host, the
+    // same connections as from that logger's own line log (the log's lines carry more
+    // tokens than a history row keeps: compared by their columns and uid).
+    let conns = |out: &str| -> Vec<String> {
+        out.lines()
+            .map(|l| {
+                let cols: Vec<&str> = l.split_whitespace().take(9).collect();
+                let uid = l.split_whitespace().find(|t| t.starts_with("uid="));
+                format!("{} {}", cols.join(" "), uid.unwrap_or("-"))
+            })
+            .collect()
+    };
+    for (log, host) in logs.iter().zip(["r1", "r2"]) {
+        let q = |file: &str, extra: &[&str]| {
+            let mut a = vec!["query", "-f", file, "--host", "10.0.0.3"];
+            a.extend_from_slice(extra);
+            let (code, out, err) = run("constat", &a);
+            assert_eq!(code, 0, "constat query -f {file}: {err}");
+            out
+        };
+        let from_pg = q(&url, &["--host-name", host]);
+        assert_eq!(from_pg.lines().count(), if host == "r1" { 20 } else { 7 });
+        assert_eq!(
+            conns(&from_pg),
+            conns(&q(log.to_str().unwrap(), &[])),
+            "{host}"
+        );
+    }
 }
 
 #[test]
