@@ -16,9 +16,14 @@ use crate::sinks::{
     WhenFull,
 };
 
-/// Whether no output is named: then the line log goes to standard output.
+/// Whether no output is named: then the line log goes to standard output (unless the session
+/// view has it: `--sessions` alone prints only the view).
 pub fn none_named(cli: &Cli) -> bool {
-    cli.log.is_none() && cli.db.is_none() && cli.json.is_none() && !cli.syslog
+    cli.log.is_none()
+        && cli.db.is_none()
+        && cli.json.is_none()
+        && !cli.syslog
+        && !cli.capture.sessions
 }
 
 /// The line log, JSON and syslog outputs (the database is [`open_db`]'s).

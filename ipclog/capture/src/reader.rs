@@ -13,6 +13,7 @@ use pcap::{Activated, Capture};
 use shared::sink::EventSink;
 
 use crate::defrag::{Defrag, Outcome};
+use crate::sessions::{Collect, Tap};
 use crate::tracker::{Hint, Options, Seen, Stats, Tracker};
 use crate::wire::tunnel::{self, InnerLink, MAX_DEPTH};
 use crate::wire::{self, Drop, IpPacket, Link};
@@ -32,6 +33,10 @@ pub(crate) struct Reader {
     /// Packets parsed but not yet accounted (see `submit`), with their flow lookup hints.
     queue: VecDeque<(Seen, Hint)>,
     depth: usize,
+    /// The session view and capture file (`--sessions`, `-w`), when asked for.
+    tap: Option<Box<Tap>>,
+    /// Live: the session view prints each block at once.
+    live: bool,
 }
 
 /// What one captured frame is to the tracker.
@@ -138,6 +143,91 @@ impl Reader {
             tracker: Tracker::new(opts),
             queue: VecDeque::with_capacity(queue + 1),
             depth: queue,
+            tap: None,
+            live: false,
+        }
+    }
+
+    /// Gives the run a session view and/or capture file: every packet is then accounted as
+    /// it is read (no read queue), so that the tap sees it with its frame.
+    pub(crate) fn set_tap(&mut self, tap: Option<Box<Tap>>, live: bool) {
+        if tap.is_some() {
+            self.depth = 0;
+        }
+        self.tap = tap;
+        self.live = live;
+    }
+
+    pub(crate) fn tap(&self) -> Option<&Tap> {
+        self.tap.as_deref()
+    }
+
+    /// [`Reader::frame`] with a tap: the frame goes to the tap (written, or remembered for its
+    /// packet's connection), and the connections closed meanwhile are collected for it.
+    #[cold]
+    #[inline(never)]
+    fn frame_tapped(&mut self, ts_us: i64, wire_len: u32, data: &[u8], sink: &mut dyn EventSink) {
+        let l4_at = tcp_at(self.link, data, wire_len);
+        let tap = self.tap.as_mut().expect("tapped");
+        tap.frame(ts_us, wire_len, data, l4_at);
+        let mut closes = std::mem::take(&mut tap.closes);
+        {
+            let mut w = Collect {
+                inner: sink,
+                closes: &mut closes,
+            };
+            match parse_frame(self.link, self.verify, ts_us, wire_len, data) {
+                Parsed::Seen(seen) => self.submit(seen, &mut w),
+                Parsed::Drop(d) => self.tracker.drop(d, 1),
+                Parsed::Frag(ip) => {
+                    let (src, dst) = (ip.src, ip.dst);
+                    self.fragment(ts_us, &ip, &mut w);
+                    let tap = self.tap.as_mut().expect("tapped");
+                    if !tap.taken() {
+                        tap.fragment_held(src, dst);
+                    }
+                }
+                Parsed::Tunnel(seen, at) => self.tunnel_frame(&seen, data, at, &mut w),
+            }
+        }
+        let tap = self.tap.as_mut().expect("tapped");
+        tap.closes = closes;
+        tap.closed(self.live);
+    }
+
+    /// Runs `f` with the sink wrapped for the tap (closes collected), when there is one.
+    fn with_tap(
+        &mut self,
+        sink: &mut dyn EventSink,
+        f: impl FnOnce(&mut Reader, &mut dyn EventSink),
+    ) {
+        let Some(tap) = self.tap.as_mut() else {
+            return f(self, sink);
+        };
+        let mut closes = std::mem::take(&mut tap.closes);
+        f(
+            self,
+            &mut Collect {
+                inner: sink,
+                closes: &mut closes,
+            },
+        );
+        let tap = self.tap.as_mut().expect("tapped");
+        tap.closes = closes;
+        tap.closed(self.live);
+    }
+
+    /// A live capture is idle: timers run on the wall clock, output is flushed.
+    pub(crate) fn idle(&mut self, now_us: i64, sink: &mut dyn EventSink) {
+        self.with_tap(sink, |r, sink| r.advance(now_us, sink));
+        self.flush_tap();
+        sink.flush();
+    }
+
+    /// Pushes the tap's buffered output out (a live capture at least once a second).
+    pub(crate) fn flush_tap(&mut self) {
+        if let Some(t) = self.tap.as_mut() {
+            t.flush();
         }
     }
 
@@ -150,6 +240,9 @@ impl Reader {
         data: &[u8],
         sink: &mut dyn EventSink,
     ) {
+        if self.tap.is_some() {
+            return self.frame_tapped(ts_us, wire_len, data, sink);
+        }
         match parse_frame(self.link, self.verify, ts_us, wire_len, data) {
             Parsed::Seen(seen) => self.submit(seen, sink),
             Parsed::Drop(d) => self.tracker.drop(d, 1),
@@ -249,6 +342,9 @@ impl Reader {
             Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
             Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
             Outcome::Done(a) => {
+                if let Some(t) = self.tap.as_mut() {
+                    t.reassembled(&a.head[..a.head_len], a.ip_len);
+                }
                 let n = a.fragments as u64;
                 match wire::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
                     Ok(l4) => {
@@ -318,7 +414,10 @@ impl Reader {
     /// datagrams that never completed.
     pub(crate) fn finish(&mut self, sink: &mut dyn EventSink) {
         self.drain(sink);
-        self.tracker.finish(sink);
+        self.with_tap(sink, |r, sink| r.tracker.finish(sink));
+        if let Some(t) = self.tap.as_mut() {
+            t.finish();
+        }
         let lost = self.defrag.flush();
         self.tracker.drop(Drop::FragIncomplete, lost);
         sink.flush();
@@ -356,6 +455,9 @@ impl Reader {
     fn account(&mut self, seen: &Seen, sink: &mut dyn EventSink) {
         self.advance(seen.ts_us, sink);
         self.tracker.packet(seen, sink);
+        if let Some(t) = self.tap.as_mut() {
+            t.packet(seen, self.tracker.peek(seen));
+        }
     }
 
     /// [`Reader::account`] with the flow hash computed ahead.
@@ -512,6 +614,7 @@ pub(crate) fn read_direct(
                     && r.progress.packets & 255 == 0
                     && last_flush.elapsed() >= Duration::from_secs(1)
                 {
+                    r.flush_tap();
                     sink.flush();
                     last_flush = Instant::now();
                 }
@@ -532,8 +635,7 @@ pub(crate) fn read_direct(
                         continue;
                     }
                 }
-                r.advance(chrono::Utc::now().timestamp_micros(), sink);
-                sink.flush();
+                r.idle(chrono::Utc::now().timestamp_micros(), sink);
                 r.stats_if_due();
             }
             Err(e) => {
@@ -556,6 +658,13 @@ pub(crate) fn read_direct(
         }
     }
     Ok(())
+}
+
+/// Where in `frame` the TCP header of an unfragmented TCP packet starts (for the tap).
+fn tcp_at(link: Link, frame: &[u8], wire_len: u32) -> Option<usize> {
+    let (ipb, ip_wire, hint) = wire::strip_link(link, frame, wire_len).ok()?;
+    let ip = wire::parse_ip(ipb, ip_wire, hint).ok()?;
+    (ip.proto == 6 && ip.frag.is_none()).then(|| ip.l4.as_ptr() as usize - frame.as_ptr() as usize)
 }
 
 /// A libpcap timestamp in microseconds, within the times the log can show (see [`clamp_ts`]).

@@ -49,6 +49,9 @@ pub(super) struct Flow {
     pub(super) parent: Option<Box<str>>,
     /// ICMP: the originator's first message's type and code.
     pub(super) icmp: Option<IcmpTypeCode>,
+    /// How long after its original the latest counted retransmission came (microseconds;
+    /// for the session view's marker).
+    pub(super) rxmit_gap_us: i64,
 }
 
 /// Tunnel parents a connection keeps (a flow seen in more tunnels keeps the first ones).
@@ -124,6 +127,7 @@ impl Flow {
             queued_at: NEVER,
             parent: None,
             icmp,
+            rxmit_gap_us: 0,
         }
     }
 
