@@ -135,7 +135,13 @@ fn run_with(
         Some(cap)
     };
     let kernel_drop = match cap {
-        Some(mut cap) if live => cap.stats().map(|s| s.dropped as u64).unwrap_or(0),
+        Some(mut cap) if live => match cap.stats() {
+            Ok(s) => {
+                r.set_pcap_stats(s);
+                s.dropped as u64
+            }
+            Err(_) => 0,
+        },
         _ => 0,
     };
     r.finish(sink);

@@ -132,6 +132,9 @@ impl Reader {
             name,
             link,
             progress: Progress {
+                started: Instant::now(),
+                cpu0: cpu_secs(),
+                pcap: None,
                 packets: 0,
                 damaged: 0,
                 next_stats: stats_every.map(|d| Instant::now() + d),
@@ -480,6 +483,11 @@ impl Reader {
 
 /// Packet and damaged-record counts of a run, and when to print statistics next.
 struct Progress {
+    /// When the run started (CPU share), and libpcap's latest counts (live).
+    started: Instant,
+    /// CPU seconds used when the run started.
+    cpu0: f64,
+    pcap: Option<(u32, u32, u32)>,
     packets: u64,
     damaged: u64,
     next_stats: Option<Instant>,
@@ -549,8 +557,109 @@ impl Reader {
         }
     }
 
-    /// The `-s` statistics line.
+    /// Whether statistics are printed (`-s`).
+    pub(crate) fn wants_stats(&self) -> bool {
+        self.progress.every.is_some()
+    }
+
+    /// libpcap's counts of a live capture (received, dropped, dropped by the interface).
+    pub(crate) fn set_pcap_stats(&mut self, s: pcap::Stat) {
+        self.progress.pcap = Some((s.received, s.dropped, s.if_dropped));
+    }
+
+    /// The `-s` statistics: the one-line summary, then miruo's statistics block.
     pub(crate) fn print_stats(&self) {
+        self.print_stats_line();
+        eprint!("{}", self.stats_block());
+    }
+
+    /// miruo's statistics block (`-s`): sessions and what they showed, the thresholds in
+    /// force, what is held against its limits and what was dropped, this process's CPU share
+    /// and memory, libpcap's counts (live), header errors by layer.
+    fn stats_block(&self) -> String {
+        use std::fmt::Write as _;
+        let s = &self.tracker.stats;
+        let o = self.tracker.options();
+        let el = self.progress.started.elapsed();
+        let secs = el.as_secs();
+        let mut t = String::new();
+        let view = self.tap.as_ref().and_then(|t| t.view.as_ref());
+        let (shown, vsess) = view.map_or((0, 0), |v| (v.stats.shown, v.stats.sessions));
+        let (held, held_max, not_kept, bad_opts) = view.map_or((0, 0, 0, 0), |v| {
+            (
+                v.active().1,
+                v.stats.lines_held_max,
+                v.stats.lines_not_kept,
+                v.stats.bad_options,
+            )
+        });
+        let d = |x: Drop| s.drops[x as usize];
+        let _ = writeln!(t, "===== Session Statistics =====");
+        let _ = writeln!(
+            t,
+            "Capture Time    : {:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        let _ = writeln!(t, "Total Sessions  : {}", s.flows_total);
+        let _ = writeln!(t, "TCP Sessions    : {vsess}");
+        let _ = writeln!(t, "Lookup          : {shown}");
+        for (name, i) in [
+            ("LongConnect", 5),
+            ("LongDelay", 3),
+            ("Retransmit", 0),
+            ("SynRetransmit", 1),
+        ] {
+            let _ = writeln!(t, "{name:<16}: {}", s.with_anomaly[i]);
+        }
+        let _ = writeln!(t, "Timeout         : {}", s.timed_out);
+        let _ = writeln!(t, "Error           : {}", bad_opts);
+        let _ = writeln!(t, "RST             : {}", s.with_anomaly[2]);
+        let _ = writeln!(t, "fragment        : {}", s.with_anomaly[4]);
+        let _ = writeln!(t, "------------------------------");
+        let _ = writeln!(t, "LongConnectTime : {} [ms]", o.long_connect_us / 1000);
+        let _ = writeln!(t, "LongDelayTime   : {} [ms]", o.long_delay_us / 1000);
+        let _ = writeln!(t, "RetransmitTime  : {} [ms]", o.retransmit_us / 1000);
+        let _ = writeln!(t, "------------------------------");
+        let _ = writeln!(t, "ActiveSession   : {}", self.tracker.open_flows());
+        let _ = writeln!(t, "ActiveSessionMax: {}", s.flows_open_max);
+        let _ = writeln!(t, "ActiveSessionLim: {}", o.session_limit);
+        let _ = writeln!(t, "ActiveSegment   : {}", self.tracker.segments() + held);
+        let _ = writeln!(t, "ActiveSegmentMax: {}", s.segments_max.max(held_max));
+        let _ = writeln!(t, "ActiveSegmentLim: {}", o.segment_limit);
+        let _ = writeln!(t, "DropSession     : {}", d(Drop::SessionLimit));
+        let _ = writeln!(t, "DropSegment     : {}", s.segments_dropped + not_kept);
+        let _ = writeln!(t, "------------------------------");
+        let cpu = 100.0 * (cpu_secs() - self.progress.cpu0) / el.as_secs_f64().max(1e-3);
+        let (vsz, rss) = memory_kb();
+        let _ = writeln!(t, "CPU             : {cpu:.1}%");
+        let _ = writeln!(t, "VSZ             : {vsz}KB");
+        let _ = writeln!(t, "RSS             : {rss}KB");
+        if let Some((recv, drop, ifdrop)) = self.progress.pcap {
+            let _ = writeln!(t, "===== libpcap Statistics =====");
+            let _ = writeln!(t, "recv  : {recv}");
+            let _ = writeln!(t, "drop  : {drop}");
+            let _ = writeln!(t, "ifdrop: {ifdrop}");
+        }
+        let _ = writeln!(t, "===== Header Error Count =====");
+        let _ = writeln!(t, "L2  : {}", d(Drop::TruncatedLink) + d(Drop::NonIp));
+        let ip = [
+            Drop::TruncatedIp,
+            Drop::BadIpHeader,
+            Drop::BadIpLength,
+            Drop::BadIpChecksum,
+            Drop::FragMalformed,
+        ];
+        let _ = writeln!(t, "IP  : {}", ip.iter().map(|&x| d(x)).sum::<u64>());
+        let l4 = d(Drop::TruncatedL4) + d(Drop::BadL4Length) + d(Drop::BadChecksum);
+        let _ = writeln!(t, "TCP : {}", l4 + bad_opts);
+        let _ = writeln!(t, "==============================");
+        t
+    }
+
+    /// The `-s` statistics line.
+    fn print_stats_line(&self) {
         let s = &self.tracker.stats;
         // Tunnel reasons are inner packets whose outer packet is in a connection.
         let (mut dropped, mut tunnel_errors) = (0, 0);
@@ -622,6 +731,11 @@ pub(crate) fn read_direct(
             }
             Err(pcap::Error::NoMorePackets) => break,
             Err(pcap::Error::TimeoutExpired) => {
+                if live && r.wants_stats() {
+                    if let Ok(s) = cap.stats() {
+                        r.set_pcap_stats(s);
+                    }
+                }
                 // Live and nothing to read: wait up to 100 ms for packets; when none come,
                 // let wall-clock time run the timeouts, flush, and report stats.
                 if let Some(fd) = live_fd {
@@ -658,6 +772,30 @@ pub(crate) fn read_direct(
         }
     }
     Ok(())
+}
+
+/// CPU seconds (user and system) this process has used.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// This process's virtual and resident memory in KB.
+fn memory_kb() -> (u64, u64) {
+    // SAFETY: sysconf only reads a setting.
+    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??))
+        })
+        .map_or((0, 0), |(v, r)| (v * page, r * page))
 }
 
 /// Where in `frame` the TCP header of an unfragmented TCP packet starts (for the tap).

@@ -22,6 +22,9 @@ use crate::{CaptureArgs, ColorMode, WriteMode};
 pub(crate) use pcapng::PcapngOut;
 pub(crate) use view::{FrameInfo, View, ViewOptions};
 
+/// A frame held for `--write anomalous`: time, length on the wire, bytes.
+type Frame = (i64, u32, Vec<u8>);
+
 /// The session view, the capture file, and the frame being handled.
 pub(crate) struct Tap {
     pub(crate) view: Option<View>,
@@ -40,7 +43,7 @@ pub(crate) struct Tap {
     head_size: Option<u32>,
     /// `--write anomalous`: each open flow's frames held until it shows an anomaly, or
     /// `None` once it has (its frames are written as they come).
-    held: FxHashMap<u64, Option<Vec<(i64, u32, Vec<u8>)>>>,
+    held: FxHashMap<u64, Option<Vec<Frame>>>,
     /// Fragments waiting for their datagram (`--write anomalous`).
     frags: VecDeque<(IpAddr, IpAddr, i64, u32, Vec<u8>)>,
     held_frames: usize,

@@ -33,7 +33,10 @@ pub(crate) struct PcapngOut {
     size: u64,
     slot: u32,
     batch: Vec<u8>,
-    batch_pkts: u64,
+    /// Where each packet block in the batch ends (a write cut short keeps the whole ones).
+    batch_ends: Vec<usize>,
+    /// Bytes of the current file on disk.
+    on_disk: u64,
     /// Writing stopped: the size limit without a ring, or a failed write.
     stopped: bool,
     pub(crate) written: u64,
@@ -137,7 +140,8 @@ impl PcapngOut {
             size: 0,
             slot: 0,
             batch: Vec::with_capacity(BATCH + 65_536),
-            batch_pkts: 0,
+            batch_ends: Vec::new(),
+            on_disk: 0,
             stopped: false,
             written: 0,
             not_written_limit: 0,
@@ -165,6 +169,7 @@ impl PcapngOut {
     fn start_file(&mut self) -> io::Result<()> {
         self.file = Some(create(&self.file_name())?);
         self.files += 1;
+        self.on_disk = 0;
         self.batch.extend_from_slice(&self.headers);
         self.size = self.headers.len() as u64;
         Ok(())
@@ -223,8 +228,8 @@ impl PcapngOut {
         b.extend_from_slice(data);
         b.resize(pad4(b.len()), 0);
         close_block(b, start);
+        self.batch_ends.push(b.len());
         self.size += block;
-        self.batch_pkts += 1;
         if self.batch.len() >= BATCH {
             self.flush();
         }
@@ -242,23 +247,52 @@ impl PcapngOut {
     }
 
     /// Writes what is batched (a live capture's output is flushed at least once a second).
+    /// A write cut short (a full disk) keeps the packets whose blocks got out whole and cuts
+    /// the file back to the last of them, so what was written stays readable.
     pub(crate) fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
-        let r = match &mut self.file {
-            Some(f) => f.write_all(&self.batch),
-            None => Ok(()),
+        let Some(f) = self.file.as_mut() else {
+            self.batch.clear();
+            self.batch_ends.clear();
+            return;
         };
-        match r {
-            Ok(()) => self.written += self.batch_pkts,
-            Err(e) => {
-                self.not_written_error += self.batch_pkts;
+        let mut done = 0;
+        let mut err = None;
+        while done < self.batch.len() {
+            match f.write(&self.batch[done..]) {
+                Ok(0) => {
+                    err = Some(io::Error::from(io::ErrorKind::WriteZero));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    err = Some(e);
+                    break;
+                }
+            }
+        }
+        let whole = self.batch_ends.iter().filter(|&&e| e <= done).count();
+        self.written += whole as u64;
+        match err {
+            None => self.on_disk += done as u64,
+            Some(e) => {
+                self.not_written_error += (self.batch_ends.len() - whole) as u64;
+                // Back to the end of the last whole block (or of the headers).
+                let keep = self.batch_ends[..whole].last().copied().unwrap_or(0);
+                let keep = if whole == 0 && done >= self.headers.len() && self.on_disk == 0 {
+                    self.headers.len()
+                } else {
+                    keep
+                };
+                let _ = f.set_len(self.on_disk + keep as u64);
                 self.fail(e);
             }
         }
         self.batch.clear();
-        self.batch_pkts = 0;
+        self.batch_ends.clear();
     }
 
     /// The failed write, for the end of the run (exit status 1); `None` when none failed.

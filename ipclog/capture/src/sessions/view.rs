@@ -214,6 +214,9 @@ impl View {
         if p.anom.long_delays > ses.anom.long_delays {
             add(format!("delayed {} ms", (s.ts_us - ses.last_us) / 1000));
         }
+        if s.fragments > 0 && o.fragment {
+            add(format!("{} IP fragments", s.fragments));
+        }
         if fl & SYN != 0 && fl & RST == 0 {
             ses.last_syn_us[d] = Some(s.ts_us);
         }
@@ -301,7 +304,7 @@ impl View {
             return;
         };
         self.stats.lines_held -= ses.lines.len() as u64;
-        if self.o.live || !(self.o.all || !ev.anomalies.is_empty()) {
+        if self.o.live || (!self.o.all && ev.anomalies.is_empty()) {
             return;
         }
         self.stats.shown += 1;
@@ -439,7 +442,7 @@ pub(crate) fn options(h: &[u8]) -> (String, bool) {
             (2, 4) => v.push(format!("mss={}", u16::from_be_bytes([o[0], o[1]]))),
             (3, 3) => v.push(format!("wscale={}", o[0])),
             (4, 2) => v.push("sackOK".into()),
-            (5, _) if (len - 2) % 8 == 0 => {
+            (5, _) if (len - 2).is_multiple_of(8) => {
                 let mut t = String::from("sack");
                 for blk in o.chunks(8) {
                     let _ = write!(t, " {}-{}", be32(blk), be32(&blk[4..]));
@@ -543,7 +546,7 @@ fn line_text(t: &mut String, id: u64, l: &Line, o: ViewOptions) {
     } else {
         let _ = write!(
             s,
-            "{id}:{:04} {} | {:>11} {} {:<11} | {:08X}/{:08X} {:>5} {f} {}",
+            "{id}:{:04} {} | {:>11} {} {:<11} | {:08X}/{:08X} {:>5} {f}",
             l.pid,
             clock(l.ts_us),
             l.st[0].name(),
@@ -552,8 +555,10 @@ fn line_text(t: &mut String, id: u64, l: &Line, o: ViewOptions) {
             l.seq,
             l.ack,
             l.size,
-            l.opts
         );
+        if !l.opts.is_empty() {
+            let _ = write!(s, " {}", l.opts);
+        }
         if !l.marker.is_empty() {
             let _ = write!(s, " ! {}", l.marker);
         }

@@ -94,6 +94,10 @@ impl Tracker {
         }
     }
 
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
     pub fn open_flows(&self) -> usize {
         self.table.len()
     }
