@@ -464,6 +464,47 @@ fn http_split_pipelined_and_garbage() {
         "{out}"
     );
     assert!(!out.contains('\x1b'), "escaped: {out:?}");
+    // The first exchange goes on the connection: log tokens, JSON fields, SQLite columns.
+    let (log, json, db) = (dir.join("h.log"), dir.join("h.json"), dir.join("h.db"));
+    let (code, _, err) = ipclog(&[
+        "-r",
+        cap.to_str().unwrap(),
+        "--sessions",
+        "--dpi",
+        "http",
+        "-f",
+        log.to_str().unwrap(),
+        "--json",
+        json.to_str().unwrap(),
+        "--db",
+        db.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let logged = fs::read_to_string(&log).unwrap();
+    let c = logged
+        .lines()
+        .find(|l| l.starts_with("C ") && l.contains(" 40000 "))
+        .unwrap();
+    assert!(
+        c.ends_with("http_method=GET http_host=ex\\x1bample http_uri=/split http_status=200"),
+        "{c}"
+    );
+    assert!(!logged.contains('\x1b'));
+    let j = fs::read_to_string(&json).unwrap();
+    assert!(j.contains(r#""http_host":"ex\u001bample","http_method":"GET","http_status":200,"http_uri":"/split""#), "{j}");
+    let q = Command::new("sqlite3")
+        .arg(&db)
+        .arg("SELECT http_method, http_uri, http_status FROM connections WHERE orig_p = 40000")
+        .output();
+    if let Ok(q) = q {
+        assert_eq!(String::from_utf8_lossy(&q.stdout).trim(), "GET|/split|200");
+    }
+    // The garbage session has none.
+    let g = logged
+        .lines()
+        .find(|l| l.starts_with("C ") && l.contains(" 40001 "))
+        .unwrap();
+    assert!(!g.contains("http_"), "{g}");
     let _ = fs::remove_dir_all(&dir);
 }
 

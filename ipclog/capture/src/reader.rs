@@ -459,7 +459,9 @@ impl Reader {
         self.advance(seen.ts_us, sink);
         self.tracker.packet(seen, sink);
         if let Some(t) = self.tap.as_mut() {
-            t.packet(seen, self.tracker.peek(seen));
+            if let Some(h) = t.packet(seen, self.tracker.peek(seen)) {
+                self.tracker.set_latest_http(h);
+            }
         }
     }
 

@@ -52,6 +52,11 @@ fn header<'a>(head: &'a [u8], name: &str) -> Option<&'a [u8]> {
     })
 }
 
+fn raw(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Foreign text for the view: escaped.
 fn text(b: &[u8]) -> String {
     shared::text::escaped_bytes(b)
 }
@@ -146,10 +151,11 @@ impl Http {
             }
             self.pending_head.push_back(a == b"HEAD");
             let host = header(head, "host");
+            // The connection's fields keep the text as it came (each output escapes it).
             if self.method.is_none() {
-                self.method = Some(text(a));
-                self.uri = Some(text(b));
-                self.host = host.map(text);
+                self.method = Some(raw(a));
+                self.uri = Some(raw(b));
+                self.host = host.map(raw);
             }
             if chunked {
                 self.side[0].dead = true;

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 use shared::event::{ConnEvent, EventKind};
 use shared::sink::EventSink;
 
-use crate::tracker::{Peek, Seen};
+use crate::tracker::{HttpFields, Peek, Seen};
 use crate::{CaptureArgs, ColorMode, WriteMode};
 pub(crate) use pcapng::PcapngOut;
 pub(crate) use view::{FrameInfo, View, ViewOptions};
@@ -172,26 +172,30 @@ impl Tap {
     }
 
     /// The packet `s` of the current frame was accounted to flow `p` (`None`: dropped).
-    pub(crate) fn packet(&mut self, s: &Seen, p: Option<Peek<'_>>) {
+    /// Returns the connection's HTTP fields when this packet completed its first request or
+    /// response (`--dpi http`).
+    pub(crate) fn packet(&mut self, s: &Seen, p: Option<Peek<'_>>) -> Option<HttpFields> {
         let first = !self.cur_taken;
         self.cur_taken = true;
         let Some(p) = p else {
             if first && self.anomalous && self.out.is_some() {
                 self.frames_not_kept += 1;
             }
-            return;
+            return None;
         };
+        let mut http = None;
         if let (Some(v), true) = (&mut self.view, p.tcp && s.proto == 6) {
             let (l4, size): (&[u8], u32) = match (self.head_size, self.l4_at) {
                 (Some(n), _) => (&self.head, n),
                 (None, Some(at)) if first => (self.cur.get(at..).unwrap_or(&[]), self.cur_wire),
                 _ => (&[], s.ip_len),
             };
-            v.packet(s, &p, &FrameInfo { l4, size });
+            http = v.packet(s, &p, &FrameInfo { l4, size });
         }
         if self.anomalous && self.out.is_some() {
             self.hold_or_write(s, &p, first);
         }
+        http
     }
 
     fn hold_or_write(&mut self, s: &Seen, p: &Peek<'_>, first: bool) {

@@ -16,7 +16,7 @@ use rustc_hash::FxHashMap;
 use shared::event::{Anomalies, ConnEvent, FlowTuple};
 
 use super::http::{Http, HttpNote};
-use crate::tracker::{Peek, Seen};
+use crate::tracker::{HttpFields, Peek, Seen};
 use crate::wire::{ACK, FIN, PSH, RST, SYN};
 
 const URG: u8 = 0x20;
@@ -159,8 +159,14 @@ impl View {
         }
     }
 
-    /// One TCP packet `s`, accounted to the flow `p`.
-    pub(crate) fn packet(&mut self, s: &Seen, p: &Peek<'_>, fr: &FrameInfo<'_>) {
+    /// One TCP packet `s`, accounted to the flow `p`. Returns the session's HTTP fields when
+    /// this packet completed its first request or response.
+    pub(crate) fn packet(
+        &mut self,
+        s: &Seen,
+        p: &Peek<'_>,
+        fr: &FrameInfo<'_>,
+    ) -> Option<HttpFields> {
         let o = self.o;
         let new = !self.sessions.contains_key(&p.id);
         if new {
@@ -230,10 +236,21 @@ impl View {
         let hdr_ok = fr.l4.len() >= 20
             && u16::from_be_bytes([fr.l4[0], fr.l4[1]]) == s.l4.sport.unwrap_or(0)
             && u32::from_be_bytes([fr.l4[4], fr.l4[5], fr.l4[6], fr.l4[7]]) == s.l4.seq;
+        let mut fields = None;
         if let (Some(h), true) = (ses.http.as_mut(), hdr_ok) {
             let doff = ((fr.l4[12] >> 4) as usize * 4).min(fr.l4.len());
             let payload = &fr.l4[doff..];
-            for note in h.segment(d, s.l4.seq, s.l4.payload, fl, payload) {
+            let before = (h.method.is_some(), h.status.is_some());
+            let notes = h.segment(d, s.l4.seq, s.l4.payload, fl, payload);
+            if before != (h.method.is_some(), h.status.is_some()) {
+                fields = Some(HttpFields {
+                    method: h.method.clone(),
+                    host: h.host.clone(),
+                    uri: h.uri.clone(),
+                    status: h.status,
+                });
+            }
+            for note in notes {
                 let m = match note {
                     HttpNote::Request(r) => r,
                     HttpNote::Response(r) => r,
@@ -255,7 +272,7 @@ impl View {
         };
         if !keep {
             ses.elided = true;
-            return;
+            return fields;
         }
         let opts = if hdr_ok {
             let (t, bad) = options(fr.l4);
@@ -285,17 +302,18 @@ impl View {
             }
             line_text(&mut text, p.id, &line, o);
             self.print(&text, true);
-            return;
+            return fields;
         }
         if self.stats.lines_held as usize >= o.limit {
             ses.not_kept += 1;
             ses.elided = true;
             self.stats.lines_not_kept += 1;
-            return;
+            return fields;
         }
         ses.lines.push(line);
         self.stats.lines_held += 1;
         self.stats.lines_held_max = self.stats.lines_held_max.max(self.stats.lines_held);
+        fields
     }
 
     /// The tracker closed connection `ev`: its block, when it is shown.

@@ -34,6 +34,7 @@ use std::net::IpAddr;
 
 use crate::wire::{DROP_REASONS, L4};
 
+pub use flow::HttpFields;
 pub use key::Hint;
 pub use table::{Peek, Tracker};
 

@@ -15,7 +15,7 @@ use chrono::DateTime;
 use shared::event::{Anomalies, ConnEvent, EventKind, FlowTuple, Source};
 use shared::sink::EventSink;
 
-use super::flow::{Ended, Flow, HOT_LINES, NEVER};
+use super::flow::{Ended, Flow, HttpFields, HOT_LINES, NEVER};
 use super::history::{Once, Repeat};
 use super::index::{prefetch, FlowIndex};
 use super::key::{Hint, Key};
@@ -381,6 +381,17 @@ impl Tracker {
             orig: &f.orig,
             flow: f,
         })
+    }
+
+    /// Records the first HTTP exchange of the flow the latest packet went to (`--dpi http`).
+    pub fn set_latest_http(&mut self, h: HttpFields) {
+        if let Some(f) = self
+            .latest
+            .and_then(|i| self.slab.get_mut(i as usize))
+            .and_then(Option::as_mut)
+        {
+            f.http = Some(Box::new(h));
+        }
     }
 
     /// Sets the tunnel uid that flows created from now on record as their parent.
