@@ -104,6 +104,12 @@ fn retransmissions_in_the_corpus_are_marked_with_their_delay() {
         "1:0038 16:09:23.692 |      CLOSED >-A-R--> CLOSED      | 18B19795/FD48D817    54 - ! RST"
     );
     // The default threshold (1000 ms) sees no retransmission: only the RST shows.
+    let q = view(&cap, &["-C", "--retransmit", "200", "-q"]);
+    assert!(q.lines().all(|l| l.len() <= 80), "{q}");
+    assert!(
+        q.contains("1:0031 16:08:23.267 <-A----< FD48AD76/18B19795  1484 - ! rexmit 365ms"),
+        "{q}"
+    );
     let out = view(&cap, &["-C"]);
     assert!(!out.contains("retransmitted"), "{out}");
     assert!(out.contains("! RST"), "{out}");

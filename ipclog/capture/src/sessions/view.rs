@@ -557,7 +557,13 @@ fn line_text(t: &mut String, id: u64, l: &Line, o: ViewOptions) {
             l.size
         );
         if !l.marker.is_empty() {
-            let _ = write!(s, " ! {}", l.marker);
+            // Short words, so that the reason fits in 80 columns.
+            let m = l
+                .marker
+                .replace("retransmitted after ", "rexmit ")
+                .replace(" ms", "ms")
+                .replace(" IP fragments", " frags");
+            let _ = write!(s, " ! {m}");
         }
         // Everything is ASCII here (markers and HTTP text are escaped).
         s.truncate(80);
