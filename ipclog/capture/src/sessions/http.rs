@@ -204,3 +204,40 @@ fn plausible(d: usize, b: &[u8]) -> bool {
         None => b.len() <= 16 && b.iter().all(u8::is_ascii_uppercase),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Http, HttpNote};
+
+    fn texts(n: Vec<HttpNote>) -> Vec<String> {
+        n.into_iter()
+            .map(|n| match n {
+                HttpNote::Request(t) | HttpNote::Response(t) => t,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_gap_or_garbage_stops_following_the_side() {
+        let mut h = Http::default();
+        assert!(h.segment(0, 100, 0, crate::wire::SYN, b"").is_empty());
+        // Bytes 101.. missing: a gap, the side is given up.
+        assert!(texts(h.segment(0, 111, 16, 0x18, b"GET / HTTP/1.1\r\n")).is_empty());
+        assert!(h.side[0].dead);
+        let mut h = Http::default();
+        assert!(texts(h.segment(0, 1, 6, 0x18, &[0, 1, 2, 0xff, 0x16, 3])).is_empty());
+        assert_eq!(h.garbage, 1);
+        // A header that never ends is given up at 8 KB.
+        let mut h = Http::default();
+        let long = [b'A'; 9000];
+        let mut req = b"GET /".to_vec();
+        req.extend_from_slice(&long);
+        assert!(texts(h.segment(0, 1, req.len() as u32, 0x18, &req)).is_empty());
+        assert_eq!(h.garbage, 1);
+        // A retransmitted request is not seen twice.
+        let mut h = Http::default();
+        let r = b"GET /a HTTP/1.0\r\n\r\n";
+        assert_eq!(texts(h.segment(0, 1, r.len() as u32, 0x18, r)).len(), 1);
+        assert!(texts(h.segment(0, 1, r.len() as u32, 0x18, r)).is_empty());
+    }
+}

@@ -640,3 +640,51 @@ fn block(t: &mut String, ev: &ConnEvent, ses: &Session, o: ViewOptions) {
     }
     let _ = writeln!(t, "{rule}");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::options;
+
+    /// A TCP header with data offset `doff` words and `opts` after the fixed 20 bytes.
+    fn header(doff: u8, opts: &[u8]) -> Vec<u8> {
+        let mut h = vec![0u8; 20];
+        h[12] = doff << 4;
+        h.extend_from_slice(opts);
+        h
+    }
+
+    #[test]
+    fn malformed_options_are_said_and_never_panic() {
+        assert_eq!(options(&header(5, &[])), (String::new(), false));
+        assert_eq!(
+            options(&header(6, &[2, 4, 5, 0xb4])),
+            ("<mss=1460>".into(), false)
+        );
+        assert_eq!(
+            options(&header(6, &[1, 1, 1, 2])),
+            ("<bad option 2: no length>".into(), true)
+        );
+        assert_eq!(
+            options(&header(6, &[3, 1, 0, 0])),
+            ("<bad option 3: length 1>".into(), true)
+        );
+        // The header says 32 bytes, 24 were captured: the options are cut by the snaplen.
+        assert_eq!(
+            options(&header(8, &[1, 1, 4, 2])),
+            ("<sackOK, options cut by the snaplen>".into(), false)
+        );
+        assert_eq!(
+            options(&header(8, &[5, 10, 0, 0, 0, 1, 0, 0, 0, 2, 1, 1])),
+            ("<sack 1-2>".into(), false)
+        );
+        // Every byte value as kind and as length, every cut: a text, never a panic.
+        for kind in 0..=255u8 {
+            for len in 0..=255u8 {
+                let h = header(15, &[kind, len, 1, 2, 3, 4, 5, 6, 7, 8]);
+                for cut in 20..h.len() {
+                    let _ = options(&h[..cut]);
+                }
+            }
+        }
+    }
+}
