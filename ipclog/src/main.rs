@@ -163,6 +163,11 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
             .then(|| names::Names::blocking(!cli.numeric_ports));
         return ipc::print(&filter, opts, names.as_ref()).map(|()| 0);
     }
+    if (cli.capture.sessions || cli.capture.write_file.is_some()) && !cli.capture.is_capture() {
+        return Err(Error::Start(
+            "ipclog: --sessions and -w work on packets: give -r FILE or -i IFACE".into(),
+        ));
+    }
     if cli.capture.sessions
         && (cli.json.as_deref() == Some("-")
             || cli.log.as_deref() == Some(Path::new("-"))
