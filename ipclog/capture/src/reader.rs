@@ -37,6 +37,8 @@ pub(crate) struct Reader {
     tap: Option<Box<Tap>>,
     /// Live: the session view prints each block at once.
     live: bool,
+    /// A tapped frame is being handled (see `frame_tapped`).
+    in_tap: bool,
 }
 
 /// What one captured frame is to the tracker.
@@ -148,6 +150,7 @@ impl Reader {
             depth: queue,
             tap: None,
             live: false,
+            in_tap: false,
         }
     }
 
@@ -170,29 +173,22 @@ impl Reader {
     #[cold]
     #[inline(never)]
     fn frame_tapped(&mut self, ts_us: i64, wire_len: u32, data: &[u8], sink: &mut dyn EventSink) {
-        let l4_at = tcp_at(self.link, data, wire_len);
         let tap = self.tap.as_mut().expect("tapped");
-        tap.frame(ts_us, wire_len, data, l4_at);
+        tap.frame(ts_us, wire_len, data);
         let mut closes = std::mem::take(&mut tap.closes);
-        {
-            let mut w = Collect {
+        // The frame goes the untapped way (`frame` again), so that the header parsers keep
+        // their one caller (more callers and the inliner stops inlining them: BENCHMARKS.md).
+        self.in_tap = true;
+        self.frame(
+            ts_us,
+            wire_len,
+            data,
+            &mut Collect {
                 inner: sink,
                 closes: &mut closes,
-            };
-            match parse_frame(self.link, self.verify, ts_us, wire_len, data) {
-                Parsed::Seen(seen) => self.submit(seen, &mut w),
-                Parsed::Drop(d) => self.tracker.drop(d, 1),
-                Parsed::Frag(ip) => {
-                    let (src, dst) = (ip.src, ip.dst);
-                    self.fragment(ts_us, &ip, &mut w);
-                    let tap = self.tap.as_mut().expect("tapped");
-                    if !tap.taken() {
-                        tap.fragment_held(src, dst);
-                    }
-                }
-                Parsed::Tunnel(seen, at) => self.tunnel_frame(&seen, data, at, &mut w),
-            }
-        }
+            },
+        );
+        self.in_tap = false;
         let tap = self.tap.as_mut().expect("tapped");
         tap.closes = closes;
         tap.closed(self.live);
@@ -243,7 +239,7 @@ impl Reader {
         data: &[u8],
         sink: &mut dyn EventSink,
     ) {
-        if self.tap.is_some() {
+        if self.tap.is_some() && !self.in_tap {
             return self.frame_tapped(ts_us, wire_len, data, sink);
         }
         match parse_frame(self.link, self.verify, ts_us, wire_len, data) {
@@ -341,12 +337,16 @@ impl Reader {
     /// Handles one IP fragment: holds it, or accounts the datagram it completes.
     pub(crate) fn fragment(&mut self, ts_us: i64, ip: &IpPacket<'_>, sink: &mut dyn EventSink) {
         match self.defrag.add(ts_us, ip) {
-            Outcome::Held => {}
+            Outcome::Held => {
+                if self.tap.is_some() {
+                    self.tap_fragment_held(ip);
+                }
+            }
             Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
             Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
             Outcome::Done(a) => {
-                if let Some(t) = self.tap.as_mut() {
-                    t.reassembled(&a.head[..a.head_len], a.ip_len);
+                if self.tap.is_some() {
+                    self.tap_reassembled(&a);
                 }
                 let n = a.fragments as u64;
                 match wire::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
@@ -458,10 +458,41 @@ impl Reader {
     fn account(&mut self, seen: &Seen, sink: &mut dyn EventSink) {
         self.advance(seen.ts_us, sink);
         self.tracker.packet(seen, sink);
+        if self.tap.is_some() {
+            self.tap_packet(seen);
+        }
+    }
+
+    // The tap's hooks stay out of line: the packet path only grows by a test and a call, so
+    // the inliner's choices for the reading loops stay as they were without a tap
+    // (BENCHMARKS.md, issue 11).
+
+    /// The tap sees packet `seen`, just accounted.
+    #[cold]
+    #[inline(never)]
+    fn tap_packet(&mut self, seen: &Seen) {
         if let Some(t) = self.tap.as_mut() {
             if let Some(h) = t.packet(seen, self.tracker.peek(seen)) {
                 self.tracker.set_latest_http(h);
             }
+        }
+    }
+
+    /// The tap keeps fragment `ip`'s frame with the datagram (`--write anomalous`).
+    #[cold]
+    #[inline(never)]
+    fn tap_fragment_held(&mut self, ip: &IpPacket<'_>) {
+        if let Some(t) = self.tap.as_mut() {
+            t.fragment_held(ip.src, ip.dst);
+        }
+    }
+
+    /// The tap reads the reassembled datagram `a`'s transport head.
+    #[cold]
+    #[inline(never)]
+    fn tap_reassembled(&mut self, a: &crate::defrag::Assembled) {
+        if let Some(t) = self.tap.as_mut() {
+            t.reassembled(&a.head[..a.head_len], a.ip_len);
         }
     }
 
@@ -798,13 +829,6 @@ fn memory_kb() -> (u64, u64) {
             Some((f.next()??, f.next()??))
         })
         .map_or((0, 0), |(v, r)| (v * page, r * page))
-}
-
-/// Where in `frame` the TCP header of an unfragmented TCP packet starts (for the tap).
-fn tcp_at(link: Link, frame: &[u8], wire_len: u32) -> Option<usize> {
-    let (ipb, ip_wire, hint) = wire::strip_link(link, frame, wire_len).ok()?;
-    let ip = wire::parse_ip(ipb, ip_wire, hint).ok()?;
-    (ip.proto == 6 && ip.frag.is_none()).then(|| ip.l4.as_ptr() as usize - frame.as_ptr() as usize)
 }
 
 /// A libpcap timestamp in microseconds, within the times the log can show (see [`clamp_ts`]).

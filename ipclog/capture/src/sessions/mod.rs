@@ -36,9 +36,7 @@ pub(crate) struct Tap {
     cur_ts: i64,
     cur_wire: u32,
     cur_taken: bool,
-    /// Where the TCP header of the frame's packet starts, or the reassembled datagram's
-    /// transport head.
-    l4_at: Option<usize>,
+    /// The reassembled datagram's transport head.
     head: Vec<u8>,
     head_size: Option<u32>,
     /// `--write anomalous`: each open flow's frames held until it shows an anomaly, or
@@ -112,7 +110,6 @@ impl Tap {
             cur_ts: 0,
             cur_wire: 0,
             cur_taken: false,
-            l4_at: None,
             head: Vec::new(),
             head_size: None,
             held: FxHashMap::default(),
@@ -126,24 +123,18 @@ impl Tap {
 
     /// A frame arrives: written at once (`--write all`), else remembered until a packet of
     /// it is accounted.
-    pub(crate) fn frame(&mut self, ts_us: i64, wire_len: u32, data: &[u8], l4_at: Option<usize>) {
+    pub(crate) fn frame(&mut self, ts_us: i64, wire_len: u32, data: &[u8]) {
         self.cur.clear();
         self.cur.extend_from_slice(data);
         self.cur_ts = ts_us;
         self.cur_wire = wire_len;
         self.cur_taken = false;
-        self.l4_at = l4_at;
         self.head_size = None;
         if !self.anomalous {
             if let Some(o) = &mut self.out {
                 o.packet(ts_us, wire_len, data);
             }
         }
-    }
-
-    /// Whether a packet of the current frame was accounted to a connection.
-    pub(crate) fn taken(&self) -> bool {
-        self.cur_taken
     }
 
     /// The frame was an IP fragment held for its datagram (`--write anomalous` keeps it to
@@ -168,7 +159,6 @@ impl Tap {
         self.head.clear();
         self.head.extend_from_slice(head);
         self.head_size = Some(ip_len);
-        self.l4_at = None;
     }
 
     /// The packet `s` of the current frame was accounted to flow `p` (`None`: dropped).
@@ -185,10 +175,12 @@ impl Tap {
         };
         let mut http = None;
         if let (Some(v), true) = (&mut self.view, p.tcp && s.proto == 6) {
-            let (l4, size): (&[u8], u32) = match (self.head_size, self.l4_at) {
-                (Some(n), _) => (&self.head, n),
-                (None, Some(at)) if first => (self.cur.get(at..).unwrap_or(&[]), self.cur_wire),
-                _ => (&[], s.ip_len),
+            let (l4, size): (&[u8], u32) = match self.head_size {
+                Some(n) => (&self.head, n),
+                None => (
+                    tcp_header(&self.cur, s),
+                    if first { self.cur_wire } else { s.ip_len },
+                ),
             };
             http = v.packet(s, &p, &FrameInfo { l4, size });
         }
@@ -311,6 +303,22 @@ impl Tap {
         }
         Some(s)
     }
+}
+
+/// The TCP header of packet `s` in `frame` and what follows: found by its ports and sequence
+/// number (the frame is not parsed a second time: the header parsers keep their one caller on
+/// the packet path); empty when not there.
+fn tcp_header<'a>(frame: &'a [u8], s: &Seen) -> &'a [u8] {
+    let mut pat = [0u8; 8];
+    pat[..2].copy_from_slice(&s.l4.sport.unwrap_or(0).to_be_bytes());
+    pat[2..4].copy_from_slice(&s.l4.dport.unwrap_or(0).to_be_bytes());
+    pat[4..].copy_from_slice(&s.l4.seq.to_be_bytes());
+    // Link and IP headers (IPv6 extension headers and tunnels included) come first.
+    let end = frame.len().min(1024);
+    frame[..end]
+        .windows(8)
+        .position(|w| w == pat)
+        .map_or(&[][..], |at| &frame[at..])
 }
 
 /// The sink as the tracker sees it while a tap is on: every event goes on to `inner`, and
