@@ -633,6 +633,16 @@ fn w_writes_pcapng_that_tcpdump_and_ipclog_read_back_identically() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("symbolic link"), "{err}");
     assert_eq!(fs::read(&target).unwrap(), b"keep");
+    let (code, _, err) = ipclog(&[
+        "-r",
+        cap.to_str().unwrap(),
+        "-f",
+        log1.to_str().unwrap(),
+        "-w",
+        "-",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("give a file name"), "{err}");
     let _ = fs::remove_dir_all(&dir);
 }
 

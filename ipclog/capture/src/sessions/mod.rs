@@ -85,6 +85,13 @@ impl Tap {
             )
         });
         let out = match &args.write_file {
+            Some(p) if p == "-" => {
+                return Err(
+                    "-w -: standard output is not a capture file here (the line log and \
+                     the session view use it); give a file name"
+                        .into(),
+                )
+            }
             Some(p) => {
                 let desc = if live {
                     format!("live capture on {name} by ipclog")
