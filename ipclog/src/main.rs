@@ -163,6 +163,22 @@ fn run(cli: &Cli, opts: WriteOptions) -> Result<u8, Error> {
             .then(|| names::Names::blocking(!cli.numeric_ports));
         return ipc::print(&filter, opts, names.as_ref()).map(|()| 0);
     }
+    if (cli.capture.sessions || cli.capture.write_file.is_some()) && !cli.capture.is_capture() {
+        return Err(Error::Start(
+            "ipclog: --sessions and -w work on packets: give -r FILE or -i IFACE".into(),
+        ));
+    }
+    if cli.capture.sessions
+        && (cli.json.as_deref() == Some("-")
+            || cli.log.as_deref() == Some(Path::new("-"))
+            || cli.daemon)
+    {
+        return Err(Error::Start(
+            "ipclog: --sessions prints on standard output: give the log a file (-f FILE, \
+             --json FILE) and do not detach"
+                .into(),
+        ));
+    }
     if cli.daemon && (outputs::none_named(cli) || cli.json.as_deref() == Some("-")) {
         return Err(Error::Start(
             "ipclog: --daemon has no terminal: give -f FILE, --db FILE, --json FILE or --syslog"

@@ -20,13 +20,15 @@ use crate::sinks::{
     WhenFull,
 };
 
-/// Whether no output is named: then the line log goes to standard output.
+/// Whether no output is named: then the line log goes to standard output (unless the session
+/// view has it: `--sessions` alone prints only the view).
 pub fn none_named(cli: &Cli) -> bool {
     cli.log.is_none()
         && cli.db.is_none()
         && cli.json.is_none()
         && !cli.syslog
         && cli.ipfix.is_none()
+        && !cli.capture.sessions
 }
 
 /// The PostgreSQL URL `--db` gives, if it gives one.

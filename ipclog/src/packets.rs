@@ -66,7 +66,15 @@ pub fn run(
                 .map(|(_, n)| n)
                 .sum();
             sink.program(stopped, &summary.describe());
-            (0, 0, lost, summary.dropped_packets())
+            match &summary.output_failure {
+                // A capture file or the session view not written: a failure of the run.
+                Some(f) => {
+                    eprintln!("ipclog: {}", shared::text::escaped(f));
+                    sink.program(stopped, f);
+                    (1, 1, lost, summary.dropped_packets())
+                }
+                None => (0, 0, lost, summary.dropped_packets()),
+            }
         }
         Err(e) => {
             eprintln!("ipclog: {}", shared::text::escaped(&e.to_string()));

@@ -469,6 +469,12 @@ pub struct ConnEvent {
     pub tunnel_parents: Option<String>,
     /// ICMP/ICMPv6 type and code of the originator's first message.
     pub icmp: Option<IcmpTypeCode>,
+    /// The first HTTP/1.x request's method, Host and URI, and the first response's status
+    /// (packet tracker with `--dpi http`; foreign text, escaped by the outputs).
+    pub http_method: Option<String>,
+    pub http_host: Option<String>,
+    pub http_uri: Option<String>,
+    pub http_status: Option<u16>,
 }
 
 /// An ICMP message's type and code.
@@ -524,6 +530,10 @@ impl ConnEvent {
             process: None,
             tunnel_parents: None,
             icmp: None,
+            http_method: None,
+            http_host: None,
+            http_uri: None,
+            http_status: None,
         }
     }
 

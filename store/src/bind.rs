@@ -22,11 +22,12 @@ use crate::writer::NewRow;
 macro_rules! each_index {
     ($f:ident $args:tt) => {
         each_index!(@ $f $args 0 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20 21 22 23
-            24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47)
+            24 25 26 27 28 29 30 31 32 33 34 35 36 37 38 39 40 41 42 43 44 45 46 47
+            48 49 50 51 52 53 54 55 56 57 58 59 60 61 62 63)
     };
     (@ $f:ident $args:tt $($i:literal)*) => { $( $f::<$i> $args?; )* };
 }
-const _: () = assert!(FULL.len() <= 48 && CHANGED.len() <= 48);
+const _: () = assert!(FULL.len() <= 64 && CHANGED.len() <= 64);
 
 /// Where each of [`FULL`] is among [`CHANGED`].
 const FULL_SLOT: [Option<usize>; FULL.len()] = slots(FULL);

@@ -551,7 +551,11 @@ CREATE TABLE IF NOT EXISTS connections (
     comm           TEXT,
     proc_uid       INTEGER,
     tunnel_parents TEXT,
-    icmp           TEXT
+    icmp           TEXT,
+    http_method    TEXT,
+    http_host      TEXT,
+    http_uri       TEXT,
+    http_status    INTEGER
 );
 CREATE INDEX IF NOT EXISTS connections_day ON connections(day);
 CREATE INDEX IF NOT EXISTS connections_orig_h ON connections(orig_h);
@@ -599,7 +603,7 @@ fn statements_are_generated_once_from_the_fields() {
     );
     assert_eq!(INSERT_WIDTH, 30);
     assert!(!sql.insert.contains("close_ts") && sql.insert_full.contains("close_ts"));
-    assert!(sql.insert_full.ends_with("?47)"), "{}", sql.insert_full);
+    assert!(sql.insert_full.ends_with("?51)"), "{}", sql.insert_full);
     assert!(
         sql.update.contains("duration = coalesce(?"),
         "{}",
@@ -608,7 +612,7 @@ fn statements_are_generated_once_from_the_fields() {
     assert!(sql.update.contains(", retrans = ?"), "{}", sql.update);
     assert!(sql.update.ends_with(" WHERE id = ?1"), "{}", sql.update);
     // Every parameter number up to the last is used, and no other.
-    for (text, n) in [(&sql.insert_full, 47), (&sql.update, 28)] {
+    for (text, n) in [(&sql.insert_full, 51), (&sql.update, 32)] {
         let mut used: Vec<usize> = text
             .split('?')
             .skip(1)
@@ -707,7 +711,17 @@ fn packets_are_rows_of_their_own() {
 }
 
 /// The history as version 1 wrote it: version 2 added these columns (and the packets table).
-const ADDED_IN_2: &[&str] = &["pid", "comm", "proc_uid", "tunnel_parents", "icmp"];
+const ADDED_IN_2: &[&str] = &[
+    "pid",
+    "comm",
+    "proc_uid",
+    "tunnel_parents",
+    "icmp",
+    "http_method",
+    "http_host",
+    "http_uri",
+    "http_status",
+];
 
 fn version_1_file(path: &std::path::Path) {
     let v1: String = SCHEMA_2026_11

@@ -155,6 +155,94 @@ pub struct CaptureArgs {
     )]
     pub segment_limit: u64,
 
+    /// Session view (miruo): print, on standard output, each TCP session that had an anomaly
+    /// (retransmission, SYN retransmission, RST, long connect, long delay, fragment) packet by
+    /// packet when it ends: handshake, close and the anomalous packets. The line log then
+    /// needs -f FILE (or --json/--db/--syslog): standard output is the view's.
+    #[arg(long, help_heading = "Session view")]
+    pub sessions: bool,
+
+    /// With --sessions: show every TCP session, not only those with an anomaly (miruo --all).
+    #[arg(long, requires = "sessions", help_heading = "Session view")]
+    pub all: bool,
+
+    /// With --sessions: print every TCP packet as it arrives (miruo --live).
+    #[arg(long, requires = "sessions", help_heading = "Session view")]
+    pub live: bool,
+
+    /// With --sessions: also show up to N packets of a session that are neither handshake,
+    /// close nor anomalous (miruo -v).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "sessions",
+        help_heading = "Session view"
+    )]
+    pub view_data: u32,
+
+    /// With --sessions: color (auto: when standard output is a terminal).
+    #[arg(
+        long,
+        value_name = "auto|always|never",
+        default_value = "auto",
+        help_heading = "Session view"
+    )]
+    pub color: ColorMode,
+
+    /// With --sessions: deep packet inspection (miruo -m): `http` adds each HTTP/1.x request
+    /// line (with Host) and response status (with Content-Length) to the view.
+    #[arg(
+        long,
+        value_name = "http",
+        requires = "sessions",
+        help_heading = "Session view"
+    )]
+    pub dpi: Option<Dpi>,
+
+    /// With --sessions: the compact form, lines of at most 80 columns (miruo -q).
+    #[arg(
+        short = 'q',
+        long,
+        requires = "sessions",
+        help_heading = "Session view"
+    )]
+    pub quiet: bool,
+
+    /// Write the captured packets to FILE as pcapng (with the interface's name and
+    /// description) while tracking them. Created 0640; never through a symbolic link.
+    #[arg(
+        short = 'w',
+        long = "write-file",
+        value_name = "FILE",
+        help_heading = "Capture files"
+    )]
+    pub write_file: Option<String>,
+
+    /// With -w: which packets: `all`, or `anomalous` (only the sessions that had an anomaly;
+    /// their packets are held, within --segment-limit, until the anomaly shows).
+    #[arg(
+        long = "write",
+        value_name = "all|anomalous",
+        default_value = "all",
+        requires = "write_file",
+        help_heading = "Capture files"
+    )]
+    pub write_mode: WriteMode,
+
+    /// With -w: the largest a file may grow (bytes; suffixes k, M, G): without --ring, writing
+    /// stops there (netsh maxsize); with it, the next file of the ring is started.
+    #[arg(long, value_name = "SIZE", value_parser = size, requires = "write_file",
+          help_heading = "Capture files")]
+    pub max_size: Option<u64>,
+
+    /// With -w and --max-size: a ring of N files FILE.0 .. FILE.N-1, the oldest overwritten
+    /// (tcpdump -C -W, netsh filemode=circular); never more than N x SIZE on disk.
+    #[arg(long, value_name = "N", requires = "max_size",
+          value_parser = clap::value_parser!(u32).range(1..=100_000),
+          help_heading = "Capture files")]
+    pub ring: Option<u32>,
+
     /// BPF filter expression (tcpdump syntax), e.g. `host 10.0.0.1 and port 80`.
     #[arg(value_name = "EXPRESSION", trailing_var_arg = true)]
     pub filter: Vec<String>,
@@ -183,6 +271,17 @@ impl Default for CaptureArgs {
             session_limit: 65536,
             segment_limit: 65536,
             filter: Vec::new(),
+            sessions: false,
+            all: false,
+            live: false,
+            view_data: 0,
+            color: ColorMode::Auto,
+            quiet: false,
+            dpi: None,
+            write_file: None,
+            write_mode: WriteMode::All,
+            max_size: None,
+            ring: None,
         }
     }
 }
@@ -192,6 +291,50 @@ impl Default for CaptureArgs {
 pub enum Checksums {
     Verify,
     Ignore,
+}
+
+/// When the session view uses color (`--color`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorMode {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Deep packet inspection for the session view (`--dpi`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Dpi {
+    Http,
+}
+
+/// Which packets `-w` writes (`--write`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WriteMode {
+    All,
+    Anomalous,
+}
+
+/// A size on the command line: bytes, or with a k/M/G suffix (powers of 1000, as tcpdump -C).
+fn size(v: &str) -> Result<u64, String> {
+    let (num, mult) = match v.as_bytes().last() {
+        Some(b'k' | b'K') => (&v[..v.len() - 1], 1_000),
+        Some(b'M') => (&v[..v.len() - 1], 1_000_000),
+        Some(b'G') => (&v[..v.len() - 1], 1_000_000_000),
+        _ => (v, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{v}` is not a size (bytes, or a number with k, M or G)"))?;
+    let n = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("`{v}` is too large"))?;
+    // The smallest file holds its headers and one full-sized packet.
+    if n < 1024 {
+        return Err(format!(
+            "`{v}`: a capture file must be allowed at least 1024 bytes"
+        ));
+    }
+    Ok(n)
 }
 
 /// Seconds on the command line: a number, fractions allowed, not negative, at most ten

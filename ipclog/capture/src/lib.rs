@@ -58,11 +58,12 @@ mod defrag;
 mod open;
 mod pipe;
 mod reader;
+mod sessions;
 mod summary;
 mod tracker;
 pub mod wire;
 
-pub use args::{CaptureArgs, Checksums};
+pub use args::{CaptureArgs, Checksums, ColorMode, Dpi, WriteMode};
 pub use open::{open_capture, OpenCapture};
 pub use summary::{CaptureError, CaptureSummary};
 pub use tracker::Options;
@@ -113,16 +114,19 @@ fn run_with(
         live_fd,
         link,
         link_name,
+        linktype,
     } = opened;
     let live = live_fd.is_some();
     // A regular file is read ahead on a second thread (reading and parsing overlap with
     // tracking); a live capture or a pipe is read here, so that its events are never held
     // back waiting for a block to fill.
-    let ahead = !live && read_ahead && open::source_is_regular(args);
+    let tap = sessions::Tap::new(args, linktype, &name, live).map_err(usage_error)?;
+    let ahead = tap.is_none() && !live && read_ahead && open::source_is_regular(args);
     // Packets read here wait in a short queue for their flows to be prefetched, except live
     // ones (never held back); blocks read ahead are prefetched from the block instead.
     let queue = if live || ahead { 0 } else { PIPELINE };
     let mut r = Reader::new(name, link, Options::from_args(args), queue, stats_every);
+    r.set_tap(tap, live);
     let cap = if ahead {
         pipe::read(cap, &mut r, sink, stop)?;
         None
@@ -131,21 +135,32 @@ fn run_with(
         Some(cap)
     };
     let kernel_drop = match cap {
-        Some(mut cap) if live => cap.stats().map(|s| s.dropped as u64).unwrap_or(0),
+        Some(mut cap) if live => match cap.stats() {
+            Ok(s) => {
+                r.set_pcap_stats(s);
+                s.dropped as u64
+            }
+            Err(_) => 0,
+        },
         _ => 0,
     };
     r.finish(sink);
     if stats_every.is_some() {
         r.print_stats();
     }
-    Ok(CaptureSummary::of_run(
+    let mut sum = CaptureSummary::of_run(
         r.stats(),
         r.counts(),
         kernel_drop,
         link_name,
         r.last_packet_us(),
         r.verify_checksums(),
-    ))
+    );
+    if let Some(t) = r.tap() {
+        sum.output_failure = t.failures();
+        sum.outputs = t.describe();
+    }
+    Ok(sum)
 }
 
 /// Tracks frames held in memory, of libpcap link type `linktype`, as a file read tracks the

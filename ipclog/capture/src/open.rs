@@ -129,6 +129,8 @@ pub struct OpenCapture {
     pub(crate) link: Link,
     /// libpcap's name of the link type, for the summary.
     pub(crate) link_name: String,
+    /// libpcap's link type number (for `-w`).
+    pub(crate) linktype: i32,
 }
 
 /// Opens the file or interface `args` names, checks its link type and compiles the filter.
@@ -154,5 +156,6 @@ pub fn open_capture(args: &CaptureArgs) -> Result<OpenCapture, CaptureError> {
         live_fd,
         link,
         link_name: lt_name,
+        linktype: lt.0,
     })
 }

@@ -13,6 +13,7 @@ use pcap::{Activated, Capture};
 use shared::sink::EventSink;
 
 use crate::defrag::{Defrag, Outcome};
+use crate::sessions::{Collect, Tap};
 use crate::tracker::{Hint, Options, Seen, Stats, Tracker};
 use crate::wire::tunnel::{self, InnerLink, MAX_DEPTH};
 use crate::wire::{self, Drop, IpPacket, Link};
@@ -32,6 +33,12 @@ pub(crate) struct Reader {
     /// Packets parsed but not yet accounted (see `submit`), with their flow lookup hints.
     queue: VecDeque<(Seen, Hint)>,
     depth: usize,
+    /// The session view and capture file (`--sessions`, `-w`), when asked for.
+    tap: Option<Box<Tap>>,
+    /// Live: the session view prints each block at once.
+    live: bool,
+    /// A tapped frame is being handled (see `frame_tapped`).
+    in_tap: bool,
 }
 
 /// What one captured frame is to the tracker.
@@ -127,6 +134,9 @@ impl Reader {
             name,
             link,
             progress: Progress {
+                started: Instant::now(),
+                cpu0: cpu_secs(),
+                pcap: None,
                 packets: 0,
                 damaged: 0,
                 next_stats: stats_every.map(|d| Instant::now() + d),
@@ -138,6 +148,85 @@ impl Reader {
             tracker: Tracker::new(opts),
             queue: VecDeque::with_capacity(queue + 1),
             depth: queue,
+            tap: None,
+            live: false,
+            in_tap: false,
+        }
+    }
+
+    /// Gives the run a session view and/or capture file: every packet is then accounted as
+    /// it is read (no read queue), so that the tap sees it with its frame.
+    pub(crate) fn set_tap(&mut self, tap: Option<Box<Tap>>, live: bool) {
+        if tap.is_some() {
+            self.depth = 0;
+        }
+        self.tap = tap;
+        self.live = live;
+    }
+
+    pub(crate) fn tap(&self) -> Option<&Tap> {
+        self.tap.as_deref()
+    }
+
+    /// [`Reader::frame`] with a tap: the frame goes to the tap (written, or remembered for its
+    /// packet's connection), and the connections closed meanwhile are collected for it.
+    #[cold]
+    #[inline(never)]
+    fn frame_tapped(&mut self, ts_us: i64, wire_len: u32, data: &[u8], sink: &mut dyn EventSink) {
+        let tap = self.tap.as_mut().expect("tapped");
+        tap.frame(ts_us, wire_len, data);
+        let mut closes = std::mem::take(&mut tap.closes);
+        // The frame goes the untapped way (`frame` again), so that the header parsers keep
+        // their one caller (more callers and the inliner stops inlining them: BENCHMARKS.md).
+        self.in_tap = true;
+        self.frame(
+            ts_us,
+            wire_len,
+            data,
+            &mut Collect {
+                inner: sink,
+                closes: &mut closes,
+            },
+        );
+        self.in_tap = false;
+        let tap = self.tap.as_mut().expect("tapped");
+        tap.closes = closes;
+        tap.closed(self.live);
+    }
+
+    /// Runs `f` with the sink wrapped for the tap (closes collected), when there is one.
+    fn with_tap(
+        &mut self,
+        sink: &mut dyn EventSink,
+        f: impl FnOnce(&mut Reader, &mut dyn EventSink),
+    ) {
+        let Some(tap) = self.tap.as_mut() else {
+            return f(self, sink);
+        };
+        let mut closes = std::mem::take(&mut tap.closes);
+        f(
+            self,
+            &mut Collect {
+                inner: sink,
+                closes: &mut closes,
+            },
+        );
+        let tap = self.tap.as_mut().expect("tapped");
+        tap.closes = closes;
+        tap.closed(self.live);
+    }
+
+    /// A live capture is idle: timers run on the wall clock, output is flushed.
+    pub(crate) fn idle(&mut self, now_us: i64, sink: &mut dyn EventSink) {
+        self.with_tap(sink, |r, sink| r.advance(now_us, sink));
+        self.flush_tap();
+        sink.flush();
+    }
+
+    /// Pushes the tap's buffered output out (a live capture at least once a second).
+    pub(crate) fn flush_tap(&mut self) {
+        if let Some(t) = self.tap.as_mut() {
+            t.flush();
         }
     }
 
@@ -150,6 +239,9 @@ impl Reader {
         data: &[u8],
         sink: &mut dyn EventSink,
     ) {
+        if self.tap.is_some() && !self.in_tap {
+            return self.frame_tapped(ts_us, wire_len, data, sink);
+        }
         match parse_frame(self.link, self.verify, ts_us, wire_len, data) {
             Parsed::Seen(seen) => self.submit(seen, sink),
             Parsed::Drop(d) => self.tracker.drop(d, 1),
@@ -245,10 +337,17 @@ impl Reader {
     /// Handles one IP fragment: holds it, or accounts the datagram it completes.
     pub(crate) fn fragment(&mut self, ts_us: i64, ip: &IpPacket<'_>, sink: &mut dyn EventSink) {
         match self.defrag.add(ts_us, ip) {
-            Outcome::Held => {}
+            Outcome::Held => {
+                if self.tap.is_some() {
+                    self.tap_fragment_held(ip);
+                }
+            }
             Outcome::Malformed => self.tracker.drop(Drop::FragMalformed, 1),
             Outcome::Full => self.tracker.drop(Drop::FragBufferFull, 1),
             Outcome::Done(a) => {
+                if self.tap.is_some() {
+                    self.tap_reassembled(&a);
+                }
                 let n = a.fragments as u64;
                 match wire::parse_l4(a.proto, &a.head[..a.head_len], a.l4_len) {
                     Ok(l4) => {
@@ -318,7 +417,10 @@ impl Reader {
     /// datagrams that never completed.
     pub(crate) fn finish(&mut self, sink: &mut dyn EventSink) {
         self.drain(sink);
-        self.tracker.finish(sink);
+        self.with_tap(sink, |r, sink| r.tracker.finish(sink));
+        if let Some(t) = self.tap.as_mut() {
+            t.finish();
+        }
         let lost = self.defrag.flush();
         self.tracker.drop(Drop::FragIncomplete, lost);
         sink.flush();
@@ -356,6 +458,42 @@ impl Reader {
     fn account(&mut self, seen: &Seen, sink: &mut dyn EventSink) {
         self.advance(seen.ts_us, sink);
         self.tracker.packet(seen, sink);
+        if self.tap.is_some() {
+            self.tap_packet(seen);
+        }
+    }
+
+    // The tap's hooks stay out of line: the packet path only grows by a test and a call, so
+    // the inliner's choices for the reading loops stay as they were without a tap
+    // (BENCHMARKS.md, issue 11).
+
+    /// The tap sees packet `seen`, just accounted.
+    #[cold]
+    #[inline(never)]
+    fn tap_packet(&mut self, seen: &Seen) {
+        if let Some(t) = self.tap.as_mut() {
+            if let Some(h) = t.packet(seen, self.tracker.peek(seen)) {
+                self.tracker.set_latest_http(h);
+            }
+        }
+    }
+
+    /// The tap keeps fragment `ip`'s frame with the datagram (`--write anomalous`).
+    #[cold]
+    #[inline(never)]
+    fn tap_fragment_held(&mut self, ip: &IpPacket<'_>) {
+        if let Some(t) = self.tap.as_mut() {
+            t.fragment_held(ip.src, ip.dst);
+        }
+    }
+
+    /// The tap reads the reassembled datagram `a`'s transport head.
+    #[cold]
+    #[inline(never)]
+    fn tap_reassembled(&mut self, a: &crate::defrag::Assembled) {
+        if let Some(t) = self.tap.as_mut() {
+            t.reassembled(&a.head[..a.head_len], a.ip_len);
+        }
     }
 
     /// [`Reader::account`] with the flow hash computed ahead.
@@ -378,6 +516,11 @@ impl Reader {
 
 /// Packet and damaged-record counts of a run, and when to print statistics next.
 struct Progress {
+    /// When the run started (CPU share), and libpcap's latest counts (live).
+    started: Instant,
+    /// CPU seconds used when the run started.
+    cpu0: f64,
+    pcap: Option<(u32, u32, u32)>,
     packets: u64,
     damaged: u64,
     next_stats: Option<Instant>,
@@ -447,8 +590,109 @@ impl Reader {
         }
     }
 
-    /// The `-s` statistics line.
+    /// Whether statistics are printed (`-s`).
+    pub(crate) fn wants_stats(&self) -> bool {
+        self.progress.every.is_some()
+    }
+
+    /// libpcap's counts of a live capture (received, dropped, dropped by the interface).
+    pub(crate) fn set_pcap_stats(&mut self, s: pcap::Stat) {
+        self.progress.pcap = Some((s.received, s.dropped, s.if_dropped));
+    }
+
+    /// The `-s` statistics: the one-line summary, then miruo's statistics block.
     pub(crate) fn print_stats(&self) {
+        self.print_stats_line();
+        eprint!("{}", self.stats_block());
+    }
+
+    /// miruo's statistics block (`-s`): sessions and what they showed, the thresholds in
+    /// force, what is held against its limits and what was dropped, this process's CPU share
+    /// and memory, libpcap's counts (live), header errors by layer.
+    fn stats_block(&self) -> String {
+        use std::fmt::Write as _;
+        let s = &self.tracker.stats;
+        let o = self.tracker.options();
+        let el = self.progress.started.elapsed();
+        let secs = el.as_secs();
+        let mut t = String::new();
+        let view = self.tap.as_ref().and_then(|t| t.view.as_ref());
+        let (shown, vsess) = view.map_or((0, 0), |v| (v.stats.shown, v.stats.sessions));
+        let (held, held_max, not_kept, bad_opts) = view.map_or((0, 0, 0, 0), |v| {
+            (
+                v.active().1,
+                v.stats.lines_held_max,
+                v.stats.lines_not_kept,
+                v.stats.bad_options,
+            )
+        });
+        let d = |x: Drop| s.drops[x as usize];
+        let _ = writeln!(t, "===== Session Statistics =====");
+        let _ = writeln!(
+            t,
+            "Capture Time    : {:02}:{:02}:{:02}",
+            secs / 3600,
+            secs / 60 % 60,
+            secs % 60
+        );
+        let _ = writeln!(t, "Total Sessions  : {}", s.flows_total);
+        let _ = writeln!(t, "TCP Sessions    : {vsess}");
+        let _ = writeln!(t, "Lookup          : {shown}");
+        for (name, i) in [
+            ("LongConnect", 5),
+            ("LongDelay", 3),
+            ("Retransmit", 0),
+            ("SynRetransmit", 1),
+        ] {
+            let _ = writeln!(t, "{name:<16}: {}", s.with_anomaly[i]);
+        }
+        let _ = writeln!(t, "Timeout         : {}", s.timed_out);
+        let _ = writeln!(t, "Error           : {}", bad_opts);
+        let _ = writeln!(t, "RST             : {}", s.with_anomaly[2]);
+        let _ = writeln!(t, "fragment        : {}", s.with_anomaly[4]);
+        let _ = writeln!(t, "------------------------------");
+        let _ = writeln!(t, "LongConnectTime : {} [ms]", o.long_connect_us / 1000);
+        let _ = writeln!(t, "LongDelayTime   : {} [ms]", o.long_delay_us / 1000);
+        let _ = writeln!(t, "RetransmitTime  : {} [ms]", o.retransmit_us / 1000);
+        let _ = writeln!(t, "------------------------------");
+        let _ = writeln!(t, "ActiveSession   : {}", self.tracker.open_flows());
+        let _ = writeln!(t, "ActiveSessionMax: {}", s.flows_open_max);
+        let _ = writeln!(t, "ActiveSessionLim: {}", o.session_limit);
+        let _ = writeln!(t, "ActiveSegment   : {}", self.tracker.segments() + held);
+        let _ = writeln!(t, "ActiveSegmentMax: {}", s.segments_max.max(held_max));
+        let _ = writeln!(t, "ActiveSegmentLim: {}", o.segment_limit);
+        let _ = writeln!(t, "DropSession     : {}", d(Drop::SessionLimit));
+        let _ = writeln!(t, "DropSegment     : {}", s.segments_dropped + not_kept);
+        let _ = writeln!(t, "------------------------------");
+        let cpu = 100.0 * (cpu_secs() - self.progress.cpu0) / el.as_secs_f64().max(1e-3);
+        let (vsz, rss) = memory_kb();
+        let _ = writeln!(t, "CPU             : {cpu:.1}%");
+        let _ = writeln!(t, "VSZ             : {vsz}KB");
+        let _ = writeln!(t, "RSS             : {rss}KB");
+        if let Some((recv, drop, ifdrop)) = self.progress.pcap {
+            let _ = writeln!(t, "===== libpcap Statistics =====");
+            let _ = writeln!(t, "recv  : {recv}");
+            let _ = writeln!(t, "drop  : {drop}");
+            let _ = writeln!(t, "ifdrop: {ifdrop}");
+        }
+        let _ = writeln!(t, "===== Header Error Count =====");
+        let _ = writeln!(t, "L2  : {}", d(Drop::TruncatedLink) + d(Drop::NonIp));
+        let ip = [
+            Drop::TruncatedIp,
+            Drop::BadIpHeader,
+            Drop::BadIpLength,
+            Drop::BadIpChecksum,
+            Drop::FragMalformed,
+        ];
+        let _ = writeln!(t, "IP  : {}", ip.iter().map(|&x| d(x)).sum::<u64>());
+        let l4 = d(Drop::TruncatedL4) + d(Drop::BadL4Length) + d(Drop::BadChecksum);
+        let _ = writeln!(t, "TCP : {}", l4 + bad_opts);
+        let _ = writeln!(t, "==============================");
+        t
+    }
+
+    /// The `-s` statistics line.
+    fn print_stats_line(&self) {
         let s = &self.tracker.stats;
         // Tunnel reasons are inner packets whose outer packet is in a connection.
         let (mut dropped, mut tunnel_errors) = (0, 0);
@@ -512,6 +756,7 @@ pub(crate) fn read_direct(
                     && r.progress.packets & 255 == 0
                     && last_flush.elapsed() >= Duration::from_secs(1)
                 {
+                    r.flush_tap();
                     sink.flush();
                     last_flush = Instant::now();
                 }
@@ -519,6 +764,11 @@ pub(crate) fn read_direct(
             }
             Err(pcap::Error::NoMorePackets) => break,
             Err(pcap::Error::TimeoutExpired) => {
+                if live && r.wants_stats() {
+                    if let Ok(s) = cap.stats() {
+                        r.set_pcap_stats(s);
+                    }
+                }
                 // Live and nothing to read: wait up to 100 ms for packets; when none come,
                 // let wall-clock time run the timeouts, flush, and report stats.
                 if let Some(fd) = live_fd {
@@ -532,8 +782,7 @@ pub(crate) fn read_direct(
                         continue;
                     }
                 }
-                r.advance(chrono::Utc::now().timestamp_micros(), sink);
-                sink.flush();
+                r.idle(chrono::Utc::now().timestamp_micros(), sink);
                 r.stats_if_due();
             }
             Err(e) => {
@@ -556,6 +805,30 @@ pub(crate) fn read_direct(
         }
     }
     Ok(())
+}
+
+/// CPU seconds (user and system) this process has used.
+fn cpu_secs() -> f64 {
+    // SAFETY: getrusage fills the struct it is given.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// This process's virtual and resident memory in KB.
+fn memory_kb() -> (u64, u64) {
+    // SAFETY: sysconf only reads a setting.
+    let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) / 1024) as u64;
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some((f.next()??, f.next()??))
+        })
+        .map_or((0, 0), |(v, r)| (v * page, r * page))
 }
 
 /// A libpcap timestamp in microseconds, within the times the log can show (see [`clamp_ts`]).

@@ -48,6 +48,10 @@ pub struct CaptureSummary {
     /// The latest packet time seen (microseconds since the epoch), the capture's own clock
     /// for the lines that end a run; `None` when no packet reached the tracker.
     pub last_packet_us: Option<i64>,
+    /// `-w`/`--sessions`: what could not be written (the run's exit status is then 1).
+    pub output_failure: Option<String>,
+    /// `-w`: packets written, files, and what was not written, for the summary line.
+    pub outputs: Option<String>,
 }
 
 impl CaptureSummary {
@@ -98,6 +102,9 @@ impl CaptureSummary {
         }
         if !self.checksums_verified {
             s.push_str(", checksums ignored");
+        }
+        if let Some(o) = &self.outputs {
+            s.push_str(&format!(", {o}"));
         }
         if self.segments_not_tracked > 0 {
             s.push_str(&format!(
@@ -180,6 +187,8 @@ impl CaptureSummary {
                 .map(|((k, _), n)| (k.to_string(), n))
                 .collect(),
             last_packet_us,
+            output_failure: None,
+            outputs: None,
         }
     }
 }

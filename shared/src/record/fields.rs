@@ -233,4 +233,33 @@ pub const FIELDS: &[Field] = &[
     Field::new("icmp", |e| e.icmp.map_or(Absent, |i| Pair(i.kind, i.code)))
         .sql("TEXT", Set::Open)
         .log(26),
+    // `--dpi http`: known once the exchange was seen, so kept from the event that has them.
+    Field::everywhere(
+        "http_method",
+        |e| Value::text_or_absent(e.http_method.as_deref()),
+        "TEXT",
+        Set::Keep,
+        27,
+    ),
+    Field::everywhere(
+        "http_host",
+        |e| Value::text_or_absent(e.http_host.as_deref()),
+        "TEXT",
+        Set::Keep,
+        28,
+    ),
+    Field::everywhere(
+        "http_uri",
+        |e| Value::text_or_absent(e.http_uri.as_deref()),
+        "TEXT",
+        Set::Keep,
+        29,
+    ),
+    Field::everywhere(
+        "http_status",
+        |e| Value::count_or_absent(e.http_status),
+        "INTEGER",
+        Set::Keep,
+        30,
+    ),
 ];

@@ -49,6 +49,20 @@ pub(super) struct Flow {
     pub(super) parent: Option<Box<str>>,
     /// ICMP: the originator's first message's type and code.
     pub(super) icmp: Option<IcmpTypeCode>,
+    /// How long after its original the latest counted retransmission came (microseconds;
+    /// for the session view's marker).
+    pub(super) rxmit_gap_us: i64,
+    /// `--dpi http`: the first exchange (set by the session view).
+    pub(super) http: Option<Box<HttpFields>>,
+}
+
+/// The first HTTP/1.x request (method, Host, URI) and response status of a connection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HttpFields {
+    pub method: Option<String>,
+    pub host: Option<String>,
+    pub uri: Option<String>,
+    pub status: Option<u16>,
 }
 
 /// Tunnel parents a connection keeps (a flow seen in more tunnels keeps the first ones).
@@ -124,6 +138,8 @@ impl Flow {
             queued_at: NEVER,
             parent: None,
             icmp,
+            rxmit_gap_us: 0,
+            http: None,
         }
     }
 

@@ -34,8 +34,9 @@ use std::net::IpAddr;
 
 use crate::wire::{DROP_REASONS, L4};
 
+pub use flow::HttpFields;
 pub use key::Hint;
-pub use table::Tracker;
+pub use table::{Peek, Tracker};
 
 /// Tracker settings (from the command line). Times in microseconds of packet time.
 #[derive(Debug, Clone)]

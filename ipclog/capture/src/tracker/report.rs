@@ -35,6 +35,17 @@ impl Flow {
         ev.duration = (kind != EventKind::Open).then_some(dur_us as f64 / 1e6);
         ev.counters = Some(self.counters());
         ev.anomalies = self.anom;
+        if let Some(h) = &self.http {
+            ev.http_method.clone_from(&h.method);
+            ev.http_host.clone_from(&h.host);
+            ev.http_uri.clone_from(&h.uri);
+            ev.http_status = h.status;
+        } else if ev.http_method.is_some() || ev.http_status.is_some() {
+            ev.http_method = None;
+            ev.http_host = None;
+            ev.http_uri = None;
+            ev.http_status = None;
+        }
         ev.zeek_state = Some(self.zeek_state());
         let h = self.hist.as_str();
         if !h.is_empty() || self.proto == TCP || self.proto == UDP {

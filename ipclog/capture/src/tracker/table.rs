@@ -12,10 +12,10 @@ use std::collections::BinaryHeap;
 use std::net::IpAddr;
 
 use chrono::DateTime;
-use shared::event::{ConnEvent, EventKind, FlowTuple, Source};
+use shared::event::{Anomalies, ConnEvent, EventKind, FlowTuple, Source};
 use shared::sink::EventSink;
 
-use super::flow::{Ended, Flow, HOT_LINES, NEVER};
+use super::flow::{Ended, Flow, HttpFields, HOT_LINES, NEVER};
 use super::history::{Once, Repeat};
 use super::index::{prefetch, FlowIndex};
 use super::key::{Hint, Key};
@@ -92,6 +92,10 @@ impl Tracker {
                 ),
             ),
         }
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
     }
 
     pub fn open_flows(&self) -> usize {
@@ -363,6 +367,33 @@ impl Tracker {
         Some(f.uid())
     }
 
+    /// The flow the latest packet `s` was accounted to, as the session view and `-w` see
+    /// it; `None` when the packet was dropped.
+    pub fn peek(&self, s: &Seen) -> Option<Peek<'_>> {
+        let f = self.slab.get(self.latest? as usize)?.as_ref()?;
+        let (_, swapped) = Key::new(s);
+        Some(Peek {
+            id: f.id,
+            dir: if swapped == f.orig_swapped { 0 } else { 1 },
+            tcp: f.is_tcp(),
+            anom: f.anom,
+            rxmit_gap_us: f.rxmit_gap_us,
+            orig: &f.orig,
+            flow: f,
+        })
+    }
+
+    /// Records the first HTTP exchange of the flow the latest packet went to (`--dpi http`).
+    pub fn set_latest_http(&mut self, h: HttpFields) {
+        if let Some(f) = self
+            .latest
+            .and_then(|i| self.slab.get_mut(i as usize))
+            .and_then(Option::as_mut)
+        {
+            f.http = Some(Box::new(h));
+        }
+    }
+
     /// Sets the tunnel uid that flows created from now on record as their parent.
     pub fn set_parent(&mut self, uid: Option<&str>) {
         self.parent = uid.map(Box::from);
@@ -465,6 +496,26 @@ impl Tracker {
             };
             sink.program(ts, &msg);
         }
+    }
+}
+
+/// The flow a packet went to (see [`Tracker::peek`]).
+pub struct Peek<'a> {
+    /// The connection's number in the run (the event's `conn_id`: the session id).
+    pub id: u64,
+    /// 0: the packet came from the originator.
+    pub dir: usize,
+    pub tcp: bool,
+    pub anom: Anomalies,
+    pub rxmit_gap_us: i64,
+    pub orig: &'a FlowTuple,
+    flow: &'a Flow,
+}
+
+impl Peek<'_> {
+    /// The connection's uid (allocates: once per session).
+    pub fn uid(&self) -> String {
+        self.flow.uid()
     }
 }
 

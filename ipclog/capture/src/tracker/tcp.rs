@@ -123,6 +123,7 @@ pub(super) fn segment(
             if let Some(orig) = e.segs.iter().find(within) {
                 if s.ts_us - orig.ts_us >= opts.retransmit_us {
                     f.anom.retransmits += 1;
+                    f.rxmit_gap_us = s.ts_us - orig.ts_us;
                 }
             }
         }
