@@ -160,28 +160,31 @@ impl EventSocket {
     /// One datagram (one or more netlink messages). `Ok(0)` on the receive timeout (or at
     /// once when nothing is queued and `wait` is false).
     pub fn recv(&self, buf: &mut [u8], wait: bool) -> io::Result<usize> {
-        let mut b = &mut buf[..];
-        let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
-        match self.sock.recv(&mut b, flags) {
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        recv_datagram(&self.sock, buf, if wait { 0 } else { libc::MSG_DONTWAIT })
     }
 
     /// Messages the kernel dropped on this socket so far (the `Drops` column of
     /// /proc/self/net/netlink for our inode).
     pub fn drops(&self) -> Option<u64> {
         netlink_drops(self.inode)
+    }
+}
+
+/// Receives one datagram from a netlink socket; a receive timeout, nothing queued (with
+/// `MSG_DONTWAIT`) or a signal is `Ok(0)`, so the callers' loops look at their stop flag.
+pub(crate) fn recv_datagram(sock: &Socket, buf: &mut [u8], flags: i32) -> io::Result<usize> {
+    let mut b = &mut buf[..];
+    match sock.recv(&mut b, flags) {
+        Ok(n) => Ok(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+            ) =>
+        {
+            Ok(0)
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -171,21 +171,7 @@ impl NflogSocket {
     }
 
     fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        let mut b = &mut buf[..];
-        match self.sock.recv(&mut b, 0) {
-            Ok(n) => Ok(n),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock
-                        | io::ErrorKind::TimedOut
-                        | io::ErrorKind::Interrupted
-                ) =>
-            {
-                Ok(0)
-            }
-            Err(e) => Err(e),
-        }
+        crate::conntrack::socket::recv_datagram(&self.sock, buf, 0)
     }
 }
 

@@ -368,27 +368,7 @@ fn compact(batch: &mut Vec<ConnEvent>) {
 
 /// Writes a batch of logged packets, retried and counted as connection batches are.
 fn write_packets_with_retry(store: &mut Store, packets: &mut Vec<PacketEvent>, c: &DbCounters) {
-    for attempt in 0..3 {
-        match store.write_packets(packets) {
-            Ok(()) => {
-                c.written.fetch_add(packets.len() as u64, Ordering::Relaxed);
-                packets.clear();
-                return;
-            }
-            Err(e) => {
-                c.errors.fetch_add(1, Ordering::Relaxed);
-                eprintln!(
-                    "ipclog: database write failed (attempt {}): {e}",
-                    attempt + 1
-                );
-                std::thread::sleep(Duration::from_millis(100));
-            }
-        }
-    }
-    c.dropped.fetch_add(packets.len() as u64, Ordering::Relaxed);
-    c.write_dropped
-        .fetch_add(packets.len() as u64, Ordering::Relaxed);
-    packets.clear();
+    retried(packets, c, |rows| store.write_packets(rows));
 }
 
 /// Writes a batch; a failed batch (disk full, locked by a reader for too long) is retried a
@@ -398,11 +378,21 @@ fn write_with_retry(store: &mut Store, batch: &mut Vec<ConnEvent>, c: &DbCounter
     compact(batch);
     c.written
         .fetch_add(before - batch.len() as u64, Ordering::Relaxed);
+    retried(batch, c, |rows| store.write_batch(rows));
+}
+
+/// Runs `write` on `rows` up to three times; what it could not write is dropped and counted.
+/// `rows` is empty afterwards either way.
+fn retried<T, E: std::fmt::Display>(
+    rows: &mut Vec<T>,
+    c: &DbCounters,
+    mut write: impl FnMut(&[T]) -> Result<(), E>,
+) {
     for attempt in 0..3 {
-        match store.write_batch(batch) {
+        match write(rows) {
             Ok(()) => {
-                c.written.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                batch.clear();
+                c.written.fetch_add(rows.len() as u64, Ordering::Relaxed);
+                rows.clear();
                 return;
             }
             Err(e) => {
@@ -415,10 +405,10 @@ fn write_with_retry(store: &mut Store, batch: &mut Vec<ConnEvent>, c: &DbCounter
             }
         }
     }
-    c.dropped.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    c.dropped.fetch_add(rows.len() as u64, Ordering::Relaxed);
     c.write_dropped
-        .fetch_add(batch.len() as u64, Ordering::Relaxed);
-    batch.clear();
+        .fetch_add(rows.len() as u64, Ordering::Relaxed);
+    rows.clear();
 }
 
 #[cfg(test)]
