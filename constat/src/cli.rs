@@ -60,7 +60,7 @@ middle of the input (a corrupt gzip member: file, line and offset named; a line 
 start (bad option, date or range, missing or unreadable log among the -f, not a log, missing
 --lookup file); 3 with --quiet: nothing to report, nothing printed.
 
-Manual: man constat (the report), man 5 constat.lookup (the lookup file), man ipclog.";
+Manual: man constat (the report), man constat-query, man 5 constat.lookup (the lookup file),\nman ipclog.";
 
 /// Daily connection statistics from an ipclog log.
 #[derive(Parser, Debug)]
@@ -338,7 +338,9 @@ the day of its line (logs).
 Anomalies: retrans, syn_retrans, rst, long_delay, frag, long_conn (the log's tokens), and
 refused (conn_state REJ), unanswered (conn_state S0).
 
-Exit status: 0 connections printed, 3 none matched, 1 read error, 2 bad usage or input.";
+Exit status: 0 connections printed, 3 none matched, 1 read error, 2 bad usage or input.
+
+Manual: man constat-query.";
 
 /// `constat query`: connections from ipclog's history or logs.
 #[derive(Parser, Debug)]

@@ -122,6 +122,7 @@ fn package_holds_tools_pages_completions_services_and_conffiles() {
         "./usr/share/man/man8/ipclog.8.gz",
         "./usr/share/man/man8/ipc.8.gz",
         "./usr/share/man/man1/constat.1.gz",
+        "./usr/share/man/man1/constat-query.1.gz",
         "./usr/share/man/man5/constat.lookup.5.gz",
         "./usr/share/bash-completion/completions/ipclog",
         "./usr/share/bash-completion/completions/ipc",
@@ -178,6 +179,7 @@ fn package_holds_tools_pages_completions_services_and_conffiles() {
         "usr/share/man/man8/ipclog.8.gz",
         "usr/share/man/man8/ipc.8.gz",
         "usr/share/man/man1/constat.1.gz",
+        "usr/share/man/man1/constat-query.1.gz",
         "usr/share/man/man5/constat.lookup.5.gz",
     ] {
         let out = Command::new("man")

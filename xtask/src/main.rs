@@ -261,7 +261,8 @@ const CONSTAT_FILES: &[Block] = &[
     ),
 ];
 
-const CONSTAT_SEE_ALSO: &[Block] = &[P("constat.lookup(5), ipclog(8), ipc(8)")];
+const CONSTAT_SEE_ALSO: &[Block] = &[P("constat-query(1), constat.lookup(5), ipclog(8), ipc(8)")];
+const QUERY_SEE_ALSO: &[Block] = &[P("constat(1), ipclog(8)")];
 
 const LOOKUP_FORMAT: &[Block] = &[
     P(
@@ -391,6 +392,25 @@ fn docs(dir: &Path) -> io::Result<()> {
             ("NOTES", &[Pre(&notes)]),
             ("FILES", CONSTAT_FILES),
             ("SEE ALSO", CONSTAT_SEE_ALSO),
+        ],
+    )?;
+    // `constat query` has options of its own: a page of its own, as git's subcommands have.
+    let query = constat
+        .find_subcommand("query")
+        .expect("constat query")
+        .clone()
+        .name("constat-query");
+    let query_notes = query
+        .get_after_help()
+        .map(|h| h.to_string())
+        .unwrap_or_default();
+    page(
+        &man,
+        query,
+        "1",
+        &[
+            ("NOTES", &[Pre(&query_notes)]),
+            ("SEE ALSO", QUERY_SEE_ALSO),
         ],
     )?;
     lookup_page(&man, &version)?;
