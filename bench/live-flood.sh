@@ -37,7 +37,9 @@ ip -n "$S" addr add 10.9.0.2/24 dev eth0
 for n in "$C" "$S"; do ip -n "$n" link set eth0 up; ip -n "$n" link set lo up; done
 # No ICMP port-unreachable storm back: only the flood is on the wire.
 ip netns exec "$S" nft -f - <<NFT
-table inet bench { chain out { type filter hook output priority 0; icmp type destination-unreachable drop; } }
+table inet bench {
+  chain out { type filter hook output priority 0; icmp type destination-unreachable drop; }
+}
 NFT
 BARG=(); [ -n "${B:-}" ] && BARG=(-B "$B")
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
