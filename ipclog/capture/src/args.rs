@@ -141,9 +141,19 @@ pub struct CaptureArgs {
     pub fragment: u8,
 
     /// Most connections tracked at once; packets of further new ones are dropped and counted.
-    #[arg(long, value_name = "N", default_value_t = 65536,
+    /// Default: sized from memory as the kernel sizes nf_conntrack_max, RAM / 16384 (at
+    /// least 65536; 262144 per 4 GiB).
+    #[arg(long, value_name = "N", default_value_t = default_session_limit(),
           value_parser = clap::value_parser!(u64).range(1..), help_heading = "Packet capture")]
     pub session_limit: u64,
+
+    /// Kernel capture buffer of `-i` in KiB, as tcpdump's -B (pcap_set_buffer_size; default
+    /// libpcap's 2 MiB; ignored with -r, as tcpdump does). A larger buffer rides out bursts
+    /// without drops.
+    #[arg(short = 'B', long, value_name = "KIB",
+          value_parser = clap::value_parser!(u32).range(1..=4_194_304),
+          help_heading = "Packet capture")]
+    pub buffer_size: Option<u32>,
 
     /// Most data segments remembered for retransmission timing; beyond it segments are not
     /// remembered (counted).
@@ -268,7 +278,8 @@ impl Default for CaptureArgs {
             long_connect: 0,
             long_delay: 0,
             fragment: 1,
-            session_limit: 65536,
+            session_limit: default_session_limit(),
+            buffer_size: None,
             segment_limit: 65536,
             filter: Vec::new(),
             sessions: false,
@@ -284,6 +295,21 @@ impl Default for CaptureArgs {
             ring: None,
         }
     }
+}
+
+/// The default `--session-limit`: RAM / 16384, as the kernel's nf_conntrack_max on a 64-bit
+/// machine, so that a router tracks as many flows by packets as its conntrack table holds;
+/// never below the 65536 of older versions.
+pub fn default_session_limit() -> u64 {
+    let ram = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .unwrap_or(0)
+        .saturating_mul(1024);
+    (ram / 16384).max(65536)
 }
 
 /// What to do with packets whose checksums are wrong (`--checksums`).
@@ -399,5 +425,41 @@ impl Options {
             session_limit: args.session_limit.min(usize::MAX as u64) as usize,
             segment_limit: args.segment_limit.min(usize::MAX as u64) as usize,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        capture: CaptureArgs,
+    }
+
+    #[test]
+    fn buffer_size_is_for_live_captures_in_kib() {
+        let c = Cli::try_parse_from(["x", "-i", "lo", "-B", "4096"]).unwrap();
+        assert_eq!(c.capture.buffer_size, Some(4096));
+        let c = Cli::try_parse_from(["x", "-i", "lo", "--buffer-size", "1"]).unwrap();
+        assert_eq!(c.capture.buffer_size, Some(1));
+        assert!(Cli::try_parse_from(["x", "-i", "lo", "-B", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_default_session_limit_follows_memory_as_nf_conntrack_max() {
+        let kib: u64 = std::fs::read_to_string("/proc/meminfo")
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap();
+        let want = (kib * 1024 / 16384).max(65536);
+        assert_eq!(default_session_limit(), want);
+        let c = Cli::try_parse_from(["x", "-i", "lo"]).unwrap();
+        assert_eq!(c.capture.session_limit, want);
+        assert_eq!(CaptureArgs::default().session_limit, want);
     }
 }
