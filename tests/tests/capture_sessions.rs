@@ -42,7 +42,10 @@ fn corpus(rel: &str) -> Option<String> {
 
 /// The view of `cap` with `args`, the log in a file beside; asserts exit 0.
 fn view(cap: &str, args: &[&str]) -> String {
-    let dir = scratch("sessions-view");
+    // Tests call this at the same time: a directory of each call's own.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = scratch(&format!("sessions-view-{n}"));
     let log = dir.join("log");
     let mut a = vec!["-r", cap, "--sessions", "-f", log.to_str().unwrap()];
     a.extend_from_slice(args);
@@ -1012,6 +1015,8 @@ fn statistics_show_miruo_s_block() {
         "1",
         "--retransmit",
         "300",
+        "--session-limit",
+        "4096",
         "-f",
         log.to_str().unwrap(),
     ]);
@@ -1023,7 +1028,7 @@ fn statistics_show_miruo_s_block() {
         "RST             : 3\n",
         "Retransmit      : 0\n",
         "RetransmitTime  : 300 [ms]\n",
-        "ActiveSessionLim: 65536\n",
+        "ActiveSessionLim: 4096\n",
         "Error           : 1\n",
         "===== Header Error Count =====",
         "TCP : 1\n",

@@ -811,9 +811,10 @@ mod tests {
 mod size {
     /// Memory per tracked flow is the flow record (a slab slot) plus 8-16 index bytes and up
     /// to two 24-byte timer entries: the record is most of it. Was 816 bytes, 48 of them two
-    /// empty spill queues (bench/run: ~940 bytes of RSS per flow with every flow kept).
+    /// empty spill queues (bench/run: ~940 bytes of RSS per flow with every flow kept); the
+    /// session view's per-flow state (issue 11) added 16.
     #[test]
-    fn a_flow_record_stays_within_768_bytes() {
+    fn a_flow_record_stays_within_784_bytes() {
         use super::super::endpoint::Endpoint;
         use super::super::flow::Flow;
         use super::super::reassembly::Segs;
@@ -823,7 +824,7 @@ mod size {
             std::mem::size_of::<Segs>(),
         );
         assert!(
-            sizes.0 <= 768 && sizes.1 <= 248 && sizes.2 <= 80,
+            sizes.0 <= 784 && sizes.1 <= 248 && sizes.2 <= 80,
             "{sizes:?}"
         );
     }
