@@ -62,50 +62,10 @@ pub fn capture(data: &[u8]) {
     }
 }
 
-/// The accounting every capture run promises (ipclog-capture's lib.rs doc).
+/// The accounting every capture run promises ([`CaptureSummary::check_accounting`]).
 pub fn check_accounting(events: &[ConnEvent], sum: &CaptureSummary) {
-    let opens = events.iter().filter(|e| e.kind == EventKind::Open).count();
-    let closes: Vec<&ConnEvent> = events
-        .iter()
-        .filter(|e| e.kind == EventKind::Close)
-        .collect();
-    assert_eq!(opens, closes.len(), "opens vs closes");
-    assert_eq!(closes.len() as u64, sum.flows, "flows vs closes");
-    let mut ids: Vec<u64> = closes.iter().map(|e| e.conn_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), closes.len(), "a connection closed twice");
-    let pkts: u64 = closes
-        .iter()
-        .map(|e| {
-            let c = e.counters.expect("counters on a close");
-            c.orig_pkts + c.resp_pkts
-        })
-        .sum();
-    assert_eq!(pkts, sum.packets_in_flows, "packets in closes");
-    assert_eq!(
-        sum.packets,
-        sum.packets_in_flows - sum.decapsulated + sum.fragments_merged + sum.dropped_packets(),
-        "packets read = in connections + fragments merged + dropped ({})",
-        sum.describe()
-    );
-    // A tunnel's inner connection names its outer one, which is a connection of the run.
-    let uids: std::collections::HashSet<&str> =
-        events.iter().filter_map(|e| e.uid.as_deref()).collect();
-    for e in events {
-        for p in e.tunnel_parents.iter().flat_map(|p| p.split(',')) {
-            assert!(uids.contains(p), "tunnel parent {p} is no connection");
-        }
-    }
-    for e in events {
-        assert!(
-            e.uid
-                .as_deref()
-                .is_some_and(|u| u.starts_with('C') && u.len() == 18),
-            "uid {:?}",
-            e.uid
-        );
-        assert!(e.zeek_state.is_some(), "no conn_state");
+    if let Err(e) = sum.check_accounting(events) {
+        panic!("{e}");
     }
 }
 

@@ -68,6 +68,73 @@ impl CaptureSummary {
             .sum()
     }
 
+    /// Checks the accounting this crate promises for a run whose events are `events`: every
+    /// opened connection closed once, with a Zeek-style uid and conn_state; the closes'
+    /// packets add up to the packets in connections; packets read equal packets in
+    /// connections less decapsulated, plus fragments merged and dropped; a tunnel parent is a
+    /// connection of the run. The first broken promise, said; for the tests and the fuzz
+    /// targets.
+    pub fn check_accounting(&self, events: &[shared::ConnEvent]) -> Result<(), String> {
+        use shared::EventKind;
+        let ensure = |ok: bool, what: &dyn Fn() -> String| if ok { Ok(()) } else { Err(what()) };
+        let opens = events.iter().filter(|e| e.kind == EventKind::Open).count();
+        let closes: Vec<&shared::ConnEvent> = events
+            .iter()
+            .filter(|e| e.kind == EventKind::Close)
+            .collect();
+        ensure(opens == closes.len(), &|| {
+            format!("opens vs closes: {opens} opens, {} closes", closes.len())
+        })?;
+        ensure(closes.len() as u64 == self.flows, &|| {
+            format!("flows: {} closes, {} flows", closes.len(), self.flows)
+        })?;
+        let mut ids: Vec<u64> = closes.iter().map(|e| e.conn_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ensure(ids.len() == closes.len(), &|| {
+            "a connection closed twice".into()
+        })?;
+        let mut pkts = 0;
+        for e in &closes {
+            let c = e.counters.ok_or("a close without counters")?;
+            pkts += c.orig_pkts + c.resp_pkts;
+        }
+        ensure(pkts == self.packets_in_flows, &|| {
+            format!(
+                "packets in closes: {pkts}, packets in connections: {}",
+                self.packets_in_flows
+            )
+        })?;
+        ensure(
+            self.packets
+                == self.packets_in_flows - self.decapsulated
+                    + self.fragments_merged
+                    + self.dropped_packets(),
+            &|| {
+                format!(
+                    "packets read = in connections - decapsulated + merged + dropped ({})",
+                    self.describe()
+                )
+            },
+        )?;
+        let uids: std::collections::HashSet<&str> =
+            events.iter().filter_map(|e| e.uid.as_deref()).collect();
+        for e in events {
+            for p in e.tunnel_parents.iter().flat_map(|p| p.split(',')) {
+                ensure(uids.contains(p), &|| {
+                    format!("tunnel parent {p} is no connection")
+                })?;
+            }
+            let uid_ok = e
+                .uid
+                .as_deref()
+                .is_some_and(|u| u.starts_with('C') && u.len() == 18);
+            ensure(uid_ok, &|| format!("uid {:?}", e.uid))?;
+            ensure(e.zeek_state.is_some(), &|| "no conn_state".into())?;
+        }
+        Ok(())
+    }
+
     /// One line for the log's `P` line before the stop line.
     pub fn describe(&self) -> String {
         let mut s = format!(

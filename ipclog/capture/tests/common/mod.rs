@@ -40,46 +40,11 @@ pub fn corpus(rel: &str) -> Option<PathBuf> {
     Some(p)
 }
 
-/// Checks the accounting invariants every read must satisfy: every opened flow closed once,
-/// the closes' packet counts add up to the packets in flows, and packets read = packets in
-/// flows + fragments merged + packets dropped.
+/// Checks the accounting invariants every read must satisfy
+/// ([`CaptureSummary::check_accounting`]).
 pub fn check_accounting(events: &[ConnEvent], sum: &CaptureSummary, what: &str) {
-    let opens = events.iter().filter(|e| e.kind == EventKind::Open).count();
-    let cl = closes(events);
-    assert_eq!(opens, cl.len(), "{what}: opens vs closes");
-    assert_eq!(cl.len() as u64, sum.flows, "{what}: flows");
-    let mut ids: Vec<u64> = cl.iter().map(|e| e.conn_id).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), cl.len(), "{what}: a flow closed twice");
-    let pkts: u64 = cl
-        .iter()
-        .map(|e| {
-            let c = e.counters.expect("counters on close");
-            c.orig_pkts + c.resp_pkts
-        })
-        .sum();
-    assert_eq!(pkts, sum.packets_in_flows, "{what}: packets in closes");
-    assert_eq!(
-        sum.packets,
-        sum.packets_in_flows - sum.decapsulated + sum.fragments_merged + sum.dropped_packets(),
-        "{what}: packets read = in flows + merged + dropped ({})",
-        sum.describe()
-    );
-    // A tunnel's inner connection names its outer one, which is a connection of the run.
-    let uids: std::collections::HashSet<&str> =
-        events.iter().filter_map(|e| e.uid.as_deref()).collect();
-    for e in events {
-        for p in e.tunnel_parents.iter().flat_map(|p| p.split(',')) {
-            assert!(uids.contains(p), "tunnel parent {p} is no connection");
-        }
-    }
-    for e in events {
-        assert!(e
-            .uid
-            .as_deref()
-            .is_some_and(|u| u.starts_with('C') && u.len() == 18));
-        assert!(e.zeek_state.is_some());
+    if let Err(e) = sum.check_accounting(events) {
+        panic!("{what}: {e}");
     }
 }
 
