@@ -286,13 +286,15 @@ fn array<const N: usize>(b: &[u8], what: &'static str) -> Result<[u8; N], Decode
         .ok_or(DecodeError::Truncated(what))
 }
 
-fn be16(b: &[u8]) -> Option<u16> {
+/// Big-endian numbers at the start of an attribute's payload (netfilter's byte order), or
+/// None when the payload is shorter.
+pub(crate) fn be16(b: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?))
 }
-fn be32(b: &[u8]) -> Option<u32> {
+pub(crate) fn be32(b: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
 }
-fn be64(b: &[u8]) -> Option<u64> {
+pub(crate) fn be64(b: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
 }
 

@@ -13,8 +13,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::conntrack::ctnetlink::{
-    align4, decode_tuple, Attrs, CtTuple, CTA_ID, CTA_TUPLE_ORIG, NLMSG_DONE, NLMSG_ERROR,
-    NLMSG_HDRLEN, NLMSG_NOOP, NLMSG_OVERRUN,
+    align4, be16, be32, be64, decode_tuple, Attrs, CtTuple, CTA_ID, CTA_TUPLE_ORIG, NLMSG_DONE,
+    NLMSG_ERROR, NLMSG_HDRLEN, NLMSG_NOOP, NLMSG_OVERRUN,
 };
 
 /// nfnetlink subsystem of NFLOG (`NFNL_SUBSYS_ULOG`).
@@ -157,16 +157,6 @@ impl<'a> Iterator for Messages<'a> {
         self.buf = &self.buf[align4(len).min(self.buf.len())..];
         Some(decode_message(msg))
     }
-}
-
-fn be16(b: &[u8]) -> Option<u16> {
-    Some(u16::from_be_bytes(b.get(..2)?.try_into().ok()?))
-}
-fn be32(b: &[u8]) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(..4)?.try_into().ok()?))
-}
-fn be64(b: &[u8]) -> Option<u64> {
-    Some(u64::from_be_bytes(b.get(..8)?.try_into().ok()?))
 }
 
 /// Decodes one netlink message (header included, at least [`NLMSG_HDRLEN`] bytes).
@@ -451,7 +441,7 @@ pub fn config_request(group: u16, seq: u32, attrs: &[(u16, &[u8])]) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
     use netlink_packet_netfilter::nflog::{
@@ -460,7 +450,8 @@ mod tests {
     };
     use netlink_packet_netfilter::{NetfilterHeader, NetfilterMessage, NetfilterProtoFamily};
 
-    fn attr(t: u16, v: &[u8]) -> Vec<u8> {
+    /// One netlink attribute, padded to 4 bytes.
+    pub(crate) fn attr(t: u16, v: &[u8]) -> Vec<u8> {
         let mut b = Vec::new();
         b.extend_from_slice(&((4 + v.len()) as u16).to_ne_bytes());
         b.extend_from_slice(&t.to_ne_bytes());
@@ -472,7 +463,7 @@ mod tests {
     }
 
     /// A packet message as the kernel builds it: header, nfgenmsg, attributes.
-    fn message(family: u8, group: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
+    pub(crate) fn message(family: u8, group: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
         let ty = u16::from(NFNL_SUBSYS_ULOG) << 8 | u16::from(NFULNL_MSG_PACKET);
         let mut b = vec![0u8; 16];
         b[4..6].copy_from_slice(&ty.to_ne_bytes());

@@ -582,31 +582,9 @@ pub fn spawn(
 
 #[cfg(test)]
 mod tests {
+    use super::decode::tests::{attr, message};
     use super::decode::{NFULA_PAYLOAD, NFULA_PREFIX, NFULA_SEQ};
     use super::*;
-
-    fn attr(t: u16, v: &[u8]) -> Vec<u8> {
-        let mut b = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
-        b.extend_from_slice(&t.to_ne_bytes());
-        b.extend_from_slice(v);
-        while !b.len().is_multiple_of(4) {
-            b.push(0);
-        }
-        b
-    }
-
-    fn message(family: u8, group: u16, attrs: &[Vec<u8>]) -> Vec<u8> {
-        let mut b = vec![0u8; 16];
-        b[4..6].copy_from_slice(&(4u16 << 8).to_ne_bytes());
-        b.extend_from_slice(&[family, 0]);
-        b.extend_from_slice(&group.to_be_bytes());
-        for a in attrs {
-            b.extend_from_slice(a);
-        }
-        let len = b.len() as u32;
-        b[..4].copy_from_slice(&len.to_ne_bytes());
-        b
-    }
 
     fn udp(seq: u32, group: u16) -> Vec<u8> {
         let mut p = vec![
