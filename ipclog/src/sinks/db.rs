@@ -7,7 +7,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -144,15 +144,18 @@ impl DbSink {
             if self.when_full == WhenFull::Wait {
                 self.counters.depth.fetch_add(1, Ordering::Relaxed);
                 if tx.send(msg()).is_err() {
+                    // The database thread is gone (it never panics; this is defensive).
                     self.counters.depth.fetch_sub(1, Ordering::Relaxed);
                     self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 return;
             }
+            // A full queue drops without paying for the copy first.
             if self.counters.depth.load(Ordering::Relaxed) >= self.capacity {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
                 return;
             }
+            // Counted before the send, so the database thread never takes it below zero.
             self.counters.depth.fetch_add(1, Ordering::Relaxed);
             if tx.try_send(msg()).is_err() {
                 self.counters.depth.fetch_sub(1, Ordering::Relaxed);
@@ -169,31 +172,7 @@ impl EventSink for DbSink {
     }
 
     fn event(&mut self, ev: &ConnEvent) {
-        if let Some(tx) = &self.tx {
-            if self.when_full == WhenFull::Wait {
-                self.counters.depth.fetch_add(1, Ordering::Relaxed);
-                if tx.send(DbMsg::Event(Box::new(ev.clone()))).is_err() {
-                    // The database thread is gone (it never panics; this is defensive).
-                    self.counters.depth.fetch_sub(1, Ordering::Relaxed);
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-                return;
-            }
-            // A full queue drops without paying for the copy first.
-            if self.counters.depth.load(Ordering::Relaxed) >= self.capacity {
-                self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-            // Counted before the send, so the database thread never takes it below zero.
-            self.counters.depth.fetch_add(1, Ordering::Relaxed);
-            match tx.try_send(DbMsg::Event(Box::new(ev.clone()))) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                    self.counters.depth.fetch_sub(1, Ordering::Relaxed);
-                    self.counters.dropped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-        }
+        self.queue(|| DbMsg::Event(Box::new(ev.clone())));
     }
 
     /// The runs row was started when the database was opened (see [`open_store`]).
