@@ -24,6 +24,36 @@ pub struct RcvBuf {
     pub forced: bool,
 }
 
+/// A NETLINK_NETFILTER socket bound to an address the kernel picks.
+pub(crate) fn netfilter_socket() -> Result<Socket, Error> {
+    let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| {
+        Error::Start(format!(
+            "ipclog: cannot open a netfilter netlink socket: {e}"
+        ))
+    })?;
+    sock.bind_auto()
+        .map_err(|e| Error::Start(format!("ipclog: cannot bind the netlink socket: {e}")))?;
+    Ok(sock)
+}
+
+/// Sets the receive buffer of `fd` to `bytes`: past net.core.rmem_max where the capability
+/// allows (`SO_RCVBUFFORCE`), else capped by it (`SO_RCVBUF`).
+pub(crate) fn set_rcvbuf(fd: i32, bytes: usize) -> RcvBuf {
+    let req = bytes.min(i32::MAX as usize) as libc::c_int;
+    let forced = match setsockopt_int(fd, libc::SO_RCVBUFFORCE, req) {
+        Ok(()) => true,
+        Err(_) => {
+            let _ = setsockopt_int(fd, libc::SO_RCVBUF, req);
+            false
+        }
+    };
+    RcvBuf {
+        requested: bytes,
+        actual: getsockopt_int(fd, libc::SO_RCVBUF).unwrap_or(0),
+        forced,
+    }
+}
+
 /// 0 from a libc call as `Ok`, else the errno it left.
 fn check(r: libc::c_int) -> io::Result<()> {
     if r == 0 {
@@ -114,13 +144,7 @@ impl EventSocket {
     /// Subscribes to conntrack events with a receive buffer of `rcvbuf` bytes and a receive
     /// timeout of `tick` (so the reader notices signals).
     pub fn open(rcvbuf: usize, tick: Duration) -> Result<EventSocket, Error> {
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| {
-            Error::Start(format!(
-                "ipclog: cannot open a netfilter netlink socket: {e}"
-            ))
-        })?;
-        sock.bind_auto()
-            .map_err(|e| Error::Start(format!("ipclog: cannot bind the netlink socket: {e}")))?;
+        let sock = netfilter_socket()?;
         for g in GROUPS {
             if let Err(e) = sock.add_membership(g) {
                 return Err(if permission_error(&e) {
@@ -134,26 +158,14 @@ impl EventSocket {
             }
         }
         let fd = sock.as_raw_fd();
-        let req = rcvbuf.min(i32::MAX as usize) as libc::c_int;
-        let forced = match setsockopt_int(fd, libc::SO_RCVBUFFORCE, req) {
-            Ok(()) => true,
-            Err(_) => {
-                let _ = setsockopt_int(fd, libc::SO_RCVBUF, req);
-                false
-            }
-        };
-        let actual = getsockopt_int(fd, libc::SO_RCVBUF).unwrap_or(0);
+        let rcvbuf = set_rcvbuf(fd, rcvbuf);
         set_rcvtimeo(fd, tick)
             .map_err(|e| Error::Start(format!("ipclog: cannot set a receive timeout: {e}")))?;
         let inode = socket_inode(fd);
         Ok(EventSocket {
             sock,
             inode,
-            rcvbuf: RcvBuf {
-                requested: rcvbuf,
-                actual,
-                forced,
-            },
+            rcvbuf,
         })
     }
 

@@ -19,12 +19,14 @@ use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use netlink_sys::{protocols::NETLINK_NETFILTER, Socket, SocketAddr};
+use netlink_sys::{Socket, SocketAddr};
 
 use shared::packet::{Action, PacketConn, PacketEvent};
 use shared::sink::{EventSink, RunEnd, RunInfo};
 
-use crate::conntrack::socket::{permission_error, set_rcvtimeo, setsockopt_int, socket_inode};
+use crate::conntrack::socket::{
+    netfilter_socket, permission_error, set_rcvbuf, set_rcvtimeo, socket_inode,
+};
 use crate::error::Error;
 use decode::{Item, Messages, RawPacket, Unusable};
 
@@ -66,17 +68,9 @@ impl NflogSocket {
     /// group another process holds (ulogd, another ipclog) or missing permission is a start-up
     /// error naming the group.
     pub fn open(groups: &[u16], rcvbuf: usize) -> Result<NflogSocket, Error> {
-        let mut sock = Socket::new(NETLINK_NETFILTER).map_err(|e| {
-            Error::Start(format!(
-                "ipclog: cannot open a netfilter netlink socket: {e}"
-            ))
-        })?;
-        sock.bind_auto()
-            .map_err(|e| Error::Start(format!("ipclog: cannot bind the netlink socket: {e}")))?;
+        let sock = netfilter_socket()?;
         let fd = sock.as_raw_fd();
-        let req = rcvbuf.min(i32::MAX as usize) as libc::c_int;
-        if setsockopt_int(fd, libc::SO_RCVBUFFORCE, req).is_err() {
-            let _ = setsockopt_int(fd, libc::SO_RCVBUF, req);
+        if !set_rcvbuf(fd, rcvbuf).forced {
             eprintln!(
                 "ipclog: SO_RCVBUFFORCE not permitted, used SO_RCVBUF (capped by \
                  net.core.rmem_max): packets may be lost under load"
