@@ -20,23 +20,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 IPCLOG=${IPCLOG:-$TARGET/release/ipclog}
 FLOOD=${FLOOD:-$TARGET/release/conntrack-flood}
 IPCLOG_ARGS=${IPCLOG_ARGS:-}
-C=ctfl-c-$$
-S=ctfl-s-$$
 rm -rf "$OUT"; mkdir -p "$OUT"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    ip netns del "$C" 2>/dev/null || true
-    ip netns del "$S" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-ip netns add "$C"
-ip netns add "$S"
-ip -n "$C" link add eth0 type veth peer name eth0 netns "$S"
-ip -n "$C" addr add 10.9.0.1/24 dev eth0
-ip -n "$S" addr add 10.9.0.2/24 dev eth0
-for n in "$C" "$S"; do ip -n "$n" link set eth0 up; ip -n "$n" link set lo up; done
+# shellcheck source=bench/netns-pair.sh
+. "$ROOT/bench/netns-pair.sh"
+netns_pair ctfl 10.9.0
 # Conntrack hooks in the server; no ICMP port-unreachable storm back to the client.
 ip netns exec "$S" nft -f - <<NFT
 table inet bench {

@@ -19,22 +19,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 IPCLOG=${IPCLOG:-$TARGET/release/ipclog}
 FLOOD=${FLOOD:-$TARGET/release/conntrack-flood}
 [ -x "$FLOOD" ] || FLOOD=$ROOT/bench/conntrack-flood/target/release/conntrack-flood
-C=lvfl-c-$$
-S=lvfl-s-$$
 rm -rf "$OUT"; mkdir -p "$OUT"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    ip netns del "$C" 2>/dev/null || true
-    ip netns del "$S" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$C"
-ip netns add "$S"
-ip -n "$C" link add eth0 type veth peer name eth0 netns "$S"
-ip -n "$C" addr add 10.9.0.1/24 dev eth0
-ip -n "$S" addr add 10.9.0.2/24 dev eth0
-for n in "$C" "$S"; do ip -n "$n" link set eth0 up; ip -n "$n" link set lo up; done
+# shellcheck source=bench/netns-pair.sh
+. "$ROOT/bench/netns-pair.sh"
+netns_pair lvfl 10.9.0
 # No ICMP port-unreachable storm back: only the flood is on the wire.
 ip netns exec "$S" nft -f - <<NFT
 table inet bench {

@@ -22,23 +22,10 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 IPCLOG=${IPCLOG:-$TARGET/release/ipclog}
 FLOOD=${FLOOD:-$TARGET/release/conntrack-flood}
 IPCLOG_ARGS=${IPCLOG_ARGS:-}
-C=nffl-c-$$
-S=nffl-s-$$
 rm -rf "$OUT"; mkdir -p "$OUT"
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    ip netns del "$C" 2>/dev/null || true
-    ip netns del "$S" 2>/dev/null || true
-}
-trap cleanup EXIT
-
-ip netns add "$C"
-ip netns add "$S"
-ip -n "$C" link add eth0 type veth peer name eth0 netns "$S"
-ip -n "$C" addr add 10.9.0.1/24 dev eth0
-ip -n "$S" addr add 10.9.0.2/24 dev eth0
-for n in "$C" "$S"; do ip -n "$n" link set eth0 up; ip -n "$n" link set lo up; done
+# shellcheck source=bench/netns-pair.sh
+. "$ROOT/bench/netns-pair.sh"
+netns_pair nffl 10.9.0
 ip netns exec "$S" nft -f - <<NFT
 table inet bench {
   chain in { type filter hook input priority 0; udp dport 1024-65535 counter log group 1 prefix "drop-flood" drop; }

@@ -17,21 +17,9 @@ N=${1:-5000}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 IPCLOG=${IPCLOG:-${CARGO_TARGET_DIR:-$ROOT/target}/release/ipclog}
 OUT=$(mktemp -d /tmp/proc-bench.XXXXXX)
-C=prb-c-$$
-S=prb-s-$$
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    ip netns del "$C" 2>/dev/null || true
-    ip netns del "$S" 2>/dev/null || true
-}
-trap cleanup EXIT
-ip netns add "$C"
-ip netns add "$S"
-ip -n "$C" link add eth0 type veth peer name eth0 netns "$S"
-ip -n "$C" addr add 10.8.0.1/24 dev eth0
-ip -n "$S" addr add 10.8.0.2/24 dev eth0
-for n in "$C" "$S"; do ip -n "$n" link set eth0 up; ip -n "$n" link set lo up; done
+# shellcheck source=bench/netns-pair.sh
+. "$ROOT/bench/netns-pair.sh"
+netns_pair prb 10.8.0
 ip netns exec "$C" nft -f - <<NFT
 table inet bench {
   chain out { type filter hook output priority 0; ct state new counter; }
